@@ -1,0 +1,1 @@
+"""Kernel quantile regression path solvers (numba): exact lambda-path and S-path."""
