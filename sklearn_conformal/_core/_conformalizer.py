@@ -1,0 +1,141 @@
+"""Split-conformal calibration of class probabilities, shared by every conformal classifier."""
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._calibrators import MODES, ClusterAssignment, class_thresholds, marginal_thresholds
+from ._classification_scores import SCORES, prediction_sets, true_label_scores
+from ._quantile import min_calibration_size
+from ._validation import check_confidence_level, warn_small_calibration
+
+
+class ClassificationConformalizer:
+    """Turn calibration probabilities into per-label thresholds and prediction sets.
+
+    Parameters
+    ----------
+    score : {"lac", "aps", "raps"}, default="lac"
+        Non-conformity score (see :mod:`sklearn_conformal._core._classification_scores`).
+    mode : {"marginal", "class", "cluster"}, default="marginal"
+        Marginal split conformal, class-conditional (LabelCP) or cluster-conditional (ClusterCP).
+    randomized : bool, default=True
+        Draw one uniform per sample for APS/RAPS (exact coverage); ``False`` uses ``u = 1``
+        (conservative).
+    k_reg, lambda_reg : int, float, default=5, 0.01
+        RAPS regularisation.
+    n_clusters, clustering_fraction : int or "auto", float or "auto"
+        ClusterCP parameters (Ding et al.'s automatic rule by default).
+    """
+
+    def __init__(
+        self,
+        score="lac",
+        mode="marginal",
+        randomized=True,
+        k_reg=5,
+        lambda_reg=0.01,
+        n_clusters="auto",
+        clustering_fraction="auto",
+    ):
+        if score not in SCORES:
+            raise ValueError(f"conformity_score must be one of {SCORES}, got {score!r}.")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+        self.score = score
+        self.mode = mode
+        self.randomized = randomized
+        self.k_reg = k_reg
+        self.lambda_reg = lambda_reg
+        self.n_clusters = n_clusters
+        self.clustering_fraction = clustering_fraction
+
+    def fit(self, proba, y_idx, n_classes, confidence_level, random_state=None):
+        """Compute calibration scores and thresholds.
+
+        Parameters
+        ----------
+        proba : ndarray of shape (n_calibration, n_classes)
+        y_idx : ndarray of shape (n_calibration,)
+            Column index of each calibration label.
+        n_classes : int
+        confidence_level : float
+        random_state : int, RandomState, Generator or None
+            Drives the calibration uniforms, the ClusterCP split and the seed of the test-time
+            uniforms, so equal seeds give equal sets.
+
+        Returns
+        -------
+        self
+        """
+        self.confidence_level_ = check_confidence_level(confidence_level)
+        rng = check_random_state(random_state)
+        self.n_classes_ = int(n_classes)
+        y_idx = np.asarray(y_idx, dtype=np.int64)
+        self.y_idx_ = y_idx
+        self.conformity_scores_ = true_label_scores(
+            proba, y_idx, self.score, self._uniforms(rng, len(y_idx)), self.k_reg, self.lambda_reg
+        )
+        if self.mode == "cluster":
+            self.clusters_ = ClusterAssignment(
+                self.n_clusters, self.clustering_fraction, random_state=rng
+            ).fit(self.conformity_scores_, y_idx, self.n_classes_, self.confidence_level_)
+        self.predict_seed_ = int(rng.randint(2**31 - 1))
+        self.thresholds_ = self.thresholds(self.confidence_level_)
+        return self
+
+    def thresholds(self, confidence_level):
+        """Per-label thresholds at ``confidence_level`` from the stored calibration scores.
+
+        ClusterCP keeps the clusters found at fit time and recomputes only their quantiles.
+        """
+        level = check_confidence_level(confidence_level)
+        scores, y_idx = self.conformity_scores_, self.y_idx_
+        if self.mode == "marginal":
+            thresholds = marginal_thresholds(scores, self.n_classes_, level)
+            if np.isinf(thresholds[0]):
+                warn_small_calibration(len(scores), level)
+        elif self.mode == "class":
+            thresholds = class_thresholds(scores, y_idx, self.n_classes_, level)
+            if np.isinf(thresholds).any():
+                counts = np.bincount(y_idx, minlength=self.n_classes_)
+                short = np.flatnonzero(np.isinf(thresholds))
+                warn_small_calibration(
+                    int(counts[short].min()),
+                    level,
+                    where=f"class-conditional calibration of {short.size} class(es) (indices "
+                    f"{short[:10].tolist()}) with at least {min_calibration_size(level)} needed "
+                    "per class:",
+                )
+        else:
+            thresholds = self.clusters_.thresholds(scores, y_idx, level)
+            if np.isinf(thresholds).any():
+                warn_small_calibration(
+                    int(self.clusters_.calibration_mask_.sum()), level,
+                    where="a cluster of the cluster-conditional calibration",
+                )
+        return thresholds
+
+    def predict_set(self, proba, confidence_level=None, random_state=None):
+        """Boolean prediction sets of shape ``(n_samples, n_classes)``.
+
+        Parameters
+        ----------
+        proba : ndarray of shape (n_samples, n_classes)
+        confidence_level : float or None
+            Overrides the level used at fit time.
+        random_state : int, RandomState, Generator or None
+            Seed of the test-time uniforms; by default one drawn at fit, so repeated calls on
+            the same data return the same sets.
+        """
+        if confidence_level is None or confidence_level == self.confidence_level_:
+            thresholds = self.thresholds_
+        else:
+            thresholds = self.thresholds(confidence_level)
+        seed = self.predict_seed_ if random_state is None else random_state
+        u = self._uniforms(check_random_state(seed), proba.shape[0])
+        return prediction_sets(proba, thresholds, self.score, u, self.k_reg, self.lambda_reg)
+
+    def _uniforms(self, rng, n):
+        if self.randomized and self.score != "lac":
+            return rng.uniform(size=n)
+        return np.ones(n)
