@@ -1,0 +1,293 @@
+"""Conformal-training losses as standalone ``torch.nn.Module`` objects usable in any training loop.
+
+Every loss takes ``(logits, target)`` for one mini-batch and returns a scalar. The conformal ones
+split the batch at random into a calibration half and a prediction half (ConfTr, Stutz et al. 2022):
+
+1. non-conformity score ``s(x, k) = -log softmax(f(x))_k`` (ConfTr's ``threshold_logp``, which CaCT
+   uses for training whatever the test-time score);
+2. a differentiable threshold ``q`` = the soft ``ceil((n_cal + 1) level)``-th smallest true-label
+   score of the calibration half (:func:`~._soft_quantile.soft_quantile`);
+3. soft membership ``c_k(x) = sigmoid((q - s(x, k)) / T)`` and soft size ``sum_k c_k(x)`` on the
+   prediction half;
+4. a size penalty added to the cross-entropy of the whole batch.
+
+The losses differ in step 4: :class:`ConfTrLoss` (one global weight), :class:`CaCTLoss` (class-wise
+multipliers on the class-mean sizes through a penalty-Lagrangian function, or per-sample weights for
+the heuristic rule), and :class:`CALSLoss` (CALS's class-wise logit-margin constraint; no set sizes).
+The multipliers are plain tensors in the loss (not parameters); an outer loop updates them, see
+:mod:`._multipliers`.
+"""
+
+import warnings
+
+import torch
+import torch.nn.functional as F
+
+from ._penalties import get_penalty
+from ._soft_quantile import soft_quantile
+
+
+class SmallBatchWarning(UserWarning):
+    """A batch was too small for the training quantile; that batch used cross-entropy only."""
+
+
+def smooth_set_size(log_proba, threshold, temperature):
+    """Soft prediction-set size ``sum_k sigmoid((q + log p_k) / T)`` for each row.
+
+    Parameters
+    ----------
+    log_proba : torch.Tensor of shape (n, K)
+        Log-probabilities.
+    threshold : torch.Tensor (scalar) or float
+        Threshold ``q`` on the score ``-log p``.
+    temperature : float
+        Sigmoid temperature ``T > 0``; the hard size is recovered as ``T -> 0``.
+
+    Returns
+    -------
+    size : torch.Tensor of shape (n,)
+    """
+    return torch.sigmoid((threshold + log_proba) / temperature).sum(dim=1)
+
+
+def hard_set_size(log_proba, threshold):
+    """Hard set size ``#{k : -log p_k <= q}`` for each row (no gradient)."""
+    return (-log_proba <= threshold).sum(dim=1).to(log_proba.dtype)
+
+
+class _ConformalBatchLoss(torch.nn.Module):
+    """Shared batch split, training quantile and soft sizes of the conformal-training losses."""
+
+    def __init__(
+        self,
+        n_classes,
+        confidence_level=0.99,
+        temperature=0.5,
+        calibration_fraction=0.5,
+        quantile_method="sortnet",
+        steepness=10.0,
+        neuralsort_tau=0.1,
+        quantile_window=None,
+        class_weight=None,
+        min_calibration=2,
+    ):
+        super().__init__()
+        self.n_classes = int(n_classes)
+        self.confidence_level = float(confidence_level)
+        self.temperature = float(temperature)
+        self.calibration_fraction = float(calibration_fraction)
+        self.quantile_method = quantile_method
+        self.steepness = float(steepness)
+        self.neuralsort_tau = float(neuralsort_tau)
+        self.quantile_window = quantile_window
+        self.min_calibration = int(min_calibration)
+        self.class_weight = None if class_weight is None else torch.as_tensor(class_weight)
+        # set when a batch falls back to cross-entropy; the warning is issued once per instance
+        self.small_batch_warned = False
+
+    def cross_entropy(self, logits, target):
+        weight = None
+        if self.class_weight is not None:
+            weight = self.class_weight.to(dtype=logits.dtype, device=logits.device)
+        return F.cross_entropy(logits, target, weight=weight)
+
+    def split_sizes(self, logits, target, generator=None):
+        """Split the batch, compute ``q`` on one half and soft sizes on the other.
+
+        Returns ``None`` when the batch cannot hold both halves; otherwise
+        ``(size_pred, target_pred, threshold, log_proba_pred)``.
+        """
+        n = logits.shape[0]
+        n_cal = int(self.calibration_fraction * n)
+        if n_cal < self.min_calibration or n - n_cal < 1:
+            if not self.small_batch_warned:
+                warnings.warn(
+                    f"a training batch of {n} samples leaves {n_cal} for the training quantile "
+                    f"(need {self.min_calibration}); such batches use cross-entropy only. "
+                    "Increase batch_size.",
+                    SmallBatchWarning,
+                    stacklevel=3,
+                )
+                self.small_batch_warned = True
+            return None
+        perm = torch.randperm(n, device=logits.device, generator=generator)
+        cal, pred = perm[:n_cal], perm[n_cal:]
+        log_proba = F.log_softmax(logits, dim=1)
+        cal_scores = -log_proba[cal, target[cal]]
+        threshold = soft_quantile(
+            cal_scores,
+            self.confidence_level,
+            method=self.quantile_method,
+            steepness=self.steepness,
+            tau=self.neuralsort_tau,
+            window=self.quantile_window,
+        )
+        lp_pred = log_proba[pred]
+        size = smooth_set_size(lp_pred, threshold, self.temperature)
+        return size, target[pred], threshold, lp_pred
+
+
+class ConfTrLoss(_ConformalBatchLoss):
+    """ConfTr in the form CaCT compares against: ``CE + lambda * mean_i max(0, |C(x_i)| - eta)``.
+
+    Parameters
+    ----------
+    n_classes : int
+    size_weight : float, default=0.01
+        The global weight ``lambda`` (CaCT's grid: 0.001 ... 0.2).
+    target_size : float, default=1.0
+        ``eta``; sizes below it are not penalised.
+    confidence_level : float, default=0.99
+        Level of the training quantile (``1 - alpha_train``).
+    temperature, calibration_fraction, quantile_method, steepness, neuralsort_tau, quantile_window
+        See :class:`CaCTLoss`.
+    class_weight : array-like of shape (K,) or None
+        Weights of the cross-entropy term.
+    """
+
+    def __init__(self, n_classes, size_weight=0.01, target_size=1.0, **kwargs):
+        super().__init__(n_classes, **kwargs)
+        self.size_weight = float(size_weight)
+        self.target_size = float(target_size)
+
+    def forward(self, logits, target):
+        ce = self.cross_entropy(logits, target)
+        out = self.split_sizes(logits, target)
+        if out is None:
+            return ce
+        size = out[0]
+        return ce + self.size_weight * F.relu(size - self.target_size).mean()
+
+
+class CaCTLoss(_ConformalBatchLoss):
+    """Class-adaptive conformal training loss (CaCT, eq. 13 with CALS's normalisation).
+
+    ``"alm"``: ``CE + reduce_k P(d_k / eta_k - 1, lambda_k, rho_k)`` where ``d_k`` is the mean soft set
+    size over the prediction-half samples of class ``k`` and the reduction (mean or sum) runs over
+    the classes present in that half. ``"hr"``: ``CE + mean_i lambda_{y_i} max(0, |C(x_i)| - eta)``
+    (CaCT eq. 9 with heuristic multipliers).
+
+    Parameters
+    ----------
+    n_classes : int
+    multipliers : {"alm", "hr"}, default="alm"
+    penalty : {"phr", "p2", "p3"}, default="phr"
+    penalty_reduction : {"mean", "sum"}, default="mean"
+    target_size : float or array-like of shape (K,), default=1.0
+        ``eta`` (one per class allowed).
+    confidence_level : float, default=0.99
+        Level of the training quantile (``1 - alpha_train``).
+    temperature : float, default=0.5
+        Sigmoid temperature of the soft sets.
+    calibration_fraction : float, default=0.5
+        Fraction of each batch used for the training quantile.
+    quantile_method : {"sortnet", "neuralsort", "hard"}, default="sortnet"
+    steepness : float, default=10.0
+    neuralsort_tau : float, default=0.1
+    quantile_window : int or None, default=None
+    class_weight : array-like of shape (K,) or None
+        Weights of the cross-entropy term (a class-balanced primal).
+
+    Attributes
+    ----------
+    lambdas, rhos : torch.Tensor of shape (K,)
+        Current multipliers and penalty parameters, held constant by the inner step; update them
+        with :meth:`set_multipliers`.
+    """
+
+    def __init__(
+        self,
+        n_classes,
+        multipliers="alm",
+        penalty="phr",
+        penalty_reduction="mean",
+        target_size=1.0,
+        **kwargs,
+    ):
+        super().__init__(n_classes, **kwargs)
+        self.multipliers = multipliers
+        self.penalty = penalty
+        self._penalty_fn = get_penalty(penalty)
+        self.penalty_reduction = penalty_reduction
+        eta = torch.as_tensor(target_size, dtype=torch.float32)
+        self.target_size = eta.expand(self.n_classes).clone() if eta.ndim == 0 else eta.clone()
+        self.lambdas = torch.full((self.n_classes,), 1e-6)
+        self.rhos = torch.ones(self.n_classes)
+
+    def set_multipliers(self, lambdas, rhos=None, target_size=None):
+        """Replace the multipliers (and optionally ``rho`` and the per-class targets)."""
+        self.lambdas = torch.as_tensor(lambdas, dtype=torch.float32).clone()
+        if rhos is not None:
+            self.rhos = torch.as_tensor(rhos, dtype=torch.float32).clone()
+        if target_size is not None:
+            eta = torch.as_tensor(target_size, dtype=torch.float32)
+            self.target_size = eta.expand(self.n_classes).clone() if eta.ndim == 0 else eta.clone()
+
+    def forward(self, logits, target):
+        ce = self.cross_entropy(logits, target)
+        out = self.split_sizes(logits, target)
+        if out is None:
+            return ce
+        size, y, _, _ = out
+        dev, dt = logits.device, logits.dtype
+        lam = self.lambdas.to(device=dev, dtype=dt)
+        eta = self.target_size.to(device=dev, dtype=dt)
+        if self.multipliers == "hr":
+            return ce + (lam[y] * F.relu(size - eta[y])).mean()
+        counts = torch.bincount(y, minlength=self.n_classes).to(dt)
+        sums = torch.zeros(self.n_classes, dtype=dt, device=dev).index_add(0, y, size)
+        present = counts > 0
+        d = sums[present] / counts[present]
+        z = d / eta[present] - 1.0
+        rho = self.rhos.to(device=dev, dtype=dt)[present]
+        value, _ = self._penalty_fn(z, lam[present], rho)
+        penalty = value.mean() if self.penalty_reduction == "mean" else value.sum()
+        return ce + penalty
+
+
+class CALSLoss(torch.nn.Module):
+    """CALS (Liu et al., CVPR 2023): cross-entropy plus class-wise ALM penalties on logit margins.
+
+    The constraint for sample ``i`` and class ``k`` is ``z_ik = (max_j l_ij - l_ik - m) / m <= 0``
+    (logit distances bounded by the margin ``m``, normalised by it); the loss is
+    ``CE + mean_{i,k} P(z_ik, lambda_k, rho_k)``.
+
+    Parameters
+    ----------
+    n_classes : int
+    margin : float, default=10.0
+    penalty : {"phr", "p2", "p3"}, default="phr"
+    class_weight : array-like of shape (K,) or None
+    """
+
+    def __init__(self, n_classes, margin=10.0, penalty="phr", class_weight=None):
+        super().__init__()
+        self.n_classes = int(n_classes)
+        self.margin = float(margin)
+        self.penalty = penalty
+        self._penalty_fn = get_penalty(penalty)
+        self.class_weight = None if class_weight is None else torch.as_tensor(class_weight)
+        self.lambdas = torch.full((self.n_classes,), 1e-6)
+        self.rhos = torch.ones(self.n_classes)
+
+    def set_multipliers(self, lambdas, rhos=None, target_size=None):
+        """Replace the multipliers (``target_size`` is accepted for a uniform interface, unused)."""
+        self.lambdas = torch.as_tensor(lambdas, dtype=torch.float32).clone()
+        if rhos is not None:
+            self.rhos = torch.as_tensor(rhos, dtype=torch.float32).clone()
+
+    def constraints(self, logits):
+        """Normalised margin constraints ``z`` of shape (n, K)."""
+        gap = logits.max(dim=1, keepdim=True).values - logits
+        return (gap - self.margin) / self.margin
+
+    def forward(self, logits, target):
+        weight = None
+        if self.class_weight is not None:
+            weight = self.class_weight.to(dtype=logits.dtype, device=logits.device)
+        ce = F.cross_entropy(logits, target, weight=weight)
+        z = self.constraints(logits)
+        lam = self.lambdas.to(device=logits.device, dtype=logits.dtype)[None, :]
+        rho = self.rhos.to(device=logits.device, dtype=logits.dtype)[None, :]
+        value, _ = self._penalty_fn(z, lam, rho)
+        return ce + value.mean()
