@@ -101,14 +101,13 @@ class ClusterAssignment:
         mask = self.calibration_mask_
         scores, y_idx = scores[mask], y_idx[mask]
         cluster_of_class = self.cluster_of_class_
+        clustered = cluster_of_class[y_idx] >= 0
         per_cluster = group_thresholds(
-            scores[cluster_of_class[y_idx] >= 0],
-            cluster_of_class[y_idx][cluster_of_class[y_idx] >= 0],
-            self.n_clusters_,
-            confidence_level,
+            scores[clustered], cluster_of_class[y_idx][clustered], self.n_clusters_, confidence_level
         )
+        # the null cluster (rare classes, or every class when clustering is not possible) is
+        # calibrated marginally on all proper-calibration scores (Ding et al.; CaCT eq. 27)
         null_threshold = conformal_quantile(scores, confidence_level)
-        return np.where(
-            cluster_of_class >= 0, per_cluster[np.maximum(cluster_of_class, 0)], null_threshold
-        )
-
+        thresholds = np.full(cluster_of_class.shape[0], null_threshold)
+        thresholds[cluster_of_class >= 0] = per_cluster[cluster_of_class[cluster_of_class >= 0]]
+        return thresholds

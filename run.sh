@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The project's two entry points, on a fresh machine with only python3:
+#   ./run.sh demo   fit the estimators on generated data and print coverage / size tables
+#   ./run.sh test   run the whole test suite, then build the docs with warnings as errors
+# Both create (or reuse) the virtualenv .venv and install the package with what it needs.
+# torch comes through constraints.txt, which pins the local CPU build (no CUDA wheels).
+set -euo pipefail
+cd "$(dirname "$0")"
+venv="${SKCONF_VENV:-.venv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+py="$venv/bin/python"
+stamp="$venv/.installed-$(cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  "$py" -m pip install -q --upgrade pip
+  "$py" -m pip install -q -c constraints.txt -e ".[torch,test,doc,plot]"
+  touch "$stamp"
+fi
+case "${1:-}" in
+  demo)
+    shift; exec "$py" -m sklearn_conformal "$@" ;;
+  test)
+    shift
+    "$py" -m pytest -n 2 "$@"
+    "$py" -m sphinx -W --keep-going -q -b html doc doc/_build/html ;;
+  *)
+    echo "usage: $0 demo|test" >&2; exit 2 ;;
+esac

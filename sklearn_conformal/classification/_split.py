@@ -1,0 +1,258 @@
+"""Split conformal prediction sets around any probabilistic classifier."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
+from sklearn.linear_model import LogisticRegression
+from sklearn.utils import check_random_state, get_tags
+from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._core import ClassificationConformalizer
+from .._core._calibrators import MODES
+from .._core._classification_scores import SCORES
+from .._estimator_utils import is_frozen, resolve_confidence_level, split_calibration
+
+
+class SplitConformalClassifier(ClassifierMixin, BaseEstimator):
+    """Prediction sets with guaranteed coverage around any classifier with ``predict_proba``.
+
+    ``fit`` splits off a calibration set, fits ``estimator`` on the rest, and computes the
+    exact finite-sample threshold(s) of the chosen non-conformity score. For exchangeable data,
+    ``predict_set`` then contains the true label with probability at least
+    ``confidence_level`` — marginally, per class (``mode="class"``) or per cluster of classes
+    with similar score distributions (``mode="cluster"``).
+
+    Parameters
+    ----------
+    estimator : classifier with ``predict_proba``, default=None
+        The model to conformalize; ``None`` means ``LogisticRegression()``. Pass
+        ``sklearn.frozen.FrozenEstimator(model)`` for an already trained model: all of
+        ``fit``'s data then calibrates.
+    confidence_level : float in (0, 1), default=0.9
+        Target coverage ``1 - alpha``.
+    conformity_score : {"lac", "aps", "raps"}, default="lac"
+        ``"lac"`` (THR) ``1 - p_y``: smallest sets on average, may be empty. ``"aps"``:
+        cumulative mass of labels ranked up to ``y``: adaptive to difficulty. ``"raps"``: APS
+        plus ``lambda_reg * max(0, rank - k_reg)``: smaller, more stable sets than APS.
+    mode : {"marginal", "class", "cluster"}, default="marginal"
+        ``"marginal"`` guarantees average coverage; ``"class"`` (LabelCP / Mondrian) guarantees
+        it within every class, at the price of larger sets for rare classes; ``"cluster"``
+        (ClusterCP, Ding et al. 2023) shares thresholds between classes with similar scores and
+        calibrates rare classes marginally.
+    randomized : bool, default=True
+        APS/RAPS only: draw one uniform per sample so coverage is exact rather than
+        conservative. Sets are still prefixes of the ranking by probability.
+    k_reg : int, default=5
+        RAPS: rank from which the penalty starts.
+    lambda_reg : float, default=0.01
+        RAPS: penalty per rank beyond ``k_reg``.
+    calibration_size : float in (0, 1) or int, default=0.3
+        Fraction (or number) of samples held out for calibration. Ignored for a
+        ``FrozenEstimator``.
+    random_state : int, RandomState instance or None, default=None
+        Controls the calibration split, the APS/RAPS uniforms and ClusterCP's clustering.
+
+    Attributes
+    ----------
+    estimator_ : classifier
+        The fitted (or frozen) model.
+    classes_ : ndarray of shape (n_classes,)
+        Labels seen in ``fit`` (and by a frozen model); columns of ``predict_set``.
+    conformity_scores_ : ndarray of shape (n_calibration,)
+        Calibration scores of the observed labels.
+    thresholds_ : ndarray of shape (n_classes,)
+        Threshold per class at ``confidence_level`` (all equal for ``mode="marginal"``;
+        ``+inf`` where calibration data are too few).
+    conformalizer_ : ClassificationConformalizer
+        The calibrated scores and thresholds.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Defined when ``X`` has string column names.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn_conformal import SplitConformalClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = SplitConformalClassifier(confidence_level=0.9, random_state=0).fit(X, y)
+    >>> clf.predict_set(X[:2])
+    array([[ True, False, False],
+           [ True, False, False]])
+    """
+
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit", "predict_proba"]), None],
+        "confidence_level": [Interval(Real, 0, 1, closed="neither")],
+        "conformity_score": [StrOptions(set(SCORES))],
+        "mode": [StrOptions(set(MODES))],
+        "randomized": ["boolean"],
+        "k_reg": [Interval(Integral, 0, None, closed="left")],
+        "lambda_reg": [Interval(Real, 0, None, closed="left")],
+        "calibration_size": [
+            Interval(RealNotInt, 0, 1, closed="neither"),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        confidence_level=0.9,
+        conformity_score="lac",
+        mode="marginal",
+        randomized=True,
+        k_reg=5,
+        lambda_reg=0.01,
+        calibration_size=0.3,
+        random_state=None,
+    ):
+        self.estimator = estimator
+        self.confidence_level = confidence_level
+        self.conformity_score = conformity_score
+        self.mode = mode
+        self.randomized = randomized
+        self.k_reg = k_reg
+        self.lambda_reg = lambda_reg
+        self.calibration_size = calibration_size
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Fit the model on a training split and calibrate on the held-out split.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+            Passed unchanged (split) to ``estimator``, so pipelines and column transformers work.
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : object
+        """
+        validate_data(self, X, y, accept_sparse=True, dtype=None)
+        y = np.asarray(y)
+        check_classification_targets(y)
+        rng = check_random_state(self.random_state)
+        estimator = LogisticRegression() if self.estimator is None else self.estimator
+        if is_frozen(estimator):
+            self.estimator_ = estimator
+            X_cal, y_cal = X, y
+        else:
+            X_train, X_cal, y_train, y_cal = split_calibration(
+                X, y, self.calibration_size, rng.randint(2**31 - 1), stratify=True
+            )
+            self.estimator_ = clone(estimator).fit(X_train, y_train)
+        model_classes = np.asarray(self.estimator_.classes_)
+        self.classes_ = np.unique(np.concatenate([model_classes, np.unique(y)]))
+        # probabilities of labels the model never saw (absent from its training split) are 0
+        self._model_columns = np.searchsorted(self.classes_, model_classes)
+        self.conformalizer_ = ClassificationConformalizer(
+            score=self.conformity_score,
+            mode=self.mode,
+            randomized=self.randomized,
+            k_reg=self.k_reg,
+            lambda_reg=self.lambda_reg,
+        ).fit(
+            self._proba(X_cal),
+            self._encode(y_cal),
+            len(self.classes_),
+            self.confidence_level,
+            random_state=rng,
+        )
+        self.conformity_scores_ = self.conformalizer_.conformity_scores_
+        self.thresholds_ = self.conformalizer_.thresholds_
+        return self
+
+    def predict_proba(self, X):
+        """Class probabilities of the underlying model, in the order of ``classes_``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        validate_data(self, X, reset=False, accept_sparse=True, dtype=None)
+        return self._proba(X)
+
+    def predict(self, X):
+        """Most probable label (the point prediction).
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    def predict_set(self, X, confidence_level=None):
+        """Conformal prediction sets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        confidence_level : float in (0, 1), default=None
+            Overrides the fitted level without refitting.
+
+        Returns
+        -------
+        sets : ndarray of bool, shape (n_samples, n_classes)
+            ``sets[i, k]`` is True when ``classes_[k]`` is in the set of sample ``i``.
+        """
+        proba = self.predict_proba(X)
+        level = resolve_confidence_level(self, confidence_level)
+        return self.conformalizer_.predict_set(proba, level)
+
+    def score(self, X, y, sample_weight=None):
+        """Efficiency under coverage: ``-mean set size - n_classes * shortfall / alpha``.
+
+        The shortfall is how far empirical coverage falls below ``confidence_level``; higher
+        is better, so ``GridSearchCV`` prefers small sets that still cover.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        from ..metrics import coverage, mean_set_size
+
+        sets = self.predict_set(X)
+        y_idx = self._encode(np.asarray(y))
+        cov = coverage(y_idx, sets, sample_weight=sample_weight)
+        size = mean_set_size(sets, sample_weight=sample_weight)
+        shortfall = max(0.0, self.confidence_level - cov)
+        return -size - len(self.classes_) * shortfall / (1.0 - self.confidence_level)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = LogisticRegression() if self.estimator is None else self.estimator
+        tags.input_tags.sparse = get_tags(inner).input_tags.sparse
+        return tags
+
+    def _proba(self, X):
+        model_proba = self.estimator_.predict_proba(X)
+        if len(self._model_columns) == len(self.classes_):
+            return np.asarray(model_proba, dtype=np.float64)
+        proba = np.zeros((model_proba.shape[0], len(self.classes_)))
+        proba[:, self._model_columns] = model_proba
+        return proba
+
+    def _encode(self, y):
+        positions = np.searchsorted(self.classes_, y)
+        positions = np.minimum(positions, len(self.classes_) - 1)
+        unseen = self.classes_[positions] != y
+        if np.any(unseen):
+            raise ValueError(
+                f"y contains labels not seen during fit: {np.unique(y[unseen])[:10].tolist()}; "
+                f"known classes are {self.classes_[:10].tolist()}."
+            )
+        return positions

@@ -1,0 +1,262 @@
+"""Split conformal intervals around any regressor: absolute, normalized and CQR scores."""
+
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.linear_model import LinearRegression
+from sklearn.model_selection import cross_val_predict
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._core import (
+    conformal_quantile,
+    regression_intervals,
+    regression_scores,
+    warn_small_calibration,
+)
+from .._core._regression_scores import REGRESSION_SCORES
+from .._estimator_utils import is_frozen, resolve_confidence_level, split_calibration
+
+# relative floor of the predicted spread for the normalized score: a spread model that predicts
+# ~0 somewhere would otherwise give a zero-width interval there
+_SCALE_FLOOR = 1e-3
+
+
+class SplitConformalRegressor(RegressorMixin, BaseEstimator):
+    """Prediction intervals with guaranteed marginal coverage around any regressor.
+
+    Parameters
+    ----------
+    estimator : regressor, or pair of regressors for CQR, default=None
+        ``"absolute"`` / ``"normalized"``: the point regressor (``None`` means
+        ``LinearRegression()``). ``"cqr"``: a quantile regressor that is cloned twice with its
+        quantile parameter (``quantile`` or, for gradient boosting, ``alpha``) set to
+        ``(1 - confidence_level) / 2`` and ``(1 + confidence_level) / 2``, or a tuple
+        ``(lower, upper)`` of regressors used as they are (``None`` means histogram gradient
+        boosting with the quantile loss). Wrap trained models in
+        ``sklearn.frozen.FrozenEstimator`` to calibrate on all of ``fit``'s data.
+    confidence_level : float in (0, 1), default=0.9
+        Target coverage.
+    conformity_score : {"absolute", "normalized", "cqr"}, default="absolute"
+        ``|y - m(x)|`` (constant width), ``|y - m(x)| / sigma(x)`` (width follows a fitted
+        spread model) or conformalized quantile regression (Romano et al. 2019).
+    scale_estimator : regressor, default=None
+        ``"normalized"`` only: model of ``|y - m(x)|``, fitted on out-of-fold residuals of the
+        training split; ``None`` means a clone of the point regressor. Its predictions are
+        floored at ``1e-3`` times their mean absolute residual so widths never collapse.
+    calibration_size : float in (0, 1) or int, default=0.3
+        Fraction (or number) of samples held out for calibration.
+    random_state : int, RandomState instance or None, default=None
+        Controls the calibration split.
+
+    Attributes
+    ----------
+    estimator_ : regressor or tuple of two regressors
+        The fitted point regressor, or the (lower, upper) quantile regressors.
+    scale_estimator_ : regressor
+        The fitted spread model (``"normalized"`` only).
+    conformity_scores_ : ndarray of shape (n_calibration,)
+    quantile_ : float
+        Conformal threshold at ``confidence_level`` (``inf`` with too little calibration data).
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_conformal import SplitConformalRegressor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(500, 2)); y = X[:, 0] + rng.normal(size=500)
+    >>> reg = SplitConformalRegressor(random_state=0).fit(X, y)
+    >>> reg.predict_interval(X[:1]).shape
+    (1, 2)
+    """
+
+    _parameter_constraints = {
+        "estimator": [HasMethods(["fit", "predict"]), tuple, None],
+        "confidence_level": [Interval(Real, 0, 1, closed="neither")],
+        "conformity_score": [StrOptions(set(REGRESSION_SCORES))],
+        "scale_estimator": [HasMethods(["fit", "predict"]), None],
+        "calibration_size": [
+            Interval(RealNotInt, 0, 1, closed="neither"),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        estimator=None,
+        *,
+        confidence_level=0.9,
+        conformity_score="absolute",
+        scale_estimator=None,
+        calibration_size=0.3,
+        random_state=None,
+    ):
+        self.estimator = estimator
+        self.confidence_level = confidence_level
+        self.conformity_score = conformity_score
+        self.scale_estimator = scale_estimator
+        self.calibration_size = calibration_size
+        self.random_state = random_state
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, y):
+        """Fit on a training split, then calibrate on the held-out split.
+
+        Parameters
+        ----------
+        X : array-like or DataFrame of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : object
+        """
+        _, y = validate_data(self, X, y, accept_sparse=True, dtype=None, y_numeric=True)
+        y = np.asarray(y, dtype=float)
+        rng = check_random_state(self.random_state)
+        models = self._models()
+        frozen = all(is_frozen(model) for model in models)
+        if frozen and self.conformity_score == "normalized" and self.scale_estimator is None:
+            raise ValueError(
+                "conformity_score='normalized' with a FrozenEstimator needs a frozen "
+                "scale_estimator too (all of fit's data is calibration data)."
+            )
+        if frozen:
+            X_cal, y_cal = X, y
+            fitted = models
+        else:
+            X_train, X_cal, y_train, y_cal = split_calibration(
+                X, y, self.calibration_size, rng.randint(2**31 - 1)
+            )
+            fitted = [clone(model).fit(X_train, y_train) for model in models]
+        self.estimator_ = fitted[0] if len(fitted) == 1 else tuple(fitted)
+        if self.conformity_score == "normalized":
+            if frozen:
+                self.scale_estimator_, self._scale_floor = self.scale_estimator, 0.0
+            else:
+                self.scale_estimator_ = self._fit_scale(X_train, y_train)
+        self.conformity_scores_ = regression_scores(
+            self.conformity_score, y_cal, **self._predictions(X_cal)
+        )
+        self.quantile_ = self._quantile(self.confidence_level)
+        return self
+
+    def predict(self, X):
+        """Point prediction (the centre of the interval for CQR).
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        validate_data(self, X, reset=False, accept_sparse=True, dtype=None)
+        parts = self._predictions(X)
+        if self.conformity_score == "cqr":
+            return (parts["lower"] + parts["upper"]) / 2.0
+        return parts["center"]
+
+    def predict_interval(self, X, confidence_level=None):
+        """Conformal prediction intervals.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        confidence_level : float in (0, 1), default=None
+            Overrides the fitted level without refitting (for CQR the quantile regressors
+            stay those trained for the fitted level; only the correction changes).
+
+        Returns
+        -------
+        intervals : ndarray of shape (n_samples, 2)
+            ``[lower, upper]`` per sample.
+        """
+        check_is_fitted(self)
+        validate_data(self, X, reset=False, accept_sparse=True, dtype=None)
+        level = resolve_confidence_level(self, confidence_level)
+        threshold = self.quantile_ if level == self.confidence_level else self._quantile(level)
+        return regression_intervals(self.conformity_score, threshold, **self._predictions(X))
+
+    def predict_set(self, X, confidence_level=None):
+        """Same as :meth:`predict_interval` (the prediction set of a regressor is an interval)."""
+        return self.predict_interval(X, confidence_level)
+
+    def score(self, X, y, sample_weight=None):
+        """Minus the mean interval (Winkler) score: higher is better.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : ignored
+            Present for API compatibility.
+
+        Returns
+        -------
+        score : float
+        """
+        from ..metrics import interval_score
+
+        return -interval_score(y, self.predict_interval(X), self.confidence_level)
+
+    def _models(self):
+        if self.conformity_score != "cqr":
+            if isinstance(self.estimator, tuple):
+                raise ValueError(
+                    "a (lower, upper) estimator pair is only valid with conformity_score='cqr'."
+                )
+            return [LinearRegression() if self.estimator is None else self.estimator]
+        if isinstance(self.estimator, tuple):
+            if len(self.estimator) != 2:
+                raise ValueError("estimator for CQR must be one regressor or a (lower, upper) pair.")
+            return list(self.estimator)
+        base = (
+            HistGradientBoostingRegressor(loss="quantile")
+            if self.estimator is None
+            else self.estimator
+        )
+        alpha = 1.0 - self.confidence_level
+        return [_with_quantile(base, alpha / 2), _with_quantile(base, 1 - alpha / 2)]
+
+    def _fit_scale(self, X_train, y_train):
+        # out-of-fold residuals: in-sample residuals of a flexible model are too small
+        residuals = np.abs(
+            y_train - cross_val_predict(clone(self._models()[0]), X_train, y_train, cv=5)
+        )
+        self._scale_floor = _SCALE_FLOOR * max(float(residuals.mean()), np.finfo(float).tiny)
+        base = self._models()[0] if self.scale_estimator is None else self.scale_estimator
+        return clone(base).fit(X_train, residuals)
+
+    def _predictions(self, X):
+        if self.conformity_score == "cqr":
+            lower_model, upper_model = self.estimator_
+            return {"lower": lower_model.predict(X), "upper": upper_model.predict(X)}
+        parts = {"center": np.asarray(self.estimator_.predict(X), dtype=float)}
+        if self.conformity_score == "normalized":
+            scale = np.asarray(self.scale_estimator_.predict(X), dtype=float)
+            parts["scale"] = np.maximum(scale, max(self._scale_floor, np.finfo(float).tiny))
+        return parts
+
+    def _quantile(self, level):
+        threshold = conformal_quantile(self.conformity_scores_, level)
+        if np.isinf(threshold):
+            warn_small_calibration(len(self.conformity_scores_), level)
+        return threshold
+
+
+def _with_quantile(estimator, quantile):
+    """Clone of ``estimator`` predicting the given quantile."""
+    params = estimator.get_params(deep=False)
+    if "quantile" in params:
+        return clone(estimator).set_params(quantile=quantile)
+    if params.get("loss") == "quantile" and "alpha" in params:
+        return clone(estimator).set_params(alpha=quantile)
+    raise ValueError(
+        f"conformity_score='cqr' needs a quantile regressor (a 'quantile' parameter, or "
+        f"loss='quantile' with 'alpha'); got {type(estimator).__name__}. Pass a "
+        "(lower, upper) tuple of regressors instead."
+    )
