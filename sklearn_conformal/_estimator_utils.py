@@ -10,6 +10,15 @@ from sklearn.utils import _safe_indexing
 from ._core import check_confidence_level
 
 
+# sparse formats handed to the wrapped model (others, e.g. DIA, are converted to CSR)
+SPARSE_FORMATS = ("csr", "csc")
+
+
+def keep_frame(X, X_checked):
+    """The validated array, except that DataFrames stay DataFrames (for column transformers)."""
+    return X if hasattr(X, "iloc") else X_checked
+
+
 def is_frozen(estimator):
     """Whether ``estimator`` is a pre-trained model wrapped in ``FrozenEstimator``."""
     return isinstance(estimator, FrozenEstimator)

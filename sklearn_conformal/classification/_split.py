@@ -13,7 +13,13 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._core import ClassificationConformalizer
 from .._core._calibrators import MODES
 from .._core._classification_scores import SCORES
-from .._estimator_utils import is_frozen, resolve_confidence_level, split_calibration
+from .._estimator_utils import (
+    SPARSE_FORMATS,
+    is_frozen,
+    keep_frame,
+    resolve_confidence_level,
+    split_calibration,
+)
 
 
 class SplitConformalClassifier(ClassifierMixin, BaseEstimator):
@@ -135,7 +141,8 @@ class SplitConformalClassifier(ClassifierMixin, BaseEstimator):
         -------
         self : object
         """
-        validate_data(self, X, y, accept_sparse=True, dtype=None)
+        X_checked, y = validate_data(self, X, y, accept_sparse=SPARSE_FORMATS, dtype=None)
+        X = keep_frame(X, X_checked)
         y = np.asarray(y)
         check_classification_targets(y)
         rng = check_random_state(self.random_state)
@@ -177,7 +184,8 @@ class SplitConformalClassifier(ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self)
-        validate_data(self, X, reset=False, accept_sparse=True, dtype=None)
+        X_checked = validate_data(self, X, reset=False, accept_sparse=SPARSE_FORMATS, dtype=None)
+        X = keep_frame(X, X_checked)
         return self._proba(X)
 
     def predict(self, X):
@@ -187,7 +195,8 @@ class SplitConformalClassifier(ClassifierMixin, BaseEstimator):
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def predict_set(self, X, confidence_level=None):
         """Conformal prediction sets.

@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import cross_val_predict
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -18,7 +18,13 @@ from .._core import (
     warn_small_calibration,
 )
 from .._core._regression_scores import REGRESSION_SCORES
-from .._estimator_utils import is_frozen, resolve_confidence_level, split_calibration
+from .._estimator_utils import (
+    SPARSE_FORMATS,
+    is_frozen,
+    keep_frame,
+    resolve_confidence_level,
+    split_calibration,
+)
 
 # relative floor of the predicted spread for the normalized score: a spread model that predicts
 # ~0 somewhere would otherwise give a zero-width interval there
@@ -116,7 +122,10 @@ class SplitConformalRegressor(RegressorMixin, BaseEstimator):
         -------
         self : object
         """
-        _, y = validate_data(self, X, y, accept_sparse=True, dtype=None, y_numeric=True)
+        X_checked, y = validate_data(
+            self, X, y, accept_sparse=SPARSE_FORMATS, dtype=None, y_numeric=True
+        )
+        X = keep_frame(X, X_checked)
         y = np.asarray(y, dtype=float)
         rng = check_random_state(self.random_state)
         models = self._models()
@@ -154,7 +163,8 @@ class SplitConformalRegressor(RegressorMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        validate_data(self, X, reset=False, accept_sparse=True, dtype=None)
+        X_checked = validate_data(self, X, reset=False, accept_sparse=SPARSE_FORMATS, dtype=None)
+        X = keep_frame(X, X_checked)
         parts = self._predictions(X)
         if self.conformity_score == "cqr":
             return (parts["lower"] + parts["upper"]) / 2.0
@@ -176,7 +186,8 @@ class SplitConformalRegressor(RegressorMixin, BaseEstimator):
             ``[lower, upper]`` per sample.
         """
         check_is_fitted(self)
-        validate_data(self, X, reset=False, accept_sparse=True, dtype=None)
+        X_checked = validate_data(self, X, reset=False, accept_sparse=SPARSE_FORMATS, dtype=None)
+        X = keep_frame(X, X_checked)
         level = resolve_confidence_level(self, confidence_level)
         threshold = self.quantile_ if level == self.confidence_level else self._quantile(level)
         return regression_intervals(self.conformity_score, threshold, **self._predictions(X))
@@ -202,6 +213,11 @@ class SplitConformalRegressor(RegressorMixin, BaseEstimator):
         from ..metrics import interval_score
 
         return -interval_score(y, self.predict_interval(X), self.confidence_level)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = all(get_tags(model).input_tags.sparse for model in self._models())
+        return tags
 
     def _models(self):
         if self.conformity_score != "cqr":

@@ -1,0 +1,22 @@
+"""scikit-learn's estimator contract for the split conformal estimators."""
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_conformal import SplitConformalClassifier, SplitConformalRegressor
+
+from ._expected_failures import expected_failed_checks
+
+
+@parametrize_with_checks(
+    [
+        SplitConformalClassifier(random_state=0),
+        SplitConformalClassifier(conformity_score="aps", mode="class", random_state=0),
+        SplitConformalClassifier(conformity_score="raps", mode="cluster", random_state=0),
+        SplitConformalRegressor(random_state=0),
+        SplitConformalRegressor(conformity_score="normalized", random_state=0),
+        SplitConformalRegressor(conformity_score="cqr", random_state=0),
+    ],
+    expected_failed_checks=expected_failed_checks,
+)
+def test_sklearn_estimator_contract(estimator, check):
+    check(estimator)
