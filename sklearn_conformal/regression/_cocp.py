@@ -1,0 +1,680 @@
+"""CoCP: co-optimised centre and radius intervals with split-conformal calibration.
+
+Su, Zhou & Luo, "Co-optimization for Adaptive Conformal Prediction" (arXiv 2603.01719, 2026).
+Design notes: ``design/cocp.md``. Torch and skorch are imported here and in ``_training`` only.
+"""
+
+import numbers
+import sys
+import time
+import warnings
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
+from sklearn.model_selection import KFold
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._core import (
+    SmallCalibrationWarning,
+    check_confidence_level,
+    conformal_quantile,
+)
+from .._core._validation import warn_small_calibration
+
+__all__ = ["CoCPRegressor"]
+
+
+def _interval_score(y, intervals, confidence_level):
+    """Winkler interval score per sample: width plus 2/alpha times the distance to the interval."""
+    alpha = 1.0 - confidence_level
+    lower, upper = intervals[:, 0], intervals[:, 1]
+    below = np.clip(lower - y, 0.0, None)
+    above = np.clip(y - upper, 0.0, None)
+    return (upper - lower) + (2.0 / alpha) * (below + above)
+
+
+def _split_sizes(n, calibration_size, validation_size, val_scheme, n_folds):
+    """Numbers of calibration and validation rows, or a ValueError naming n_samples."""
+    if isinstance(calibration_size, numbers.Integral):
+        n_cal = int(calibration_size)
+    else:
+        n_cal = int(np.floor(calibration_size * n))
+    n_pool = n - n_cal
+    if val_scheme == "global":
+        if isinstance(validation_size, numbers.Integral):
+            n_val = int(validation_size)
+        else:
+            n_val = int(np.ceil(validation_size * n_pool))
+        n_train = n_pool - n_val
+        ok = n_cal >= 1 and n_val >= 1 and n_train >= n_folds
+    else:  # the paper's scheme: every fold of the pool is a validation set once
+        n_val, n_train = 0, n_pool
+        ok = n_cal >= 1 and n_train >= n_folds
+    if not ok:
+        raise ValueError(
+            f"CoCPRegressor needs a calibration point, a validation point and at least n_folds="
+            f"{n_folds} training points; got n_samples={n} (calibration {n_cal}, validation "
+            f"{n_val}, training {max(n_train, 0)}). Use more data or change calibration_size / "
+            "validation_size / n_folds."
+        )
+    return n_cal, n_val
+
+
+def _fold_assignments(n_train, n_folds, val_scheme, seed):
+    """Index arrays (into the training pool) ``(centre, radius, validation-or-None)`` per fold."""
+    kfold = KFold(n_folds, shuffle=True, random_state=seed)
+    folds = [test for _, test in kfold.split(np.zeros((n_train, 1)))]
+    out = []
+    for k in range(n_folds):
+        if val_scheme == "global":
+            # the authors' code: m on the K-1 other folds, h on fold k, one shared validation set
+            centre = np.concatenate([folds[j] for j in range(n_folds) if j != k])
+            out.append((np.sort(centre), np.sort(folds[k]), None))
+        else:
+            # the paper (App. C.3): fold k validates, fold k+1 fits h, the rest fit m
+            k_h = (k + 1) % n_folds
+            centre = np.concatenate([folds[j] for j in range(n_folds) if j not in (k, k_h)])
+            out.append((np.sort(centre), np.sort(folds[k_h]), np.sort(folds[k])))
+    return out
+
+
+def _build_module(spec, n_features, hidden_sizes):
+    """A fresh network: default MLP, a callable ``f(n_features)`` or a deep copy of an instance."""
+    import copy
+
+    from torch import nn
+
+    from .._training._cocp import CoCPMLP
+
+    if spec is None:
+        return CoCPMLP(n_features, tuple(hidden_sizes))
+    if isinstance(spec, nn.Module):
+        return copy.deepcopy(spec)
+    module = spec(n_features)
+    if not isinstance(module, nn.Module):
+        raise TypeError(
+            f"a module factory must return a torch.nn.Module, got {type(module).__name__}."
+        )
+    return module
+
+
+def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
+    """Train one (centre, radius) pair; returns CPU modules and the phase history."""
+    import copy
+
+    import torch
+
+    from .._training._cocp import (
+        FoldedPinballLoss,
+        RadiusHead,
+        SoftCoverageLoss,
+        predict_module,
+        train_phase,
+    )
+
+    previous_threads = torch.get_num_threads()
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    device = params["device"]
+    X, y, X_val_global, y_val_global = data
+    idx_m, idx_h, idx_v = idx
+    to = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
+    Xm, ym, Xh, yh = to(X[idx_m]), to(y[idx_m]), to(X[idx_h]), to(y[idx_h])
+    if idx_v is None:
+        Xv, yv = to(X_val_global), to(y_val_global)
+    else:
+        Xv, yv = to(X[idx_v]), to(y[idx_v])
+    common = {
+        k: params[k]
+        for k in (
+            "lr", "lr_min", "weight_decay", "grad_clip", "batch_size", "max_epochs", "patience",
+            "min_delta", "device",
+        )
+    }
+    history = []
+    stages = []  # (centre, radius) copies after every radius step: the model for T = 0, 1, ...
+    tau = params["confidence_level"]
+    beta, beta_end = params["beta"], params["beta_end"]
+
+    def log(record, what):
+        history.append(record)
+        if verbose:
+            print(
+                f"[CoCP] fold {fold + 1}/{n_folds} {what:<12s} {record['epochs']:5d} epochs "
+                f"(best {record['best_epoch']:4d})  valid loss {record['initial_valid_loss']:.5f}"
+                f" -> {record['best_valid_loss']:.5f}  {record['seconds']:6.1f} s",
+                file=sys.stdout,
+                flush=True,
+            )
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            n_features = X.shape[1]
+            centre = _build_module(params["centre_module"], n_features, params["hidden_sizes"])
+            body = _build_module(params["radius_module"], n_features, params["hidden_sizes"])
+            radius = RadiusHead(body, floor=params["radius_floor"])
+            centre.to(device)
+            radius.to(device)
+
+            def radius_step(name):
+                # stop-gradient: the residuals of the frozen centre are the targets
+                rh = torch.abs(yh - predict_module(centre, Xh))
+                rv = torch.abs(yv - predict_module(centre, Xv))
+                rec = train_phase(
+                    radius, FoldedPinballLoss(tau), Xh, rh, Xv, rv, phase=name, **common
+                )
+                log(rec, name)
+                # the phases of a fit with n_alternations=t are a prefix of this one (same seed,
+                # same random stream), so this pair *is* that fit's fold model
+                stages.append(
+                    (copy.deepcopy(centre).to("cpu").eval(), copy.deepcopy(radius).to("cpu").eval())
+                )
+
+            rec = train_phase(centre, torch.nn.MSELoss(), Xm, ym, Xv, yv, phase="warm", **common)
+            log(rec, "warm start")
+            schedule = None if beta_end is None else (beta, beta_end)
+            for t in range(params["n_alternations"]):
+                radius_step(f"radius {t + 1}")
+                tm = torch.stack([ym, predict_module(radius, Xm)], dim=1)
+                tv = torch.stack([yv, predict_module(radius, Xv)], dim=1)
+                rec = train_phase(
+                    centre,
+                    SoftCoverageLoss(beta),
+                    Xm,
+                    tm,
+                    Xv,
+                    tv,
+                    phase=f"centre {t + 1}",
+                    beta_schedule=schedule,
+                    **common,
+                )
+                log(rec, f"centre {t + 1}")
+            radius_step("radius final")
+    finally:
+        torch.set_num_threads(previous_threads)
+    centre.to("cpu").eval()
+    radius.to("cpu").eval()
+    return centre, radius, history, stages
+
+
+class CoCPRegressor(RegressorMixin, BaseEstimator):
+    """Co-optimised centre/radius intervals (CoCP) with split-conformal calibration.
+
+    Learns a centre ``m(x)`` and a radius ``h(x) > 0`` so that ``[m - h, m + h]`` approaches the
+    conditional highest-density interval: an MSE warm start for ``m``, then ``n_alternations``
+    rounds of (i) a folded pinball step for ``h`` with ``m`` frozen, ``h -> Q_tau(|Y - m| | x)``,
+    and (ii) a boundary-local soft-coverage step for ``m`` with ``h`` frozen, then a final radius
+    step. ``n_folds`` pairs are cross-fitted and averaged; the scores ``|y - m(x)| / h(x)`` of a
+    held-out calibration set give the split-conformal factor ``q``, and the interval is
+    ``[m(x) - q h(x), m(x) + q h(x)]``, which covers with probability at least
+    ``confidence_level`` for exchangeable data (Su, Zhou & Luo 2026, Thm 1).
+
+    Every phase is a skorch fit (fresh AdamW and cosine schedule, batch ``batch_size``, early
+    stopping on the phase's own validation loss with best weights restored, starting from the
+    incoming weights). The defaults are those of the authors' public code, which reproduce the
+    paper's tables; the paper's text uses ``n_folds=5, beta=0.01, val_scheme="fold"``.
+
+    Parameters
+    ----------
+    confidence_level : float, default=0.9
+        Target coverage ``1 - alpha``; also the quantile level of the radius step.
+    n_folds : int, default=4
+        Number of cross-fitted (centre, radius) pairs ``K``.
+    n_alternations : int, default=5
+        Rounds ``T`` of radius/centre steps. ``0`` gives the MSE centre with a folded quantile
+        radius.
+    beta : float, default=0.005
+        Temperature of the soft-coverage centre step, **in units of the target as the networks
+        see it** (after ``target_scale``). Smaller values localise the step at the interval's
+        boundary (less bias, noisier gradient); the excess length of the population fixed point
+        grows roughly linearly in ``beta`` on a boundary-pinned HDI (paper Prop. 3).
+    beta_end : float or None, default=None
+        If set, ``beta`` is annealed exponentially to ``beta_end`` over ``max_epochs`` in every
+        centre step.
+    target_scale : {"mean_abs"}, float or None, default=None
+        Divide ``y`` by ``mean|y_train|`` ("mean_abs") or by a given float before training, and
+        multiply back at prediction. The paper's real-data preprocessing does this outside the
+        model. With ``None`` and targets far larger than ``beta`` (e.g. prices in dollars) the
+        sigmoid saturates, the centre steps stop at their incoming weights and CoCP silently
+        reduces to ``n_alternations=0``. Calibration is scale-free either way.
+    val_scheme : {"global", "fold"}, default="global"
+        "global": one validation set (``validation_size`` of the training pool) shared by every
+        fold and phase, ``m`` fitted on ``K - 1`` folds and ``h`` on the remaining one (the
+        authors' code). "fold": no global set; fold ``k`` validates, fold ``k + 1`` fits ``h``
+        and the other folds fit ``m`` (the paper, App. C.3; needs ``n_folds >= 3``).
+    validation_size : float or int, default=1/6
+        Fraction (or number) of the non-calibration rows used for validation ("global" only).
+    calibration_size : float or int, default=0.25
+        Fraction (or number) of the rows of ``fit`` held out for calibration. With the default
+        fractions, ``fit`` on 80 % of a data set reproduces the paper's 50/10/20/20 split.
+    centre_module, radius_module : torch.nn.Module, callable or None, default=None
+        Replace the default ``hidden_sizes`` ReLU network. A callable is called with
+        ``n_features`` and must return a module mapping ``(n, n_features)`` float32 tensors to
+        ``(n,)`` or ``(n, 1)``; an instance is deep-copied for every fold (so folds then share
+        its initial weights). The radius network's output goes through ``softplus`` plus
+        ``radius_floor``.
+    hidden_sizes : tuple of int, default=(64, 64)
+        Hidden layer widths of the default networks.
+    lr : float, default=1e-3
+        AdamW learning rate at the start of every phase.
+    lr_min : float, default=0.0
+        Floor of the cosine schedule (the authors use 2e-4 on real data).
+    weight_decay : float, default=1e-5
+        AdamW weight decay.
+    grad_clip : float, default=5.0
+        Gradient-norm clipping (0 disables).
+    batch_size : int, default=512
+        Minibatch size.
+    max_epochs : int, default=1000
+        Epoch budget per phase (also the cosine period).
+    patience : int, default=100
+        Early-stopping patience per phase.
+    min_delta : float, default=1e-6
+        Minimal decrease of the validation loss counted as an improvement.
+    radius_floor : float, default=1e-6
+        Added to the softplus radius so that a collapsing radius network (e.g. constant targets)
+        keeps the normalised scores finite; in units of the rescaled target.
+    device : str, default="cpu"
+        Torch device for training. The fitted networks are moved to the CPU (prediction and
+        pickles are CPU-only).
+    n_jobs : int or None, default=None
+        Folds trained in parallel with joblib (``None`` = 1). Results do not depend on it.
+    torch_threads : int or None, default=1
+        Torch intra-op threads while training a fold (restored afterwards); the small default
+        networks train fastest single-threaded, and parallel folds must not oversubscribe cores.
+        ``None`` keeps torch's setting.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the splits, the fold assignment, the initial weights and the minibatch order
+        (torch seeded under ``torch.random.fork_rng``, so the global torch state is untouched).
+    verbose : int, default=0
+        Print one line per phase (fold, epochs, best epoch, validation loss, seconds).
+
+    Attributes
+    ----------
+    centres_ : list of torch.nn.Module
+        The ``n_folds`` centre networks (CPU, eval mode).
+    radii_ : list of torch.nn.Module
+        The ``n_folds`` radius networks (including the softplus head).
+    history_ : list of list of dict
+        Per fold, one record per phase: ``phase``, ``epochs``, ``best_epoch``,
+        ``initial_valid_loss``, ``best_valid_loss``, ``seconds``.
+    stages_ : list of (list, list)
+        For ``t = 0, ..., n_alternations``, the fold centres and radii after ``t`` alternations
+        and a radius fit (the last stage equals ``centres_``, ``radii_``); see
+        :meth:`staged_predict_interval`.
+    staged_conformity_scores_ : list of ndarray
+        Calibration scores of every stage.
+    fit_seconds_ : float
+        Wall time of the network training.
+    y_scale_ : float
+        Factor the target was divided by during training.
+    conformity_scores_ : ndarray of shape (n_calibration,)
+        Calibration scores ``|y - m(x)| / h(x)``.
+    quantile_ : float
+        Conformal factor ``q`` at ``confidence_level`` (``inf`` if the calibration set is too
+        small).
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only when ``X`` has string column names.
+
+    See Also
+    --------
+    SplitConformalRegressor : absolute, normalized and CQR split-conformal baselines.
+
+    Examples
+    --------
+    >>> from sklearn_conformal.datasets import make_heteroscedastic_regression
+    >>> from sklearn_conformal.regression import CoCPRegressor
+    >>> X, y = make_heteroscedastic_regression(2000, noise="exponential", random_state=0)
+    >>> model = CoCPRegressor(n_folds=2, n_alternations=1, max_epochs=20, random_state=0)
+    >>> model.fit(X, y).predict_interval(X[:3]).shape
+    (3, 2)
+    """
+
+    _parameter_constraints = {
+        "confidence_level": [Interval(numbers.Real, 0, 1, closed="neither")],
+        "n_folds": [Interval(numbers.Integral, 2, None, closed="left")],
+        "n_alternations": [Interval(numbers.Integral, 0, None, closed="left")],
+        "beta": [Interval(numbers.Real, 0, None, closed="neither")],
+        "beta_end": [Interval(numbers.Real, 0, None, closed="neither"), None],
+        "target_scale": [StrOptions({"mean_abs"}), Interval(numbers.Real, 0, None, closed="neither"), None],
+        "val_scheme": [StrOptions({"global", "fold"})],
+        "validation_size": [
+            Interval(numbers.Real, 0, 1, closed="neither"),
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
+        "calibration_size": [
+            Interval(numbers.Real, 0, 1, closed="neither"),
+            Interval(numbers.Integral, 1, None, closed="left"),
+        ],
+        "centre_module": [None, callable],
+        "radius_module": [None, callable],
+        "hidden_sizes": ["array-like"],
+        "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+        "lr_min": [Interval(numbers.Real, 0, None, closed="left")],
+        "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
+        "grad_clip": [Interval(numbers.Real, 0, None, closed="left")],
+        "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "patience": [Interval(numbers.Integral, 1, None, closed="left")],
+        "min_delta": [Interval(numbers.Real, 0, None, closed="left")],
+        "radius_floor": [Interval(numbers.Real, 0, None, closed="left")],
+        "device": [str],
+        "n_jobs": [numbers.Integral, None],
+        "torch_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        *,
+        confidence_level=0.9,
+        n_folds=4,
+        n_alternations=5,
+        beta=0.005,
+        beta_end=None,
+        target_scale=None,
+        val_scheme="global",
+        validation_size=1 / 6,
+        calibration_size=0.25,
+        centre_module=None,
+        radius_module=None,
+        hidden_sizes=(64, 64),
+        lr=1e-3,
+        lr_min=0.0,
+        weight_decay=1e-5,
+        grad_clip=5.0,
+        batch_size=512,
+        max_epochs=1000,
+        patience=100,
+        min_delta=1e-6,
+        radius_floor=1e-6,
+        device="cpu",
+        n_jobs=None,
+        torch_threads=1,
+        random_state=None,
+        verbose=0,
+    ):
+        self.confidence_level = confidence_level
+        self.n_folds = n_folds
+        self.n_alternations = n_alternations
+        self.beta = beta
+        self.beta_end = beta_end
+        self.target_scale = target_scale
+        self.val_scheme = val_scheme
+        self.validation_size = validation_size
+        self.calibration_size = calibration_size
+        self.centre_module = centre_module
+        self.radius_module = radius_module
+        self.hidden_sizes = hidden_sizes
+        self.lr = lr
+        self.lr_min = lr_min
+        self.weight_decay = weight_decay
+        self.grad_clip = grad_clip
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.patience = patience
+        self.min_delta = min_delta
+        self.radius_floor = radius_floor
+        self.device = device
+        self.n_jobs = n_jobs
+        self.torch_threads = torch_threads
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # score() is the negative interval score, not R^2, so sklearn's "score > 0.5" check
+        # does not apply
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    # ----------------------------------------------------------------------------------------
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y):
+        """Split, train the ``n_folds`` centre/radius pairs and calibrate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+
+        Returns
+        -------
+        self : CoCPRegressor
+        """
+        X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        level = check_confidence_level(self.confidence_level)
+        if self.val_scheme == "fold" and self.n_folds < 3:
+            raise ValueError(
+                f"val_scheme='fold' needs n_folds >= 3 (validation, radius and centre folds), "
+                f"got n_folds={self.n_folds}."
+            )
+        hidden = np.asarray(self.hidden_sizes)
+        if hidden.ndim != 1 or hidden.size == 0 or np.any(hidden < 1) or not np.all(
+            np.equal(np.mod(hidden, 1), 0)
+        ):
+            raise ValueError(
+                f"hidden_sizes must be a non-empty sequence of positive integers, got "
+                f"{self.hidden_sizes!r}."
+            )
+        n = X.shape[0]
+        n_cal, n_val = _split_sizes(
+            n, self.calibration_size, self.validation_size, self.val_scheme, self.n_folds
+        )
+        rng = check_random_state(self.random_state)
+        perm = rng.permutation(n)
+        cal, val, train = perm[:n_cal], perm[n_cal : n_cal + n_val], perm[n_cal + n_val :]
+        fold_seed = int(rng.randint(np.iinfo(np.int32).max - self.n_folds))
+
+        y_train = y[train]
+        if self.target_scale is None:
+            scale = 1.0
+        elif self.target_scale == "mean_abs":
+            scale = float(np.mean(np.abs(y_train)))
+            if not np.isfinite(scale) or scale <= 0:  # y == 0 everywhere: nothing to rescale
+                scale = 1.0
+        else:
+            scale = float(self.target_scale)
+        self.y_scale_ = scale
+
+        params = {
+            "confidence_level": level,
+            "n_alternations": int(self.n_alternations),
+            "beta": float(self.beta),
+            "beta_end": None if self.beta_end is None else float(self.beta_end),
+            "centre_module": self.centre_module,
+            "radius_module": self.radius_module,
+            "hidden_sizes": tuple(int(h) for h in hidden),
+            "lr": float(self.lr),
+            "lr_min": float(self.lr_min),
+            "weight_decay": float(self.weight_decay),
+            "grad_clip": float(self.grad_clip),
+            "batch_size": int(self.batch_size),
+            "max_epochs": int(self.max_epochs),
+            "patience": int(self.patience),
+            "min_delta": float(self.min_delta),
+            "radius_floor": float(self.radius_floor),
+            "device": self.device,
+        }
+        data = (X[train], y_train / scale, X[val], y[val] / scale)
+        assignments = _fold_assignments(len(train), self.n_folds, self.val_scheme, fold_seed)
+        tic = time.perf_counter()
+        jobs = (
+            delayed(_fit_fold)(
+                k, self.n_folds, data, assignments[k], params, fold_seed + k,
+                self.torch_threads, self.verbose,
+            )
+            for k in range(self.n_folds)
+        )
+        n_jobs = 1 if self.n_jobs is None else self.n_jobs
+        results = Parallel(n_jobs=n_jobs)(jobs) if n_jobs != 1 else list(_run_sequential(jobs))
+        self.centres_ = [r[0] for r in results]
+        self.radii_ = [r[1] for r in results]
+        self.history_ = [r[2] for r in results]
+        # stage t: every fold's (centre, radius) after t alternations plus a radius fit
+        self.stages_ = [
+            ([r[3][t][0] for r in results], [r[3][t][1] for r in results])
+            for t in range(self.n_alternations + 1)
+        ]
+        self.fit_seconds_ = time.perf_counter() - tic
+        if self.verbose:
+            print(f"[CoCP] trained {self.n_folds} folds in {self.fit_seconds_:.1f} s", flush=True)
+
+        centre, radius = self._centre_radius(X[cal])
+        self.conformity_scores_ = np.abs(y[cal] - centre) / radius
+        self.staged_conformity_scores_ = []
+        for centres, radii in self.stages_:
+            c, r = self._centre_radius(X[cal], centres, radii)
+            self.staged_conformity_scores_.append(np.abs(y[cal] - c) / r)
+        self.quantile_ = self._quantile(level)
+        return self
+
+    # ----------------------------------------------------------------------------------------
+    def _centre_radius(self, X, centres=None, radii=None):
+        """Ensemble centre and radius in the units of ``y`` (float64)."""
+        import torch
+
+        from .._training._cocp import predict_module
+
+        centres = self.centres_ if centres is None else centres
+        radii = self.radii_ if radii is None else radii
+        Xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        centre = torch.stack([predict_module(m, Xt) for m in centres]).mean(0)
+        radius = torch.stack([predict_module(h, Xt) for h in radii]).mean(0)
+        centre = centre.numpy().astype(np.float64) * self.y_scale_
+        # the floor also guards user radius modules whose output may underflow
+        floor = max(self.radius_floor, np.finfo(np.float32).tiny)
+        radius = np.maximum(radius.numpy().astype(np.float64), floor) * self.y_scale_
+        return centre, radius
+
+    def _quantile(self, level):
+        q = conformal_quantile(self.conformity_scores_, level)
+        if not np.isfinite(q):
+            warn_small_calibration(len(self.conformity_scores_), level)
+        return q
+
+    def _check_X(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=np.float64, reset=False)
+
+    def predict(self, X):
+        """Ensemble centre ``m(x)``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        X = self._check_X(X)
+        return self._centre_radius(X)[0]
+
+    def predict_radius(self, X):
+        """Uncalibrated ensemble radius ``h(x) > 0`` (the interval's half-width before ``q``).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        radius : ndarray of shape (n_samples,)
+        """
+        X = self._check_X(X)
+        return self._centre_radius(X)[1]
+
+    def predict_interval(self, X, confidence_level=None):
+        """Conformal intervals ``[m(x) - q h(x), m(x) + q h(x)]``.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        confidence_level : float or None, default=None
+            Override of the fitted ``confidence_level``; ``q`` is recomputed from
+            ``conformity_scores_`` (the networks were trained for the fitted level, so the
+            interval stays valid but may be less efficient at another level).
+
+        Returns
+        -------
+        intervals : ndarray of shape (n_samples, 2)
+            Lower and upper bounds; infinite when the calibration set is too small.
+        """
+        X = self._check_X(X)
+        if confidence_level is None:
+            q = self.quantile_
+            if not np.isfinite(q):
+                warn_small_calibration(len(self.conformity_scores_), self.confidence_level)
+        else:
+            q = self._quantile(check_confidence_level(confidence_level))
+        centre, radius = self._centre_radius(X)
+        if np.isinf(q):
+            half = np.full_like(radius, np.inf)
+        else:
+            half = q * radius
+        return np.column_stack([centre - half, centre + half])
+
+    def staged_predict_interval(self, X, confidence_level=None):
+        """Conformal intervals of the models with ``t = 0, ..., n_alternations`` alternations.
+
+        Stage ``t`` is exactly what ``fit`` with ``n_alternations=t`` (same other parameters and
+        ``random_state``) returns: its phases are a prefix of this fit's, so the ablation over
+        ``T`` costs one fit. Each stage is calibrated on the same calibration set.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        confidence_level : float or None, default=None
+
+        Yields
+        ------
+        intervals : ndarray of shape (n_samples, 2)
+        """
+        X = self._check_X(X)
+        level = check_confidence_level(
+            self.confidence_level if confidence_level is None else confidence_level
+        )
+        for (centres, radii), scores in zip(self.stages_, self.staged_conformity_scores_):
+            q = conformal_quantile(scores, level)
+            if not np.isfinite(q):
+                warn_small_calibration(len(scores), level)
+            centre, radius = self._centre_radius(X, centres, radii)
+            half = np.full_like(radius, np.inf) if np.isinf(q) else q * radius
+            yield np.column_stack([centre - half, centre + half])
+
+    def predict_set(self, X, confidence_level=None):
+        """Same as :meth:`predict_interval` (the prediction set of a regressor is an interval)."""
+        return self.predict_interval(X, confidence_level=confidence_level)
+
+    def score(self, X, y, sample_weight=None):
+        """Negative mean interval (Winkler) score at ``confidence_level``; higher is better.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,) or None
+
+        Returns
+        -------
+        score : float
+        """
+        level = check_confidence_level(self.confidence_level)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SmallCalibrationWarning)
+            intervals = self.predict_interval(X)
+        y = np.asarray(y, dtype=float).ravel()
+        return -float(np.average(_interval_score(y, intervals, level), weights=sample_weight))
+
+
+def _run_sequential(jobs):
+    """Run joblib-style delayed calls sequentially in this process (no pickling)."""
+    for func, args, kwargs in jobs:
+        yield func(*args, **kwargs)
