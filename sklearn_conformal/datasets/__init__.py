@@ -8,6 +8,7 @@ __getattr__, __dir__, __all__ = attach(
     globals(),
     {
         "make_long_tailed_classification": "._long_tailed",
+        "make_long_tailed_digits": "._long_tailed",
         "make_heteroscedastic_regression": "._heteroscedastic",
         "make_latent_mixture": "._latent_mixture",
     },

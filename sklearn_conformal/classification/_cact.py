@@ -1,0 +1,720 @@
+"""Class-adaptive conformal training (CaCT) with class-wise augmented-Lagrangian multipliers.
+
+The estimator composes a skorch net built inside ``fit`` (``net_``) and the shared split-conformal
+calibrator, so every objective (CaCT, ConfTr, plain or class-balanced cross-entropy, CALS) shares the
+data splits, the calibration and the metrics. Torch is imported only here and in ``_training``.
+"""
+
+import copy
+import math
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch import NeuralNetClassifier
+from skorch.callbacks import GradientNormClipping
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
+
+from .._core import ClassificationConformalizer
+from .._core._calibrators import MODES
+from .._core._classification_scores import SCORES
+from .._estimator_utils import resolve_confidence_level, split_calibration
+from .._training._cact_callbacks import MultiplierUpdate, validation_set_sizes
+from .._training._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss
+from .._training._multipliers import ClasswiseMultipliers
+from .._training._soft_quantile import QUANTILE_METHODS
+
+
+class EmptyClassWarning(UserWarning):
+    """A class has no sample in the ALM-validation or in the calibration split."""
+
+
+class _MLP(torch.nn.Module):
+    """Fully connected ReLU network; no hidden layer gives the linear model of the MNIST protocol."""
+
+    def __init__(self, n_features, n_classes, hidden_layer_sizes=(64,)):
+        super().__init__()
+        layers, width = [], n_features
+        for h in hidden_layer_sizes:
+            layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
+            width = h
+        layers.append(torch.nn.Linear(width, n_classes))
+        self.layers = torch.nn.Sequential(*layers)
+
+    def forward(self, X):
+        return self.layers(X)
+
+
+class _ConformalNet(NeuralNetClassifier):
+    """skorch classifier whose training loss can be swapped for a conformal-training loss.
+
+    ``train_objective_`` (a ``torch.nn.Module`` taking ``(logits, target)``) replaces the criterion
+    for training batches when set; validation batches always report cross-entropy.
+    """
+
+    def get_loss(self, y_pred, y_true, X=None, training=False):
+        objective = getattr(self, "train_objective_", None)
+        if training and objective is not None:
+            loss = objective(y_pred, y_true.to(y_pred.device).long())
+        else:
+            loss = super().get_loss(y_pred, y_true, X=X, training=training)
+        if training and not bool(torch.isfinite(loss.detach())):
+            raise FloatingPointError(
+                f"non-finite training loss ({float(loss.detach())}) at epoch {len(self.history)} "
+                "of CaCTClassifier; lower lr or lambda_max / rho_init, or keep gradient_clip."
+            )
+        return loss
+
+
+def _set_objective(net, objective):
+    # skorch refuses module attributes set outside initialize_*; the training objective holds no
+    # parameters (its multipliers are plain tensors), so bypassing that guard is safe here
+    object.__setattr__(net, "train_objective_", objective)
+
+
+class CaCTClassifier(ClassifierMixin, BaseEstimator):
+    """Conformal training with class-wise multipliers (CaCT), then split-conformal calibration.
+
+    ``fit`` splits the data into training, ALM-validation and calibration parts (disjoint), trains a
+    torch module with cross-entropy (``pretrain_epochs``), fine-tunes it with the chosen
+    ``objective`` (``max_epochs``), and calibrates prediction sets on the calibration part with the
+    exact finite-sample threshold, so ``predict_set`` has the usual coverage guarantee whatever the
+    training did.
+
+    CaCT (Zhang et al. 2026) penalises the class-mean smooth set size ``d_k`` of every class ``k``
+    with its own multiplier: the batch loss is
+    ``CE + mean_k P(d_k / eta - 1, lambda_k, rho_k)`` and after every epoch
+    ``lambda_k <- clip(P'(z_k), lambda_min, lambda_max)`` with ``z_k`` measured on the validation
+    split (augmented Lagrangian, ``multipliers="alm"``), or a multiplicative heuristic rule
+    (``"hr"``). Classes whose sets are too large (typically the rare ones) get larger multipliers.
+
+    **Defaults are not the paper's literal settings.** With the paper's target ``eta = 1`` at a
+    training miscoverage of 0.01 the constraints are infeasible on small long-tailed problems: every
+    multiplier grows by about ``rho * (K - 1)`` per epoch and test sets end up holding every label
+    (design notes, sections 9 and 12). The defaults therefore fine-tune from a cross-entropy model
+    (``pretrain_epochs``), use a relative target ``target_size="auto"`` (``eta = max(1,
+    target_ratio * mean validation set size of the starting model)``), ``rho_init=0.1``,
+    ``lambda_max=10``, ``rho_max=10``, hard validation sizes, temperature 0.5 and gradient-norm
+    clipping at 2. The literal settings stay reachable: ``pretrain_epochs=0, target_size=1.0,
+    rho_init=1.0, lambda_max=1e6, rho_max=None, validation_sizes="soft", gradient_clip=None`` (and
+    an :class:`~sklearn_conformal._training._multipliers.InfeasibleConstraintWarning` then
+    reports the runaway multipliers).
+
+    Parameters
+    ----------
+    module : torch.nn.Module, callable or None, default=None
+        The network; it must map a float32 batch ``(n, n_features)`` to logits ``(n, n_classes)``.
+        ``None`` builds a ReLU MLP with ``hidden_layer_sizes`` (``()`` gives a linear model). A
+        callable (e.g. a module class) is called as ``module(n_features, n_classes)``; a module
+        instance is deep-copied (its weights are the initialisation).
+    objective : {"cact", "conftr", "ce", "cals"}, default="cact"
+        Fine-tuning objective: CaCT (class-wise multipliers on class-mean set sizes), ConfTr
+        (``CE + size_weight * mean max(0, |C| - eta)``), cross-entropy only, or CALS (class-wise
+        ALM multipliers on logit margins, Liu et al. 2023).
+    multipliers : {"alm", "hr"}, default="alm"
+        CaCT multiplier rule: augmented Lagrangian or the heuristic rule.
+    class_weight : {"balanced"} or None, default=None
+        Weights of the cross-entropy term; ``"balanced"`` gives a class-balanced primal.
+    confidence_level : float in (0, 1), default=0.9
+        Coverage target of the calibrated sets.
+    conformity_score : {"lac", "aps", "raps"}, default="lac"
+        Test-time score (``"lac"`` is THR).
+    mode : {"marginal", "class", "cluster"}, default="marginal"
+        Split CP, LabelCP or ClusterCP calibration.
+    randomized : bool, default=True
+        Randomised APS/RAPS.
+    k_reg, lambda_reg : int, float, default=5, 0.01
+        RAPS regularisation.
+    hidden_layer_sizes : tuple of int, default=(64,)
+        Hidden widths of the default MLP (ignored with a user ``module``).
+    pretrain_epochs : int, default=30
+        Cross-entropy epochs before fine-tuning (the paper fine-tunes from a CE model).
+    max_epochs : int, default=30
+        Fine-tuning epochs with ``objective``.
+    batch_size : int, default=500
+        Mini-batch size; half of each batch calibrates the training quantile, so at the training
+        level 0.99 batches of at least 200 avoid reading the batch maximum.
+    lr : float, default=0.05
+        SGD (Nesterov momentum) learning rate of the pre-training.
+    finetune_lr : float or None, default=None
+        Learning rate of the fine-tuning phase (``None``: ``lr``); the optimiser restarts there.
+    momentum : float, default=0.9
+    weight_decay : float, default=0.0
+    train_confidence_level : float, default=0.99
+        Level of the training quantile and of the validation sizes (``1 - alpha_train``).
+    temperature : float, default=0.5
+        Sigmoid temperature of the soft sets.
+    target_size : "auto" or float, default="auto"
+        ``eta``. ``"auto"``: ``max(1, target_ratio * s0)`` with ``s0`` the starting model's mean
+        hard set size on the validation split at ``train_confidence_level``.
+    target_ratio : float, default=0.6
+    size_weight : float, default=0.01
+        ConfTr's global weight, and the initial multiplier of the heuristic rule.
+    soft_quantile : {"sortnet", "neuralsort", "hard"}, default="sortnet"
+        Differentiable quantile of the batch calibration scores.
+    steepness : float, default=10.0
+        Sorting-network steepness.
+    neuralsort_tau : float, default=0.1
+    quantile_window : int or None, default=None
+        Sort only this many scores around the quantile rank (faster; see ``soft_quantile``).
+    batch_calibration_fraction : float, default=0.5
+    penalty : {"phr", "p2", "p3"}, default="phr"
+    penalty_reduction : {"mean", "sum"}, default="mean"
+        Mean or sum of the class penalties in the batch loss.
+    lambda_init : float, default=1e-6
+    rho_init : float, default=0.1
+    rho_growth : float, default=1.2
+    rho_update_every : int, default=10
+    rho_tol : float, default=1.0
+    rho_max : float or None, default=10.0
+    lambda_max : float, default=10.0
+    hr_mu, hr_tau : float, default=1.1
+    validation_sizes : {"hard", "soft"}, default="hard"
+        Set sizes used for the multiplier step.
+    gradient_clip : float or None, default=2.0
+        Gradient-norm clipping (CALS uses 2).
+    cals_margin : float, default=10.0
+        Logit margin of the CALS objective.
+    validation_size : float or int, default=0.15
+        Share (or number) of the samples used for the ALM-validation split.
+    calibration_size : float or int, default=0.25
+        Share (or number) of the samples used for calibration.
+    device : str, default="cpu"
+    random_state : int, RandomState instance or None, default=None
+        Controls the splits, the torch initialisation, the batch order and split, and the APS/RAPS
+        uniforms: equal seeds give equal sets bit for bit on CPU.
+    verbose : int, default=0
+        ``> 0`` prints skorch's per-epoch table (losses, multipliers, validation size).
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNetClassifier
+        The trained net (labels encoded as ``0..K-1``).
+    classes_ : ndarray of shape (n_classes,)
+    multipliers_ : ndarray of shape (n_classes,) or None
+        Final class-wise multipliers (``None`` for ``"ce"`` and ``"conftr"``).
+    multiplier_history_ : ndarray of shape (n_updates + 1, n_classes) or None
+        Multipliers after every epoch of fine-tuning (first row: initial values).
+    constraint_history_ : ndarray of shape (n_updates, n_classes) or None
+        Class-mean normalised constraint ``d_k / eta - 1`` on the validation split per epoch.
+    target_size_ : float or None
+        The ``eta`` used.
+    history_ : list of dict
+        skorch's per-epoch history (losses, ``dur``, ``phase`` ("pretrain" or "finetune"), ``lambda_mean``, ``lambda_max``,
+        ``rho_max``, ``val_size``, ``val_z_max``).
+    conformalizer_ : ClassificationConformalizer
+    conformity_scores_ : ndarray of shape (n_calibration,)
+    thresholds_ : ndarray of shape (n_classes,)
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> from sklearn_conformal.classification import CaCTClassifier
+    >>> from sklearn_conformal.datasets import make_long_tailed_classification
+    >>> X, y = make_long_tailed_classification(n_samples=600, n_classes=4, random_state=0)
+    >>> clf = CaCTClassifier(pretrain_epochs=5, max_epochs=3, batch_size=128, random_state=0)
+    >>> clf.fit(X, y).predict_set(X[:2]).shape
+    (2, 4)
+    """
+
+    _parameter_constraints = {
+        "module": [callable, None],
+        "objective": [StrOptions({"cact", "conftr", "ce", "cals"})],
+        "multipliers": [StrOptions({"alm", "hr"})],
+        "class_weight": [StrOptions({"balanced"}), None],
+        "confidence_level": [Interval(Real, 0, 1, closed="neither")],
+        "conformity_score": [StrOptions(set(SCORES))],
+        "mode": [StrOptions(set(MODES))],
+        "randomized": ["boolean"],
+        "k_reg": [Interval(Integral, 0, None, closed="left")],
+        "lambda_reg": [Interval(Real, 0, None, closed="left")],
+        "hidden_layer_sizes": [tuple, list],
+        "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
+        "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "finetune_lr": [Interval(Real, 0, None, closed="neither"), None],
+        "momentum": [Interval(Real, 0, 1, closed="left")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "train_confidence_level": [Interval(Real, 0, 1, closed="neither")],
+        "temperature": [Interval(Real, 0, None, closed="neither")],
+        "target_size": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
+        "target_ratio": [Interval(Real, 0, None, closed="neither")],
+        "size_weight": [Interval(Real, 0, None, closed="left")],
+        "soft_quantile": [StrOptions(set(QUANTILE_METHODS))],
+        "steepness": [Interval(Real, 0, None, closed="neither")],
+        "neuralsort_tau": [Interval(Real, 0, None, closed="neither")],
+        "quantile_window": [Interval(Integral, 2, None, closed="left"), None],
+        "batch_calibration_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "penalty": [StrOptions({"phr", "p2", "p3"})],
+        "penalty_reduction": [StrOptions({"mean", "sum"})],
+        "lambda_init": [Interval(Real, 0, None, closed="left")],
+        "rho_init": [Interval(Real, 0, None, closed="neither")],
+        "rho_growth": [Interval(Real, 1, None, closed="left")],
+        "rho_update_every": [Interval(Integral, 1, None, closed="left")],
+        "rho_tol": [Interval(Real, 0, None, closed="left")],
+        "rho_max": [Interval(Real, 0, None, closed="neither"), None],
+        "lambda_max": [Interval(Real, 0, None, closed="neither")],
+        "hr_mu": [Interval(Real, 1, None, closed="left")],
+        "hr_tau": [Interval(Real, 1, None, closed="left")],
+        "validation_sizes": [StrOptions({"hard", "soft"})],
+        "gradient_clip": [Interval(Real, 0, None, closed="neither"), None],
+        "cals_margin": [Interval(Real, 0, None, closed="neither")],
+        "validation_size": [
+            Interval(RealNotInt, 0, 1, closed="neither"),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "calibration_size": [
+            Interval(RealNotInt, 0, 1, closed="neither"),
+            Interval(Integral, 1, None, closed="left"),
+        ],
+        "device": [str],
+        "random_state": ["random_state"],
+        "verbose": ["verbose"],
+    }
+
+    def __init__(
+        self,
+        module=None,
+        *,
+        objective="cact",
+        multipliers="alm",
+        class_weight=None,
+        confidence_level=0.9,
+        conformity_score="lac",
+        mode="marginal",
+        randomized=True,
+        k_reg=5,
+        lambda_reg=0.01,
+        hidden_layer_sizes=(64,),
+        pretrain_epochs=30,
+        max_epochs=30,
+        batch_size=500,
+        lr=0.05,
+        finetune_lr=None,
+        momentum=0.9,
+        weight_decay=0.0,
+        train_confidence_level=0.99,
+        temperature=0.5,
+        target_size="auto",
+        target_ratio=0.6,
+        size_weight=0.01,
+        soft_quantile="sortnet",
+        steepness=10.0,
+        neuralsort_tau=0.1,
+        quantile_window=None,
+        batch_calibration_fraction=0.5,
+        penalty="phr",
+        penalty_reduction="mean",
+        lambda_init=1e-6,
+        rho_init=0.1,
+        rho_growth=1.2,
+        rho_update_every=10,
+        rho_tol=1.0,
+        rho_max=10.0,
+        lambda_max=10.0,
+        hr_mu=1.1,
+        hr_tau=1.1,
+        validation_sizes="hard",
+        gradient_clip=2.0,
+        cals_margin=10.0,
+        validation_size=0.15,
+        calibration_size=0.25,
+        device="cpu",
+        random_state=None,
+        verbose=0,
+    ):
+        self.module = module
+        self.objective = objective
+        self.multipliers = multipliers
+        self.class_weight = class_weight
+        self.confidence_level = confidence_level
+        self.conformity_score = conformity_score
+        self.mode = mode
+        self.randomized = randomized
+        self.k_reg = k_reg
+        self.lambda_reg = lambda_reg
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.pretrain_epochs = pretrain_epochs
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.finetune_lr = finetune_lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self.train_confidence_level = train_confidence_level
+        self.temperature = temperature
+        self.target_size = target_size
+        self.target_ratio = target_ratio
+        self.size_weight = size_weight
+        self.soft_quantile = soft_quantile
+        self.steepness = steepness
+        self.neuralsort_tau = neuralsort_tau
+        self.quantile_window = quantile_window
+        self.batch_calibration_fraction = batch_calibration_fraction
+        self.penalty = penalty
+        self.penalty_reduction = penalty_reduction
+        self.lambda_init = lambda_init
+        self.rho_init = rho_init
+        self.rho_growth = rho_growth
+        self.rho_update_every = rho_update_every
+        self.rho_tol = rho_tol
+        self.rho_max = rho_max
+        self.lambda_max = lambda_max
+        self.hr_mu = hr_mu
+        self.hr_tau = hr_tau
+        self.validation_sizes = validation_sizes
+        self.gradient_clip = gradient_clip
+        self.cals_margin = cals_margin
+        self.validation_size = validation_size
+        self.calibration_size = calibration_size
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------------------------ fit
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, validation_data=None, calibration_data=None):
+        """Split, train (CE, then the objective), and calibrate.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        validation_data : tuple (X_val, y_val), optional
+            Explicit ALM-validation set (e.g. a balanced one, as in the paper's protocol); by
+            default ``validation_size`` of ``X`` is held out.
+        calibration_data : tuple (X_cal, y_cal), optional
+            Explicit calibration set; by default ``calibration_size`` of ``X`` is held out.
+
+        Returns
+        -------
+        self : object
+        """
+        X, y = validate_data(self, X, y, dtype=np.float32)
+        check_classification_targets(y)
+        extra = [
+            (name, data)
+            for name, data in (("validation_data", validation_data), ("calibration_data", calibration_data))
+            if data is not None
+        ]
+        checked = {}
+        for name, (Xe, ye) in extra:
+            Xe = validate_data(self, Xe, reset=False, dtype=np.float32)
+            ye = np.asarray(ye)
+            check_classification_targets(ye)
+            checked[name] = (Xe, ye)
+        labels = np.concatenate([y] + [d[1] for d in checked.values()])
+        self._label_encoder = LabelEncoder().fit(labels)
+        self.classes_ = self._label_encoder.classes_
+        K = len(self.classes_)
+        if K < 2:
+            raise ValueError(
+                f"CaCTClassifier needs at least two classes; y has only one class ({self.classes_[0]!r})."
+            )
+        rng = check_random_state(self.random_state)
+        y_idx = self._label_encoder.transform(y).astype(np.int64)
+
+        # ---- disjoint splits: calibration first (never seen by training), then ALM validation
+        if "calibration_data" in checked:
+            X_cal, y_cal = checked["calibration_data"][0], self._encode(checked["calibration_data"][1])
+            X_rest, y_rest = X, y_idx
+        else:
+            X_rest, X_cal, y_rest, y_cal = split_calibration(
+                X, y_idx, self.calibration_size, rng.randint(2**31 - 1), stratify=True
+            )
+        if "validation_data" in checked:
+            X_val, y_val = checked["validation_data"][0], self._encode(checked["validation_data"][1])
+            X_tr, y_tr = X_rest, y_rest
+        else:
+            size = self.validation_size
+            if isinstance(size, Real) and not isinstance(size, Integral):
+                # validation_size is a share of all samples, not of what calibration left over
+                size = min(max(int(round(size * len(y_idx))), 1), len(y_rest) - 1)
+            X_tr, X_val, y_tr, y_val = split_calibration(
+                X_rest, y_rest, size, rng.randint(2**31 - 1), stratify=True
+            )
+        self._warn_missing(y_val, K, "ALM-validation", "its multiplier stays at its initial value")
+        self._warn_missing(y_cal, K, "calibration", "marginal/cluster modes fall back to the shared threshold, class mode to the full label set")
+
+        torch_seed = int(rng.randint(2**31 - 1))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(torch_seed)
+            self._train(X_tr, y_tr, X_val, y_val, K)
+
+        # ---- calibration with the shared conformalizer (exact finite-sample threshold)
+        self.conformalizer_ = ClassificationConformalizer(
+            score=self.conformity_score,
+            mode=self.mode,
+            randomized=self.randomized,
+            k_reg=self.k_reg,
+            lambda_reg=self.lambda_reg,
+        ).fit(self._net_proba(X_cal), y_cal, K, self.confidence_level, random_state=rng)
+        self.conformity_scores_ = self.conformalizer_.conformity_scores_
+        self.thresholds_ = self.conformalizer_.thresholds_
+        return self
+
+    def _train(self, X_tr, y_tr, X_val, y_val, K):
+        n_features = X_tr.shape[1]
+        module = self._build_module(n_features, K)
+        cw = None
+        if self.class_weight == "balanced":
+            present = np.unique(y_tr)
+            w = compute_class_weight("balanced", classes=present, y=y_tr)
+            cw = np.ones(K, dtype=np.float32)
+            cw[present] = w
+        n_tr = len(y_tr)
+        batch = min(self.batch_size, n_tr)
+        callbacks = []
+        if self.gradient_clip is not None:
+            callbacks.append(("clip", GradientNormClipping(gradient_clip_value=self.gradient_clip)))
+        has_val = X_val is not None and len(y_val) > 0
+        multiplier_cb = None
+        self.multipliers_ = None
+        self.multiplier_history_ = None
+        self.constraint_history_ = None
+        self.target_size_ = None
+        net = _ConformalNet(
+            module=module,
+            criterion=torch.nn.CrossEntropyLoss,
+            criterion__weight=None if cw is None else torch.as_tensor(cw),
+            optimizer=torch.optim.SGD,
+            optimizer__momentum=self.momentum,
+            optimizer__nesterov=self.momentum > 0,
+            optimizer__weight_decay=self.weight_decay,
+            lr=self.lr,
+            max_epochs=self.pretrain_epochs,
+            batch_size=batch,
+            iterator_train__shuffle=True,
+            # full batches only: a small last batch would give a degenerate calibration half
+            iterator_train__drop_last=n_tr > batch,
+            train_split=predefined_split(Dataset(X_val, y_val)) if has_val else None,
+            classes=np.arange(K),
+            callbacks=callbacks,
+            device=self.device,
+            verbose=self.verbose,
+        )
+        net.initialize()
+        self._check_module_output(net, X_tr[:2], K)
+        _set_objective(net, None)
+        if self.pretrain_epochs > 0:
+            self._run_phase(net, X_tr, y_tr, self.pretrain_epochs, "pretrain")
+
+        if self.max_epochs > 0:
+            objective = self._build_objective(net, X_tr, y_tr, X_val, y_val, K, cw, has_val)
+            if objective is not None and self.objective in ("cact", "cals"):
+                multiplier_cb = self._build_multiplier_callback(objective, X_val, y_val, K, has_val)
+                net.callbacks_.insert(0, ("multipliers", multiplier_cb))
+            _set_objective(net, objective)
+            if self.finetune_lr is not None:
+                net.lr = self.finetune_lr
+            net.initialize_optimizer()  # restart momentum for the fine-tune, as a fresh fine-tune would
+            self._run_phase(net, X_tr, y_tr, self.max_epochs, "finetune")
+        if multiplier_cb is not None:
+            mult = multiplier_cb.multipliers
+            self.multipliers_ = mult.lambdas.copy()
+            self.multiplier_history_ = np.asarray(mult.history)
+            self.rho_history_ = np.asarray(mult.rho_history)
+            self.constraint_history_ = (
+                np.asarray(multiplier_cb.z_history) if multiplier_cb.z_history else None
+            )
+            if multiplier_cb.z_history and self.objective == "cact" and self.multipliers == "alm":
+                mult.check_feasibility(multiplier_cb.z_history)
+            # the validation arrays are not needed after fit; do not pickle them with the model
+            multiplier_cb.X_val = multiplier_cb.y_val = None
+        # the fitted net predicts with plain softmax; the training objective is not part of the model
+        _set_objective(net, None)
+        self.net_ = net
+        self.history_ = [dict(row) for row in net.history]
+
+    def _run_phase(self, net, X, y, epochs, phase):
+        start = len(net.history)
+        net.partial_fit(X, y, epochs=epochs)
+        for row in net.history[start:]:
+            row["phase"] = phase
+
+    def _build_module(self, n_features, K):
+        if self.module is None:
+            return _MLP(n_features, K, tuple(self.hidden_layer_sizes))
+        if isinstance(self.module, torch.nn.Module):
+            return copy.deepcopy(self.module)
+        return self.module(n_features, K)
+
+    @staticmethod
+    def _check_module_output(net, X_probe, K):
+        with torch.no_grad():
+            out = net.module_(torch.as_tensor(X_probe, device=net.device))
+        if out.ndim != 2 or out.shape[1] != K:
+            raise ValueError(
+                f"module must output logits of shape (n_samples, n_classes) = (n, {K}); "
+                f"it returned shape {tuple(out.shape)}."
+            )
+
+    def _build_objective(self, net, X_tr, y_tr, X_val, y_val, K, cw, has_val):
+        common = dict(
+            confidence_level=self.train_confidence_level,
+            temperature=self.temperature,
+            calibration_fraction=self.batch_calibration_fraction,
+            quantile_method=self.soft_quantile,
+            steepness=self.steepness,
+            neuralsort_tau=self.neuralsort_tau,
+            quantile_window=self.quantile_window,
+            class_weight=cw,
+        )
+        if self.objective == "ce":
+            return None
+        if self.objective == "cals":
+            return CALSLoss(K, margin=self.cals_margin, penalty=self.penalty, class_weight=cw)
+        eta = self._resolve_target(net, X_tr, y_tr, X_val, y_val, has_val)
+        self.target_size_ = eta
+        if self.objective == "conftr":
+            return ConfTrLoss(K, size_weight=self.size_weight, target_size=eta, **common)
+        return CaCTLoss(
+            K,
+            multipliers=self.multipliers,
+            penalty=self.penalty,
+            penalty_reduction=self.penalty_reduction,
+            target_size=eta,
+            **common,
+        )
+
+    def _resolve_target(self, net, X_tr, y_tr, X_val, y_val, has_val):
+        if self.target_size != "auto":
+            return float(self.target_size)
+        # relative target from the starting model (validation split; training split if there is none)
+        Xr, yr = (X_val, y_val) if has_val else (X_tr, y_tr)
+        logits = net.forward(Xr, training=False).detach().cpu()
+        sizes = validation_set_sizes(logits, yr, self.train_confidence_level, hard=True)
+        return float(max(1.0, self.target_ratio * sizes.mean()))
+
+    def _build_multiplier_callback(self, objective, X_val, y_val, K, has_val):
+        lam0 = self.size_weight if self.multipliers == "hr" and self.objective == "cact" else self.lambda_init
+        mult = ClasswiseMultipliers(
+            K,
+            rule=self.multipliers if self.objective == "cact" else "alm",
+            penalty=self.penalty,
+            lambda_init=lam0,
+            rho_init=self.rho_init,
+            rho_growth=self.rho_growth,
+            rho_update_every=self.rho_update_every,
+            rho_tol=self.rho_tol,
+            rho_max=self.rho_max,
+            lambda_min=1e-6,
+            lambda_max=self.lambda_max,
+            hr_mu=self.hr_mu,
+            hr_tau=self.hr_tau,
+        )
+        objective.set_multipliers(mult.lambdas, mult.rhos)
+        eta = np.full(K, self.target_size_ if self.target_size_ is not None else 1.0)
+        return MultiplierUpdate(
+            mult,
+            X_val if has_val else None,
+            y_val if has_val else None,
+            kind="margin" if self.objective == "cals" else "size",
+            confidence_level=self.train_confidence_level,
+            target_size=eta,
+            temperature=self.temperature,
+            hard=self.validation_sizes == "hard",
+        )
+
+    @staticmethod
+    def _warn_missing(y_part, K, name, fallback):
+        counts = np.bincount(y_part, minlength=K) if len(y_part) else np.zeros(K, int)
+        missing = np.flatnonzero(counts == 0)
+        if missing.size:
+            warnings.warn(
+                f"{missing.size} class(es) (indices {missing[:10].tolist()}) have no sample in the "
+                f"{name} split; {fallback}.",
+                EmptyClassWarning,
+                stacklevel=3,
+            )
+
+    # ---------------------------------------------------------------------------- predict
+    def _net_proba(self, X):
+        return np.asarray(self.net_.predict_proba(np.asarray(X, dtype=np.float32)), dtype=np.float64)
+
+    def predict_proba(self, X):
+        """Softmax probabilities of the trained network, in the order of ``classes_``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float32)
+        return self._net_proba(X)
+
+    def predict(self, X):
+        """Most probable label.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+        """
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def predict_set(self, X, confidence_level=None):
+        """Conformal prediction sets.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        confidence_level : float in (0, 1), default=None
+            Overrides the fitted level without refitting.
+
+        Returns
+        -------
+        sets : ndarray of bool, shape (n_samples, n_classes)
+        """
+        proba = self.predict_proba(X)
+        level = resolve_confidence_level(self, confidence_level)
+        return self.conformalizer_.predict_set(proba, level)
+
+    def score(self, X, y, sample_weight=None):
+        """Efficiency under coverage: ``-mean set size - n_classes * shortfall / alpha``.
+
+        Same definition as :meth:`SplitConformalClassifier.score`; higher is better.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        score : float
+        """
+        from ..metrics import coverage, mean_set_size
+
+        sets = self.predict_set(X)
+        y_idx = self._encode(np.asarray(y))
+        cov = coverage(y_idx, sets, sample_weight=sample_weight)
+        size = mean_set_size(sets, sample_weight=sample_weight)
+        shortfall = max(0.0, self.confidence_level - cov)
+        return -size - len(self.classes_) * shortfall / (1.0 - self.confidence_level)
+
+    def _encode(self, y):
+        positions = np.searchsorted(self.classes_, y)
+        positions = np.minimum(positions, len(self.classes_) - 1)
+        unseen = self.classes_[positions] != y
+        if np.any(unseen):
+            raise ValueError(
+                f"y contains labels not seen during fit: {np.unique(y[unseen])[:10].tolist()}."
+            )
+        return positions.astype(np.int64)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.device != "cpu"
+        return tags

@@ -1,0 +1,293 @@
+"""Unit tests of the CaCT training engine: penalties, multiplier rules, soft quantiles, losses."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from sklearn_conformal._core import conformal_quantile  # noqa: E402
+from sklearn_conformal._training._conformal_losses import (  # noqa: E402
+    CaCTLoss,
+    CALSLoss,
+    ConfTrLoss,
+    SmallBatchWarning,
+    hard_set_size,
+    smooth_set_size,
+)
+from sklearn_conformal._training._multipliers import (  # noqa: E402
+    ClasswiseMultipliers,
+    InfeasibleConstraintWarning,
+)
+from sklearn_conformal._training._penalties import get_penalty, p2, p3, phr  # noqa: E402
+from sklearn_conformal._training._soft_quantile import (  # noqa: E402
+    neuralsort_order_statistic,
+    quantile_rank,
+    soft_quantile,
+    soft_sort,
+)
+
+
+# ------------------------------------------------------------------------------ penalties
+@pytest.mark.parametrize("fn", [phr, p2, p3])
+def test_penalty_derivative_matches_autograd_on_both_branches(fn):
+    z = torch.linspace(-3.0, 3.0, 61, dtype=torch.float64, requires_grad=True)
+    lam = torch.tensor(0.7, dtype=torch.float64)
+    rho = torch.tensor(1.3, dtype=torch.float64)
+    value, deriv = fn(z, lam, rho)
+    (grad,) = torch.autograd.grad(value.sum(), z)
+    np.testing.assert_allclose(deriv.detach().numpy(), grad.numpy(), rtol=1e-10, atol=1e-12)
+    # both branches were exercised
+    assert (z < 0).any() and (z > 0).any()
+
+
+@pytest.mark.parametrize("fn", [phr, p2, p3])
+def test_penalty_derivative_at_zero_is_lambda(fn):
+    lam = torch.tensor([1e-6, 0.3, 4.0], dtype=torch.float64)
+    _, d = fn(torch.zeros(3, dtype=torch.float64), lam, torch.tensor(2.0, dtype=torch.float64))
+    np.testing.assert_allclose(d.numpy(), lam.numpy())
+
+
+def test_phr_closed_form():
+    z = torch.tensor([-2.0, -0.1, 0.0, 0.5], dtype=torch.float64)
+    lam, rho = 0.5, 1.0
+    value, d = phr(z, lam, rho)
+    expected_d = np.maximum(0.0, lam + rho * z.numpy())
+    np.testing.assert_allclose(d.numpy(), expected_d)
+    # inactive branch: lam + rho z < 0 only for z = -2
+    assert value[0].item() == pytest.approx(-(lam**2) / (2 * rho))
+    assert value[3].item() == pytest.approx(lam * 0.5 + rho * 0.25 / 2)
+
+
+def test_get_penalty_rejects_unknown():
+    with pytest.raises(ValueError, match="penalty"):
+        get_penalty("relu2")
+
+
+# ------------------------------------------------------------------------- multiplier rules
+def test_alm_step_is_clipped_phr_dual_update():
+    m = ClasswiseMultipliers(3, lambda_init=0.5, rho_init=2.0, lambda_max=3.0)
+    z = np.array([-1.0, 0.25, 5.0])
+    lam = m.alm_step(z)
+    # max(0, lam + rho z) then clip to [1e-6, lambda_max]
+    np.testing.assert_allclose(lam, [1e-6, 1.0, 3.0])
+
+
+def test_alm_step_keeps_absent_classes():
+    m = ClasswiseMultipliers(3, lambda_init=0.5, rho_init=1.0)
+    lam = m.alm_step(np.array([1.0, 1.0, 1.0]), present=np.array([True, False, True]))
+    np.testing.assert_allclose(lam, [1.5, 0.5, 1.5])
+
+
+def test_rho_rule_period_and_condition():
+    m = ClasswiseMultipliers(3, lambda_init=0.0, rho_init=1.0, rho_growth=2.0, rho_update_every=3)
+    zs = [np.array([1.0, 1.0, -1.0]), np.array([2.0, 0.5, -0.5]), np.array([3.0, 0.2, 0.1])]
+    m.alm_step(zs[0])
+    m.alm_step(zs[1])
+    np.testing.assert_allclose(m.rhos, 1.0)  # epochs 1, 2: not a multiple of 3
+    m.alm_step(zs[2])
+    # epoch 3 compares with epoch 2: class 0 grew (3 > 2), class 1 shrank, class 2: 0.1 > max(0, -0.5)
+    np.testing.assert_allclose(m.rhos, [2.0, 1.0, 2.0])
+    # lambda used the old rho at epoch 3: lam_0 after 3 steps = 0 + 1 + 2 + 3 (rho = 1 throughout)
+    assert m.lambdas[0] == pytest.approx(6.0)
+
+
+def test_rho_max_caps_growth():
+    m = ClasswiseMultipliers(1, rho_init=1.0, rho_growth=10.0, rho_update_every=1, rho_max=5.0)
+    for t in range(1, 5):
+        m.alm_step(np.array([float(t)]))
+    assert m.rhos[0] == 5.0
+
+
+def test_samplewise_alm_step_averages_clipped_derivatives():
+    m = ClasswiseMultipliers(2, lambda_init=0.5, rho_init=1.0)
+    z = np.array([[-2.0, 0.5], [1.0, 0.5]])
+    lam = m.alm_step(z, samplewise=True)
+    # per sample: max(0, .5 + z) clipped below at 1e-6, then mean over samples
+    np.testing.assert_allclose(lam, [(1e-6 + 1.5) / 2, 1.0])
+
+
+def test_hr_rule_up_down_and_skip_first():
+    m = ClasswiseMultipliers(3, rule="hr", lambda_init=1.0, hr_mu=2.0, hr_tau=1.1)
+    m.hr_step(np.array([1.0, 1.0, 1.0]))
+    np.testing.assert_allclose(m.lambdas, 1.0)  # first step only records
+    m.hr_step(np.array([2.0, 1.0, 0.5]))
+    # P = lam * excess: up where 2 > 1.1 * 1, unchanged for 1 vs 1, down where 1 > 1.1 * 0.5
+    np.testing.assert_allclose(m.lambdas, [2.0, 1.0, 0.5])
+
+
+def test_infeasibility_warning():
+    m = ClasswiseMultipliers(2, lambda_init=1e-6, rho_init=1.0)
+    zs = []
+    for _ in range(6):
+        z = np.array([3.0, 2.0])
+        m.alm_step(z)
+        zs.append(z)
+    with pytest.warns(InfeasibleConstraintWarning):
+        assert m.check_feasibility(zs)
+    ok = ClasswiseMultipliers(2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not ok.check_feasibility([np.array([0.5, -0.2])] * 6)
+
+
+def test_relative_target_and_caps_keep_lambda_bounded_where_literal_diverges():
+    """Outer loop on a fixed model whose class sizes the inner step cannot reduce below 2.5-6.
+
+    Literal settings (eta=1, rho0=1, lambda_max=1e6, rho growth): lambda grows without bound.
+    Relative target (0.6 x the mean size) with the caps: lambda stays bounded and ends up ordered by
+    how far each class is over target (the rarest, largest-set class highest).
+    """
+    sizes = np.array([2.5, 3.0, 4.0, 6.0])  # class-mean hard sizes of a model, head -> tail
+
+    def run(target, rho0, lam_max, rho_max, inner_gain):
+        m = ClasswiseMultipliers(4, rho_init=rho0, lambda_max=lam_max, rho_max=rho_max)
+        for _ in range(200):
+            # a crude inner step: a multiplier lambda shrinks its class size by gain * lambda,
+            # never below 70% of the starting size (the model's capacity)
+            d = np.maximum(0.7 * sizes, sizes - inner_gain * m.lambdas)
+            m.alm_step(d / target - 1.0)
+        return m
+
+    literal = run(1.0, 1.0, 1e6, None, 0.1)
+    lit_hist = np.asarray(literal.history)
+    # every multiplier keeps growing (no fixed point): monotone and past 100 after 200 epochs
+    assert np.all(np.diff(lit_hist[1:], axis=0) > 0)
+    assert literal.lambdas.min() > 100
+    safe = run(0.6 * sizes.mean(), 0.1, 10.0, 10.0, 0.1)
+    hist = np.asarray(safe.history)
+    assert hist.max() <= 10.0
+    # head classes become feasible and their multipliers fall back; the tail class keeps the largest
+    assert safe.lambdas[0] < safe.lambdas[-1]
+    assert np.all(np.diff(safe.lambdas) >= 0)
+
+
+# -------------------------------------------------------------------------- soft quantiles
+@pytest.mark.parametrize("n", [1, 2, 3, 7, 16, 33, 250])
+def test_sortnet_converges_to_sort(n):
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, dtype=torch.float64, generator=g)
+    np.testing.assert_allclose(soft_sort(x, 1e9).numpy(), np.sort(x.numpy()), atol=1e-9)
+    # a soft sort is a convex mixing: bounded by the data and with the same sum
+    s = soft_sort(x, 1.0)
+    assert s.min() >= x.min() - 1e-12 and s.max() <= x.max() + 1e-12
+    assert s.sum().item() == pytest.approx(x.sum().item())
+
+
+@pytest.mark.parametrize("level", [0.5, 0.9, 0.99])
+@pytest.mark.parametrize("method", ["sortnet", "neuralsort", "hard"])
+def test_soft_quantile_converges_to_exact_order_statistic(method, level):
+    rng = np.random.default_rng(0)
+    s = rng.lognormal(size=250)
+    exact = conformal_quantile(s, level)
+    x = torch.tensor(s)
+    sharp = dict(steepness=1e7, tau=1e-5)
+    assert soft_quantile(x, level, method, **sharp).item() == pytest.approx(exact, rel=1e-6)
+    if method != "hard":
+        errs = [
+            abs(soft_quantile(x, level, method, steepness=st, tau=1 / st).item() - exact)
+            for st in (1.0, 10.0, 100.0, 1000.0)
+        ]
+        assert errs[-1] < errs[0] and errs[-1] < 1e-2
+
+
+def test_soft_quantile_gradient_reaches_several_scores():
+    rng = np.random.default_rng(1)
+    for method in ("sortnet", "neuralsort"):
+        x = torch.tensor(rng.lognormal(size=250), requires_grad=True)
+        soft_quantile(x, 0.9, method, steepness=10.0, tau=0.1).backward()
+        assert (x.grad.abs() > 1e-3).sum() > 1
+        assert x.grad.sum().item() == pytest.approx(1.0, abs=1e-6)  # shifts move q one for one
+
+
+def test_windowed_sortnet_matches_exact_at_high_steepness():
+    rng = np.random.default_rng(2)
+    s = rng.lognormal(size=300)
+    x = torch.tensor(s)
+    for level in (0.5, 0.99):
+        q = soft_quantile(x, level, "sortnet", steepness=1e7, window=16).item()
+        assert q == pytest.approx(conformal_quantile(s, level), rel=1e-6)
+
+
+def test_quantile_rank_clips_to_n():
+    assert quantile_rank(10, 0.99) == 10
+    assert quantile_rank(250, 0.99) == math.ceil(251 * 0.99)
+    assert neuralsort_order_statistic(torch.tensor([3.0, 1.0, 2.0]), 1, 1e-4).item() == pytest.approx(1.0)
+
+
+# -------------------------------------------------------------------------------- losses
+def test_smooth_set_size_tends_to_hard_size():
+    g = torch.Generator().manual_seed(0)
+    lp = torch.log_softmax(torch.randn(50, 6, generator=g, dtype=torch.float64), dim=1)
+    q = torch.tensor(1.5, dtype=torch.float64)
+    np.testing.assert_allclose(
+        smooth_set_size(lp, q, 1e-6).numpy(), hard_set_size(lp, q).numpy(), atol=1e-6
+    )
+
+
+def _batch(n=400, K=5, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, K, generator=g, requires_grad=True)
+    y = torch.randint(0, K, (n,), generator=g)
+    return logits, y
+
+
+@pytest.mark.parametrize(
+    "loss",
+    [
+        ConfTrLoss(5, size_weight=0.1),
+        CaCTLoss(5, multipliers="alm", target_size=1.0),
+        CaCTLoss(5, multipliers="hr", target_size=1.0, quantile_method="neuralsort"),
+        CaCTLoss(5, penalty="p3", penalty_reduction="sum", quantile_method="hard"),
+        CALSLoss(5, margin=1.0),
+    ],
+)
+def test_losses_are_finite_differentiable_and_exceed_ce(loss):
+    torch.manual_seed(0)
+    logits, y = _batch()
+    loss.set_multipliers(np.full(5, 0.5), np.full(5, 1.0)) if hasattr(loss, "set_multipliers") else None
+    value = loss(logits, y)
+    assert torch.isfinite(value)
+    value.backward()
+    assert torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
+    ce = torch.nn.functional.cross_entropy(logits.detach(), y).item()
+    assert value.item() != pytest.approx(ce)
+
+
+def test_cact_alm_loss_equals_independent_computation():
+    torch.manual_seed(3)
+    logits, y = _batch(n=200, K=4, seed=3)
+    loss = CaCTLoss(4, target_size=2.0, quantile_method="hard", temperature=0.3)
+    lam = np.array([0.1, 0.2, 0.3, 0.4])
+    loss.set_multipliers(lam, np.full(4, 0.5))
+    torch.manual_seed(7)
+    value = loss(logits, y).item()
+    # recompute with the same permutation
+    torch.manual_seed(7)
+    perm = torch.randperm(200)
+    cal, pred = perm[:100], perm[100:]
+    lp = torch.log_softmax(logits.detach().double(), 1)
+    q = np.sort((-lp[cal, y[cal]]).numpy())[quantile_rank(100, 0.99) - 1]
+    size = torch.sigmoid((q + lp[pred]) / 0.3).sum(1).numpy()
+    yp = y[pred].numpy()
+    pen = []
+    for k in range(4):
+        if (yp == k).any():
+            z = size[yp == k].mean() / 2.0 - 1.0
+            x = lam[k] + 0.5 * z
+            pen.append(lam[k] * z + 0.25 * z * z if x >= 0 else -lam[k] ** 2 / 1.0)
+    expected = torch.nn.functional.cross_entropy(logits.detach().double(), y).item() + np.mean(pen)
+    assert value == pytest.approx(expected, rel=1e-5)
+
+
+def test_small_batch_falls_back_to_ce_and_warns_once():
+    loss = CaCTLoss(3)
+    logits, y = _batch(n=3, K=3)
+    with pytest.warns(SmallBatchWarning):
+        v = loss(logits, y)
+    assert v.item() == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss(logits, y)  # no second warning
