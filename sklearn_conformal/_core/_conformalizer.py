@@ -5,7 +5,6 @@ from sklearn.utils import check_random_state
 
 from ._calibrators import MODES, ClusterAssignment, class_thresholds, marginal_thresholds
 from ._classification_scores import SCORES, prediction_sets, true_label_scores
-from ._quantile import min_calibration_size
 from ._validation import check_confidence_level, warn_small_calibration
 
 
@@ -102,15 +101,15 @@ class ClassificationConformalizer:
                 warn_small_calibration(
                     int(counts[short].min()),
                     level,
-                    where=f"class-conditional calibration of {short.size} class(es) (indices "
-                    f"{short[:10].tolist()}) with at least {min_calibration_size(level)} needed "
-                    "per class:",
+                    where=f"the smallest of {short.size} under-filled class(es) (indices "
+                    f"{short[:10].tolist()})",
                 )
         else:
             thresholds = self.clusters_.thresholds(scores, y_idx, level)
             if np.isinf(thresholds).any():
                 warn_small_calibration(
-                    int(self.clusters_.calibration_mask_.sum()), level,
+                    int(self.clusters_.calibration_mask_.sum()),
+                    level,
                     where="a cluster of the cluster-conditional calibration",
                 )
         return thresholds
