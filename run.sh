@@ -11,8 +11,11 @@ venv="${SKCONF_VENV:-.venv}"
 py="$venv/bin/python"
 stamp="$venv/.installed-$(cat pyproject.toml constraints.txt | sha1sum | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
-  "$py" -m pip install -q --upgrade pip
-  "$py" -m pip install -q -c constraints.txt -e ".[torch,test,doc,plot]"
+  echo "installing sklearn-conformal and its dependencies into $venv (log: $venv/pip.log)"
+  if ! { "$py" -m pip install --upgrade pip &&
+         "$py" -m pip install -c constraints.txt -e ".[torch,test,doc,plot]"; } >"$venv/pip.log" 2>&1; then
+    tail -n 40 "$venv/pip.log" >&2; exit 1
+  fi
   touch "$stamp"
 fi
 case "${1:-}" in
