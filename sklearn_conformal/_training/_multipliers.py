@@ -188,14 +188,14 @@ class ClasswiseMultipliers:
         """Boolean mask of multipliers sitting at ``lambda_max``."""
         return self.lambdas >= self.lambda_max * (1 - rtol)
 
-    def check_feasibility(self, z_history, patience=5):
+    def check_feasibility(self, z_history, patience=10):
         """Warn when the last ``patience`` steps had every class infeasible or a multiplier at its cap.
 
         Parameters
         ----------
         z_history : list of ndarray of shape (K,)
             Class-mean constraint values per step (NaN for absent classes).
-        patience : int, default=5
+        patience : int, default=10
 
         Returns
         -------

@@ -122,8 +122,9 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
         ALM multipliers on logit margins, Liu et al. 2023).
     multipliers : {"alm", "hr"}, default="alm"
         CaCT multiplier rule: augmented Lagrangian or the heuristic rule.
-    class_weight : {"balanced"} or None, default=None
-        Weights of the cross-entropy term; ``"balanced"`` gives a class-balanced primal.
+    class_weight : {"balanced"}, dict or None, default=None
+        Weights of the cross-entropy term (a dict maps labels to weights; ``"balanced"``
+        weights classes inversely to their training frequency: a class-balanced primal).
     confidence_level : float in (0, 1), default=0.9
         Coverage target of the calibrated sets.
     conformity_score : {"lac", "aps", "raps"}, default="lac"
@@ -230,7 +231,7 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
         "module": [callable, None],
         "objective": [StrOptions({"cact", "conftr", "ce", "cals"})],
         "multipliers": [StrOptions({"alm", "hr"})],
-        "class_weight": [StrOptions({"balanced"}), None],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
         "conformity_score": [StrOptions(set(SCORES))],
         "mode": [StrOptions(set(MODES))],
@@ -467,7 +468,9 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
         n_features = X_tr.shape[1]
         module = self._build_module(n_features, K)
         cw = None
-        if self.class_weight == "balanced":
+        if isinstance(self.class_weight, dict):
+            cw = np.array([self.class_weight.get(c, 1.0) for c in self.classes_], dtype=np.float32)
+        elif self.class_weight == "balanced":
             present = np.unique(y_tr)
             w = compute_class_weight("balanced", classes=present, y=y_tr)
             cw = np.ones(K, dtype=np.float32)
