@@ -10,6 +10,7 @@ __getattr__, __dir__, __all__ = attach(
         "make_long_tailed_classification": "._long_tailed",
         "make_long_tailed_digits": "._long_tailed",
         "make_heteroscedastic_regression": "._heteroscedastic",
+        "HeteroscedasticOracle": "._heteroscedastic",
         "make_latent_mixture": "._latent_mixture",
     },
 )

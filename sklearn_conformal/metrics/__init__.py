@@ -18,5 +18,9 @@ __getattr__, __dir__, __all__ = attach(
         "neg_mean_interval_length_scorer": "._scorers",
         "neg_interval_score_scorer": "._scorers",
         "coverage_scorer": "._scorers",
+        "conditional_mae": "._conditional",
+        "mean_squared_conditional_error": "._conditional",
+        "worst_slab_coverage": "._conditional",
+        "excess_risk_target_coverage": "._conditional",
     },
 )
