@@ -13,16 +13,11 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._core import ClassificationConformalizer
 from .._core._calibrators import MODES
 from .._core._classification_scores import SCORES
-from .._estimator_utils import (
-    SPARSE_FORMATS,
-    is_frozen,
-    keep_frame,
-    resolve_confidence_level,
-    split_calibration,
-)
+from .._estimator_mixins import ConformalClassifierMixin
+from .._estimator_utils import SPARSE_FORMATS, is_frozen, keep_frame, split_calibration
 
 
-class SplitConformalClassifier(ClassifierMixin, BaseEstimator):
+class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     """Prediction sets with guaranteed coverage around any classifier with ``predict_proba``.
 
     ``fit`` splits off a calibration set, fits ``estimator`` on the rest, and computes the
@@ -188,59 +183,6 @@ class SplitConformalClassifier(ClassifierMixin, BaseEstimator):
         X = keep_frame(X, X_checked)
         return self._proba(X)
 
-    def predict(self, X):
-        """Most probable label (the point prediction).
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-    def predict_set(self, X, confidence_level=None):
-        """Conformal prediction sets.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        confidence_level : float in (0, 1), default=None
-            Overrides the fitted level without refitting.
-
-        Returns
-        -------
-        sets : ndarray of bool, shape (n_samples, n_classes)
-            ``sets[i, k]`` is True when ``classes_[k]`` is in the set of sample ``i``.
-        """
-        proba = self.predict_proba(X)
-        level = resolve_confidence_level(self, confidence_level)
-        return self.conformalizer_.predict_set(proba, level)
-
-    def score(self, X, y, sample_weight=None):
-        """Efficiency under coverage: ``-mean set size - n_classes * shortfall / alpha``.
-
-        The shortfall is how far empirical coverage falls below ``confidence_level``; higher
-        is better, so ``GridSearchCV`` prefers small sets that still cover.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        score : float
-        """
-        from ..metrics import coverage, mean_set_size
-
-        sets = self.predict_set(X)
-        y_idx = self._encode(np.asarray(y))
-        cov = coverage(y_idx, sets, sample_weight=sample_weight)
-        size = mean_set_size(sets, sample_weight=sample_weight)
-        shortfall = max(0.0, self.confidence_level - cov)
-        return -size - len(self.classes_) * shortfall / (1.0 - self.confidence_level)
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         inner = LogisticRegression() if self.estimator is None else self.estimator
@@ -254,14 +196,3 @@ class SplitConformalClassifier(ClassifierMixin, BaseEstimator):
         proba = np.zeros((model_proba.shape[0], len(self.classes_)))
         proba[:, self._model_columns] = model_proba
         return proba
-
-    def _encode(self, y):
-        positions = np.searchsorted(self.classes_, y)
-        positions = np.minimum(positions, len(self.classes_) - 1)
-        unseen = self.classes_[positions] != y
-        if np.any(unseen):
-            raise ValueError(
-                f"y contains labels not seen during fit: {np.unique(y[unseen])[:10].tolist()}; "
-                f"known classes are {self.classes_[:10].tolist()}."
-            )
-        return positions

@@ -18,6 +18,7 @@ from .._core import (
     warn_small_calibration,
 )
 from .._core._regression_scores import REGRESSION_SCORES
+from .._estimator_mixins import ConformalRegressorMixin
 from .._estimator_utils import (
     SPARSE_FORMATS,
     is_frozen,
@@ -31,7 +32,7 @@ from .._estimator_utils import (
 _SCALE_FLOOR = 1e-3
 
 
-class SplitConformalRegressor(RegressorMixin, BaseEstimator):
+class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     """Prediction intervals with guaranteed marginal coverage around any regressor.
 
     Parameters
@@ -191,28 +192,6 @@ class SplitConformalRegressor(RegressorMixin, BaseEstimator):
         level = resolve_confidence_level(self, confidence_level)
         threshold = self.quantile_ if level == self.confidence_level else self._quantile(level)
         return regression_intervals(self.conformity_score, threshold, **self._predictions(X))
-
-    def predict_set(self, X, confidence_level=None):
-        """Same as :meth:`predict_interval` (the prediction set of a regressor is an interval)."""
-        return self.predict_interval(X, confidence_level)
-
-    def score(self, X, y, sample_weight=None):
-        """Minus the mean interval (Winkler) score: higher is better.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight : ignored
-            Present for API compatibility.
-
-        Returns
-        -------
-        score : float
-        """
-        from ..metrics import interval_score
-
-        return -interval_score(y, self.predict_interval(X), self.confidence_level)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
