@@ -30,6 +30,7 @@ __all__ = [
     "FoldedPinballLoss",
     "PhaseEarlyStopping",
     "RadiusHead",
+    "ScalarHead",
     "SoftCoverageLoss",
     "TensorBatchIterator",
     "predict_module",
@@ -62,6 +63,17 @@ class CoCPMLP(nn.Module):
 
     def forward(self, X):
         return self.body(X).squeeze(-1)
+
+
+class ScalarHead(nn.Module):
+    """Flatten a user network's ``(n, 1)`` output to ``(n,)`` so the losses never broadcast."""
+
+    def __init__(self, body):
+        super().__init__()
+        self.body = body
+
+    def forward(self, X):
+        return self.body(X).reshape(X.shape[0])
 
 
 class RadiusHead(nn.Module):

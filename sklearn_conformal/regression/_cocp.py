@@ -87,18 +87,18 @@ def _build_module(spec, n_features, hidden_sizes):
 
     from torch import nn
 
-    from .._training._cocp import CoCPMLP
+    from .._training._cocp import CoCPMLP, ScalarHead
 
     if spec is None:
         return CoCPMLP(n_features, tuple(hidden_sizes))
     if isinstance(spec, nn.Module):
-        return copy.deepcopy(spec)
+        return ScalarHead(copy.deepcopy(spec))
     module = spec(n_features)
     if not isinstance(module, nn.Module):
         raise TypeError(
             f"a module factory must return a torch.nn.Module, got {type(module).__name__}."
         )
-    return module
+    return ScalarHead(module)
 
 
 def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):

@@ -1,0 +1,283 @@
+"""CoCPRegressor: coverage guarantee, algorithmic identities, estimator contract (tiny budgets)."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from sklearn_conformal._core import SmallCalibrationWarning
+from sklearn_conformal._training._cocp import (
+    CoCPMLP,
+    FoldedPinballLoss,
+    RadiusHead,
+    SoftCoverageLoss,
+    predict_module,
+    train_phase,
+)
+from sklearn_conformal.datasets import make_heteroscedastic_regression
+from sklearn_conformal.regression import CoCPRegressor
+from sklearn_conformal.regression._cocp import _fit_fold
+
+# small enough for a few hundred points to train in well under a second per fit
+TINY = dict(n_folds=2, n_alternations=1, hidden_sizes=(16, 16), max_epochs=8, patience=3)
+
+
+def _data(n, seed, noise="exponential"):
+    return make_heteroscedastic_regression(n, noise=noise, random_state=seed)
+
+
+# --------------------------------------------------------------------------------------------
+# the guarantee
+# --------------------------------------------------------------------------------------------
+def test_marginal_coverage_over_repeated_fits():
+    # each repetition draws fresh data, fits (calibration n = 100) and tests on 2000 new points;
+    # the per-fit coverage given the calibration set is Beta(k, n + 1 - k) with
+    # k = ceil(0.9 (n + 1)) = 91, so the mean over repetitions must sit in
+    # [0.9, 0.9 + 1/(n+1)] up to 3 standard errors
+    n_rep, n_cal, n_test = 16, 100, 2000
+    k = int(np.ceil(0.9 * (n_cal + 1)))
+    beta_law = stats.beta(k, n_cal + 1 - k)
+    per_fit_sd = np.sqrt(beta_law.var() + 0.09 / n_test)
+    covs = []
+    for rep in range(n_rep):
+        X, y = _data(400 + n_test, 1000 + rep)
+        model = CoCPRegressor(calibration_size=n_cal, random_state=rep, **TINY)
+        model.fit(X[:400], y[:400])
+        assert len(model.conformity_scores_) == n_cal
+        iv = model.predict_interval(X[400:])
+        covs.append(np.mean((y[400:] >= iv[:, 0]) & (y[400:] <= iv[:, 1])))
+    se = per_fit_sd / np.sqrt(n_rep)
+    assert 0.9 - 3 * se <= np.mean(covs) <= beta_law.mean() + 3 * se
+
+
+def test_interval_is_centred_and_uses_the_conformal_order_statistic():
+    X, y = _data(600, 0)
+    model = CoCPRegressor(random_state=0, **TINY).fit(X, y)
+    iv = model.predict_interval(X)
+    centre, radius = model.predict(X), model.predict_radius(X)
+    assert np.all(radius > 0)
+    np.testing.assert_allclose(iv.mean(axis=1), centre, rtol=0, atol=1e-12)
+    scores = np.sort(model.conformity_scores_)
+    k = int(np.ceil((len(scores) + 1) * 0.9))
+    assert model.quantile_ == scores[k - 1]
+    np.testing.assert_allclose(iv[:, 1] - centre, scores[k - 1] * radius, rtol=1e-12)
+    # per-call override recomputes q from the stored scores
+    iv80 = model.predict_interval(X, confidence_level=0.8)
+    k80 = int(np.ceil((len(scores) + 1) * 0.8))
+    np.testing.assert_allclose(iv80[:, 1] - centre, scores[k80 - 1] * radius, rtol=1e-12)
+    np.testing.assert_array_equal(model.predict_set(X), iv)
+
+
+# --------------------------------------------------------------------------------------------
+# algorithmic identities
+# --------------------------------------------------------------------------------------------
+def test_t0_is_the_mse_centre_with_a_folded_quantile_radius():
+    # rebuild one fold from the building blocks: MSE warm start, then the folded pinball radius on
+    # |y - m(x)|, with the same seed; _fit_fold with n_alternations=0 must give the same networks
+    X, y = _data(500, 3)
+    idx_m, idx_h = np.arange(0, 300), np.arange(300, 400)
+    Xv, yv = X[400:], y[400:]
+    params = dict(
+        confidence_level=0.9, n_alternations=0, beta=0.005, beta_end=None, centre_module=None,
+        radius_module=None, hidden_sizes=(16, 16), lr=1e-3, lr_min=0.0, weight_decay=1e-5,
+        grad_clip=5.0, batch_size=64, max_epochs=15, patience=4, min_delta=1e-6,
+        radius_floor=1e-6, device="cpu",
+    )
+    centre, radius, history, _ = _fit_fold(0, 1, (X, y, Xv, yv), (idx_m, idx_h, None), params,
+                                           seed=17, torch_threads=1, verbose=0)
+    assert [rec["phase"] for rec in history] == ["warm", "radius final"]
+
+    t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+    common = dict(lr=1e-3, batch_size=64, max_epochs=15, patience=4)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(17)
+        m = CoCPMLP(1, (16, 16))
+        h = RadiusHead(CoCPMLP(1, (16, 16)), floor=1e-6)
+        train_phase(m, torch.nn.MSELoss(), t(X[idx_m]), t(y[idx_m]), t(Xv), t(yv), phase="w",
+                    **common)
+        r_h = torch.abs(t(y[idx_h]) - predict_module(m, t(X[idx_h])))
+        r_v = torch.abs(t(yv) - predict_module(m, t(Xv)))
+        train_phase(h, FoldedPinballLoss(0.9), t(X[idx_h]), r_h, t(Xv), r_v, phase="h", **common)
+    grid = t(np.linspace(-2, 2, 101)[:, None])
+    assert torch.equal(predict_module(centre, grid), predict_module(m, grid))
+    assert torch.equal(predict_module(radius, grid), predict_module(h, grid))
+
+
+def test_staged_models_equal_separate_fits_with_fewer_alternations():
+    X, y = _data(500, 4)
+    kw = dict(TINY, n_alternations=2, random_state=5)
+    full = CoCPRegressor(**kw).fit(X, y)
+    stages = list(full.staged_predict_interval(X))
+    assert len(stages) == 3
+    for t in (0, 1):
+        single = CoCPRegressor(**dict(kw, n_alternations=t)).fit(X, y)
+        np.testing.assert_array_equal(stages[t], single.predict_interval(X))
+    np.testing.assert_array_equal(stages[2], full.predict_interval(X))
+    # T = 0 never runs a centre step, so beta cannot matter
+    a = CoCPRegressor(**dict(kw, n_alternations=0, beta=0.5)).fit(X, y)
+    np.testing.assert_array_equal(a.predict_interval(X), stages[0])
+
+
+def test_centre_step_gradient_vanishes_away_from_the_boundary():
+    beta = 0.01
+    loss = SoftCoverageLoss(beta)
+    h = torch.tensor([1.0, 1.0, 1.0, 1.0], dtype=torch.float64)
+    y = torch.tensor([0.0, 0.0, 0.0, 0.0], dtype=torch.float64)
+    # |y - m| - h = -0.9 (deep inside), +2 (far outside), 0.002 and -0.004 (at the boundary)
+    m = torch.tensor([0.1, 3.0, 1.002, -0.996], dtype=torch.float64, requires_grad=True)
+    loss(m, torch.stack([y, h], dim=1)).backward()
+    u = (h - torch.abs(y - m.detach())) / beta
+    sig = torch.sigmoid(u)
+    analytic = sig * (1 - sig) * torch.sign(m.detach() - y) / beta / len(m)
+    np.testing.assert_allclose(m.grad.numpy(), analytic.numpy(), rtol=1e-12, atol=0)
+    assert abs(m.grad[0]) < 1e-35 and abs(m.grad[1]) < 1e-35
+    assert abs(m.grad[2]) > 1.0 and abs(m.grad[3]) > 1.0
+    # the frozen radius in the target receives no gradient, and the radius step only sees
+    # residual values (no graph back into the centre)
+    assert not torch.stack([y, h], dim=1).requires_grad
+    centre_net = CoCPMLP(1, (4,))
+    residual = torch.abs(torch.zeros(3) - predict_module(centre_net, torch.zeros(3, 1)))
+    assert not residual.requires_grad
+
+
+def test_folded_pinball_minimiser_is_the_residual_quantile():
+    # a constant radius minimising the folded pinball loss is the tau-quantile of the residuals
+    r = torch.as_tensor(np.random.default_rng(0).exponential(size=999))
+    grid = torch.linspace(0, 5, 5001, dtype=torch.float64)
+    losses = torch.stack([FoldedPinballLoss(0.9)(g.expand(999), r) for g in grid])
+    best = grid[torch.argmin(losses)].item()
+    assert best == pytest.approx(np.quantile(r.numpy(), 0.9, method="inverted_cdf"), abs=1e-3)
+
+
+def test_large_beta_leaves_the_centre_at_its_warm_start():
+    # with beta huge the soft-coverage objective is flat (changes ~ 1/beta << min_delta), so no
+    # centre epoch is accepted and the centre is exactly the MSE warm start
+    X, y = _data(500, 6)
+    kw = dict(TINY, n_alternations=2, random_state=2)
+    flat = CoCPRegressor(**dict(kw, beta=1e7)).fit(X, y)
+    warm = CoCPRegressor(**dict(kw, n_alternations=0)).fit(X, y)
+    np.testing.assert_array_equal(flat.predict(X), warm.predict(X))
+    for fold in flat.history_:
+        assert all(rec["best_epoch"] == 0 for rec in fold if rec["phase"].startswith("centre"))
+    # a small beta does move it
+    moved = CoCPRegressor(**dict(kw, beta=0.005, max_epochs=30, patience=30)).fit(X, y)
+    assert not np.array_equal(moved.predict(X), warm.predict(X))
+
+
+def test_beta_schedule_and_target_scale():
+    X, y = _data(400, 7)
+    kw = dict(TINY, random_state=3)
+    # scaling by a power of two is exact in floating point: identical training, scaled outputs
+    a = CoCPRegressor(**kw).fit(X, y / 4.0)
+    b = CoCPRegressor(target_scale=4.0, **kw).fit(X, y)
+    np.testing.assert_array_equal(4.0 * a.predict_interval(X), b.predict_interval(X))
+    c = CoCPRegressor(target_scale="mean_abs", **kw).fit(X, y)
+    assert c.y_scale_ > 0
+    sched = CoCPRegressor(beta=0.05, beta_end=0.005, **kw).fit(X, y)
+    assert np.all(np.isfinite(sched.predict_interval(X)))
+
+
+def test_paper_validation_scheme():
+    X, y = _data(500, 8)
+    model = CoCPRegressor(val_scheme="fold", **dict(TINY, n_folds=3), random_state=0).fit(X, y)
+    assert len(model.centres_) == 3
+    with pytest.raises(ValueError, match="n_folds >= 3"):
+        CoCPRegressor(val_scheme="fold", **TINY).fit(X, y)
+
+
+# --------------------------------------------------------------------------------------------
+# estimator contract
+# --------------------------------------------------------------------------------------------
+@parametrize_with_checks([CoCPRegressor(random_state=0, **dict(TINY, max_epochs=3))])
+def test_sklearn_estimator_checks(estimator, check):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallCalibrationWarning)
+        check(estimator)
+
+
+def test_pickle_roundtrip_on_cpu():
+    X, y = _data(400, 9)
+    model = CoCPRegressor(random_state=0, **TINY).fit(X, y)
+    clone = pickle.loads(pickle.dumps(model))
+    np.testing.assert_array_equal(clone.predict_interval(X), model.predict_interval(X))
+    for net in clone.centres_ + clone.radii_:
+        assert all(p.device.type == "cpu" for p in net.parameters())
+
+
+def test_determinism_and_parallel_folds_give_identical_results():
+    X, y = _data(400, 10)
+    state = torch.random.get_rng_state()
+    a = CoCPRegressor(random_state=11, **TINY).fit(X, y)
+    assert torch.equal(state, torch.random.get_rng_state())  # the global stream is untouched
+    b = CoCPRegressor(random_state=11, **TINY).fit(X, y)
+    c = CoCPRegressor(random_state=11, n_jobs=2, **TINY).fit(X, y)
+    np.testing.assert_array_equal(a.predict_interval(X), b.predict_interval(X))
+    np.testing.assert_array_equal(a.predict_interval(X), c.predict_interval(X))
+    d = CoCPRegressor(random_state=12, **TINY).fit(X, y)
+    assert not np.array_equal(a.predict_interval(X), d.predict_interval(X))
+
+
+def test_user_modules_and_verbose_output(capsys):
+    X, y = _data(300, 11)
+
+    def factory(n_features):
+        return torch.nn.Sequential(torch.nn.Linear(n_features, 8), torch.nn.Tanh(),
+                                   torch.nn.Linear(8, 1))
+
+    model = CoCPRegressor(centre_module=factory, radius_module=factory(1), verbose=1,
+                          random_state=0, **TINY).fit(X, y)
+    out = capsys.readouterr().out
+    assert "warm start" in out and "radius final" in out and "centre 1" in out
+    assert np.all(np.isfinite(model.predict_interval(X)))
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        CoCPRegressor(centre_module=lambda d: "not a module", **TINY).fit(X, y)
+
+
+# --------------------------------------------------------------------------------------------
+# bad input
+# --------------------------------------------------------------------------------------------
+def test_constant_target_gives_finite_valid_intervals():
+    rng = np.random.default_rng(0)
+    X, X_new = rng.normal(size=(400, 2)), rng.normal(size=(2000, 2))
+    y = np.full(400, 3.0)
+    model = CoCPRegressor(random_state=0, **TINY).fit(X, y)
+    iv = model.predict_interval(X_new)
+    assert np.all(np.isfinite(iv)) and np.all(iv[:, 1] >= iv[:, 0])
+    assert np.all(model.predict_radius(X_new) >= model.radius_floor)
+    # exchangeable new points (all equal to 3) are covered at the calibrated rate; with 100
+    # calibration points the conditional coverage is below 0.8 with probability < 1e-3
+    assert np.mean((iv[:, 0] <= 3.0) & (iv[:, 1] >= 3.0)) >= 0.8
+
+
+def test_too_few_calibration_points_give_infinite_intervals_with_a_warning():
+    X, y = _data(200, 12)
+    with pytest.warns(SmallCalibrationWarning):
+        model = CoCPRegressor(calibration_size=5, random_state=0, **TINY).fit(X, y)
+    with pytest.warns(SmallCalibrationWarning):
+        iv = model.predict_interval(X[:4])
+    assert np.all(np.isneginf(iv[:, 0])) and np.all(np.isposinf(iv[:, 1]))
+    # a lower level that 5 points can certify is finite
+    assert np.all(np.isfinite(model.predict_interval(X[:4], confidence_level=0.8)))
+
+
+def test_non_finite_loss_raises_a_clear_error():
+    X, y = _data(200, 13)
+    with pytest.raises(FloatingPointError, match="non-finite"):
+        CoCPRegressor(random_state=0, **TINY).fit(X, y * 1e30)
+
+
+def test_too_little_data_and_bad_parameters():
+    X, y = _data(8, 14)
+    with pytest.raises(ValueError, match="n_samples=8"):
+        CoCPRegressor(**dict(TINY, n_folds=6)).fit(X, y)
+    X, y = _data(100, 14)
+    with pytest.raises(ValueError, match="hidden_sizes"):
+        CoCPRegressor(**dict(TINY, hidden_sizes=(0, 4))).fit(X, y)
+    with pytest.raises(ValueError, match="beta"):
+        CoCPRegressor(beta=0.0, **{k: v for k, v in TINY.items()}).fit(X, y)
+    with pytest.raises(ValueError, match="val_scheme"):
+        CoCPRegressor(val_scheme="paper").fit(X, y)
