@@ -165,8 +165,12 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
     steepness : float, default=10.0
         Sorting-network steepness.
     neuralsort_tau : float, default=0.1
-    quantile_window : int or None, default=None
-        Sort only this many scores around the quantile rank (faster; see ``soft_quantile``).
+    quantile_window : int or None, default=16
+        Run the sorting network on the ``quantile_window`` batch scores whose ranks are nearest
+        the quantile rank (at the training level 0.99 these are the largest scores), gradients
+        flowing through their values; ``None`` sorts the whole calibration half. The full
+        network has ``log2(n)(log2(n)+1)/2`` sequential stages (36 for a batch of 500) and made
+        a fine-tuning epoch 2.2x a CE epoch in our timing; the window of 16 (10 stages) 1.24x.
     batch_calibration_fraction : float, default=0.5
     penalty : {"phr", "p2", "p3"}, default="phr"
     penalty_reduction : {"mean", "sum"}, default="mean"
@@ -312,7 +316,7 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
         soft_quantile="sortnet",
         steepness=10.0,
         neuralsort_tau=0.1,
-        quantile_window=None,
+        quantile_window=16,
         batch_calibration_fraction=0.5,
         penalty="phr",
         penalty_reduction="mean",
