@@ -7,7 +7,6 @@ Design notes: ``design/cocp.md``. Torch and skorch are imported here and in ``_t
 import numbers
 import sys
 import time
-import warnings
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -17,23 +16,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._core import (
-    SmallCalibrationWarning,
-    check_confidence_level,
-    conformal_quantile,
-)
+from .._core import check_confidence_level, conformal_quantile
 from .._core._validation import warn_small_calibration
+from .._estimator_mixins import ConformalRegressorMixin
 
 __all__ = ["CoCPRegressor"]
-
-
-def _interval_score(y, intervals, confidence_level):
-    """Winkler interval score per sample: width plus 2/alpha times the distance to the interval."""
-    alpha = 1.0 - confidence_level
-    lower, upper = intervals[:, 0], intervals[:, 1]
-    below = np.clip(lower - y, 0.0, None)
-    above = np.clip(y - upper, 0.0, None)
-    return (upper - lower) + (2.0 / alpha) * (below + above)
 
 
 def _split_sizes(n, calibration_size, validation_size, val_scheme, n_folds):
@@ -201,7 +188,7 @@ def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
     return centre, radius, history, stages
 
 
-class CoCPRegressor(RegressorMixin, BaseEstimator):
+class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     """Co-optimised centre/radius intervals (CoCP) with split-conformal calibration.
 
     Learns a centre ``m(x)`` and a radius ``h(x) > 0`` so that ``[m - h, m + h]`` approaches the
@@ -648,30 +635,6 @@ class CoCPRegressor(RegressorMixin, BaseEstimator):
             centre, radius = self._centre_radius(X, centres, radii)
             half = np.full_like(radius, np.inf) if np.isinf(q) else q * radius
             yield np.column_stack([centre - half, centre + half])
-
-    def predict_set(self, X, confidence_level=None):
-        """Same as :meth:`predict_interval` (the prediction set of a regressor is an interval)."""
-        return self.predict_interval(X, confidence_level=confidence_level)
-
-    def score(self, X, y, sample_weight=None):
-        """Negative mean interval (Winkler) score at ``confidence_level``; higher is better.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,) or None
-
-        Returns
-        -------
-        score : float
-        """
-        level = check_confidence_level(self.confidence_level)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SmallCalibrationWarning)
-            intervals = self.predict_interval(X)
-        y = np.asarray(y, dtype=float).ravel()
-        return -float(np.average(_interval_score(y, intervals, level), weights=sample_weight))
 
 
 def _run_sequential(jobs):
