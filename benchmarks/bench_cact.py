@@ -65,7 +65,7 @@ def load_problem(name, seed):
             n_balanced_per_class=130, random_state=seed,
         )
         val, cal, test = _split_balanced(Xb, yb, 10, 60, rng)
-        train = dict(hidden_layer_sizes=(64,), pretrain_epochs=40, max_epochs=30, lr=0.05)
+        train = dict(hidden_layer_sizes=(64,), pretrain_epochs=30, max_epochs=20, lr=0.05)
     else:
         raise ValueError(name)
     return (X.astype(np.float32), y), val, cal, test, train

@@ -69,15 +69,18 @@ class MultiplierUpdate(Callback):
         ``"size"``: CaCT constraints on class-mean set sizes; ``"margin"``: CALS logit margins.
     confidence_level : float
         Level of the validation threshold (the training level).
-    target_size : ndarray of shape (K,)
-        ``eta_k`` for the size constraints.
+    target_size : ndarray of shape (K,) or None
+        ``eta_k`` for the size constraints (may be set once fine-tuning starts).
     temperature : float
     hard : bool
         Hard or soft validation sizes.
+    margin : float, default=10.0
+        CALS margin (``kind="margin"``).
     """
 
     def __init__(
-        self, multipliers, X_val, y_val, kind, confidence_level, target_size, temperature, hard
+        self, multipliers, X_val, y_val, kind, confidence_level, target_size, temperature, hard,
+        margin=10.0,
     ):
         self.multipliers = multipliers
         self.X_val = X_val
@@ -87,40 +90,53 @@ class MultiplierUpdate(Callback):
         self.target_size = target_size
         self.temperature = temperature
         self.hard = hard
+        self.margin = margin
         self.z_history = []
         self.size_history = []
 
     def on_epoch_end(self, net, **kwargs):
-        loss = getattr(net, "train_objective_", None)
-        if loss is None or not hasattr(loss, "set_multipliers") or self.X_val is None:
+        if self.X_val is None:
             return
+        loss = getattr(net, "train_objective_", None)
+        # before fine-tuning (no conformal objective yet) only the diagnostics are recorded, so
+        # the per-epoch table has the same columns from the first epoch on
+        active = loss is not None and hasattr(loss, "set_multipliers")
         K = self.multipliers.n_classes
         logits = net.forward(self.X_val, training=False).detach().cpu()
         y = self.y_val
+        sizes = None
         if self.kind == "margin":
-            z = loss.constraints(logits.double()).numpy()
-            self.multipliers.alm_step(z, samplewise=True)
+            z = CALS_constraints(logits.double(), self.margin)
+            if active:
+                self.multipliers.alm_step(z, samplewise=True)
             z_class, _ = class_means(z.max(axis=1), y, K)
-            sizes = None
         else:
             sizes = validation_set_sizes(
                 logits, y, self.confidence_level, self.temperature, hard=self.hard
             )
             d, present = class_means(sizes, y, K)
-            if self.multipliers.rule == "hr":
+            if self.target_size is None:
+                z_class = np.full(K, np.nan)
+            else:
+                z_class = np.where(present, d / self.target_size - 1.0, np.nan)
+            if active and self.multipliers.rule == "hr":
                 excess, _ = class_means(np.maximum(sizes - self.target_size[y], 0.0), y, K)
                 self.multipliers.hr_step(np.nan_to_num(excess), present)
-            else:
-                z = np.where(present, d / self.target_size - 1.0, 0.0)
-                self.multipliers.alm_step(z, present)
-            z_class = np.where(present, d / self.target_size - 1.0, np.nan)
-        loss.set_multipliers(self.multipliers.lambdas, self.multipliers.rhos)
-        self.z_history.append(z_class)
+            elif active:
+                self.multipliers.alm_step(np.nan_to_num(z_class), present)
+        if active:
+            loss.set_multipliers(self.multipliers.lambdas, self.multipliers.rhos)
+            self.z_history.append(z_class)
         lam = self.multipliers.lambdas
         net.history.record("lambda_mean", float(lam.mean()))
         net.history.record("lambda_max", float(lam.max()))
         net.history.record("rho_max", float(self.multipliers.rhos.max()))
-        if sizes is not None:
-            net.history.record("val_size", float(sizes.mean()))
-        if np.isfinite(z_class).any():
-            net.history.record("val_z_max", float(np.nanmax(z_class)))
+        net.history.record("val_size", float(sizes.mean()) if sizes is not None else float("nan"))
+        finite = np.isfinite(z_class)
+        net.history.record("val_z_max", float(z_class[finite].max()) if finite.any() else float("nan"))
+
+
+def CALS_constraints(logits, margin):
+    """CALS's normalised logit-margin constraints ``(max_j l_j - l_k - m) / m`` as numpy."""
+    gap = logits.max(dim=1, keepdim=True).values - logits
+    return ((gap - margin) / margin).numpy()

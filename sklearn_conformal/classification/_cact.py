@@ -209,6 +209,8 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
         Final class-wise multipliers (``None`` for ``"ce"`` and ``"conftr"``).
     multiplier_history_ : ndarray of shape (n_updates + 1, n_classes) or None
         Multipliers after every epoch of fine-tuning (first row: initial values).
+    rho_history_ : ndarray of shape (n_updates + 1, n_classes) or None
+        Penalty parameters ``rho`` per epoch.
     constraint_history_ : ndarray of shape (n_updates, n_classes) or None
         Class-mean normalised constraint ``d_k / eta - 1`` on the validation split per epoch.
     target_size_ : float or None
@@ -488,6 +490,7 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
         multiplier_cb = None
         self.multipliers_ = None
         self.multiplier_history_ = None
+        self.rho_history_ = None
         self.constraint_history_ = None
         self.target_size_ = None
         net = _ConformalNet(
@@ -513,14 +516,22 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
         net.initialize()
         self._check_module_output(net, X_tr[:2], K)
         _set_objective(net, None)
+        if self.objective in ("cact", "cals") and self.max_epochs > 0:
+            # present from the first epoch (diagnostics only until the fine-tune starts)
+            multiplier_cb = self._build_multiplier_callback(X_val, y_val, K, has_val)
+            net.callbacks_.insert(0, ("multipliers", multiplier_cb))
         if self.pretrain_epochs > 0:
             self._run_phase(net, X_tr, y_tr, self.pretrain_epochs, "pretrain")
 
         if self.max_epochs > 0:
             objective = self._build_objective(net, X_tr, y_tr, X_val, y_val, K, cw, has_val)
-            if objective is not None and self.objective in ("cact", "cals"):
-                multiplier_cb = self._build_multiplier_callback(objective, X_val, y_val, K, has_val)
-                net.callbacks_.insert(0, ("multipliers", multiplier_cb))
+            if multiplier_cb is not None:
+                objective.set_multipliers(
+                    multiplier_cb.multipliers.lambdas, multiplier_cb.multipliers.rhos
+                )
+                multiplier_cb.target_size = np.full(
+                    K, self.target_size_ if self.target_size_ is not None else 1.0
+                )
             _set_objective(net, objective)
             if self.finetune_lr is not None:
                 net.lr = self.finetune_lr
@@ -603,13 +614,13 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
         sizes = validation_set_sizes(logits, yr, self.train_confidence_level, hard=True)
         return float(max(1.0, self.target_ratio * sizes.mean()))
 
-    def _build_multiplier_callback(self, objective, X_val, y_val, K, has_val):
-        lam0 = self.size_weight if self.multipliers == "hr" and self.objective == "cact" else self.lambda_init
+    def _build_multiplier_callback(self, X_val, y_val, K, has_val):
+        hr = self.multipliers == "hr" and self.objective == "cact"
         mult = ClasswiseMultipliers(
             K,
-            rule=self.multipliers if self.objective == "cact" else "alm",
+            rule="hr" if hr else "alm",
             penalty=self.penalty,
-            lambda_init=lam0,
+            lambda_init=self.size_weight if hr else self.lambda_init,
             rho_init=self.rho_init,
             rho_growth=self.rho_growth,
             rho_update_every=self.rho_update_every,
@@ -620,17 +631,16 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
             hr_mu=self.hr_mu,
             hr_tau=self.hr_tau,
         )
-        objective.set_multipliers(mult.lambdas, mult.rhos)
-        eta = np.full(K, self.target_size_ if self.target_size_ is not None else 1.0)
         return MultiplierUpdate(
             mult,
             X_val if has_val else None,
             y_val if has_val else None,
             kind="margin" if self.objective == "cals" else "size",
             confidence_level=self.train_confidence_level,
-            target_size=eta,
+            target_size=None,
             temperature=self.temperature,
             hard=self.validation_sizes == "hard",
+            margin=self.cals_margin,
         )
 
     @staticmethod
