@@ -13,6 +13,8 @@ The kernels are compiled with numba and run one sample at a time, so memory stay
 the output and no ``(n, K)`` argsort is ever materialised.
 """
 
+import math
+
 import numba
 import numpy as np
 
@@ -59,32 +61,86 @@ def _aps_all_label_scores(proba, u, k_reg, lambda_reg):
     return out
 
 
+_N_BUCKETS = 64
+# candidate lists up to this length are insertion-sorted; longer ones merge-sorted
+_INSERTION_SORT_MAX = 24
+
+
+@numba.njit(cache=True, nogil=True)
+def _bucket(p):
+    """Index of the binade of ``p``: 0 for [0.5, 1], 1 for [0.25, 0.5), ...; zeros go last."""
+    if p <= 0.0:
+        return _N_BUCKETS - 1
+    return min(-math.frexp(p)[1], _N_BUCKETS - 2) if p < 1.0 else 0
+
+
 @numba.njit(cache=True, parallel=True)
 def _aps_prefix_sets(proba, threshold, u, k_reg, lambda_reg):
     """Sets ``{y : s(x, y) <= threshold}`` for one threshold shared by all labels.
 
-    The set is a prefix of the ranking, so labels are taken greedily (the largest remaining
-    probability first) until the next one's score exceeds the threshold: the cost is
-    ``O(K * (|set| + 1))`` per sample instead of a full sort.
+    The set is a prefix of the ranking, and so is every union of the top binades of ``p``. Once
+    such a union holds more mass than the threshold (the next label's score is that mass plus
+    non-negative terms), or more labels than the RAPS penalty allows, the set lies inside it.
+    One pass fills the binade histogram, a second gathers those candidates, and only they are
+    sorted.
     """
     n, n_classes = proba.shape
     out = np.zeros((n, n_classes), dtype=np.bool_)
+    # RAPS: rank r scores at least lambda_reg * (r - k_reg), so no set is longer than this
+    max_size = n_classes
+    if lambda_reg > 0.0 and np.isfinite(threshold):
+        max_size = min(n_classes, k_reg + max(int(threshold / lambda_reg), 0) + 1)
     for i in numba.prange(n):
-        taken = out[i]
-        mass = 0.0
-        for r in range(n_classes):
-            best = -1
-            best_p = -1.0
-            for j in range(n_classes):
-                # strict '>' keeps the smaller index among equal probabilities
-                if not taken[j] and proba[i, j] > best_p:
-                    best = j
-                    best_p = proba[i, j]
-            score = mass + u[i] * best_p + lambda_reg * max(0, r + 1 - k_reg)
-            if score > threshold:
+        row = proba[i]
+        mass_in = np.zeros(_N_BUCKETS)
+        count_in = np.zeros(_N_BUCKETS, dtype=np.int64)
+        for j in range(n_classes):
+            b = _bucket(row[j])
+            mass_in[b] += row[j]
+            count_in[b] += 1
+        last, mass, count = _N_BUCKETS - 1, 0.0, 0
+        for b in range(_N_BUCKETS):
+            mass += mass_in[b]
+            count += count_in[b]
+            if mass > threshold or count > max_size:
+                last = b
                 break
-            taken[best] = True
-            mass += best_p
+        candidates = np.empty(count if last < _N_BUCKETS - 1 else n_classes, dtype=np.int64)
+        c = 0
+        for j in range(n_classes):
+            if _bucket(row[j]) <= last:
+                candidates[c] = j
+                c += 1
+        if c > _INSERTION_SORT_MAX:
+            # a stable sort of labels gathered in label order keeps the tie rule
+            candidates = candidates[np.argsort(-row[candidates], kind="mergesort")]
+        else:
+            for a in range(1, c):
+                label = candidates[a]
+                k = a
+                while k > 0 and row[candidates[k - 1]] < row[label]:
+                    candidates[k] = candidates[k - 1]
+                    k -= 1
+                candidates[k] = label
+        mass = 0.0
+        for r in range(c):
+            label = candidates[r]
+            p = row[label]
+            if mass + u[i] * p + lambda_reg * max(0, r + 1 - k_reg) > threshold:
+                break
+            out[i, label] = True
+            mass += p
+    return out
+
+
+@numba.njit(cache=True, parallel=True)
+def _lac_sets(proba, thresholds):
+    """``1 - p <= threshold`` element-wise, without an (n, K) temporary."""
+    n, n_classes = proba.shape
+    out = np.empty((n, n_classes), dtype=np.bool_)
+    for i in numba.prange(n):
+        for j in range(n_classes):
+            out[i, j] = 1.0 - proba[i, j] <= thresholds[j]
     return out
 
 
@@ -145,8 +201,7 @@ def prediction_sets(proba, thresholds, score, u, k_reg=0, lambda_reg=0.0):
     shared = bool(np.all(thresholds == thresholds[0]))
     if score == "lac":
         # the same floating-point expression as at calibration, so ties resolve identically
-        limit = thresholds[0] if shared else thresholds[np.newaxis, :]
-        return (1.0 - proba) <= limit
+        return _lac_sets(proba, thresholds)
     k_reg, lambda_reg = _raps_parameters(score, k_reg, lambda_reg)
     u = _as_u(u, proba)
     if shared:
