@@ -30,7 +30,7 @@ def solve_dual(K, Phi, S, alpha, lam, jitter=1e-10):
     return np.asarray(v.value, dtype=float)
 
 
-def test_dual(K_aug, Phi_aug, S_cal, S_test, alpha, lam, jitter=1e-10):
+def qp_test_dual(K_aug, Phi_aug, S_cal, S_test, alpha, lam, jitter=1e-10):
     """Dual weight of the test point (last row) when its imputed score is ``S_test``."""
     S = np.append(S_cal, S_test)
     return solve_dual(K_aug, Phi_aug, S, alpha, lam, jitter)[-1]
@@ -43,7 +43,7 @@ def bisect_cutoff(K_aug, Phi_aug, S_cal, alpha, lam, U, lo, hi, jitter=1e-10, to
         if hi - lo <= tol * max(1.0, abs(hi)):
             break
         mid = 0.5 * (lo + hi)
-        if test_dual(K_aug, Phi_aug, S_cal, mid, alpha, lam, jitter) <= U:
+        if qp_test_dual(K_aug, Phi_aug, S_cal, mid, alpha, lam, jitter) <= U:
             lo = mid
         else:
             hi = mid

@@ -437,8 +437,8 @@ def lambda_path_core(
         best_i = -1
         best_to = SET_E
         maxbv = 0.0
-        for a in range(m):
-            maxbv = max(maxbv, abs(x[d + a]))
+        for a in range(d + m):
+            maxbv = max(maxbv, abs(x[a]))
         tol_e = _SLOPE_RTOL * maxbv
         for a in range(m):
             j = Eidx[a]
@@ -601,6 +601,9 @@ def lambda_path_core(
                 break
             _exact_state(B, Eidx, m, d, S, lam, bal, q, u, v, rhs, x)
             _fit_from_coef(K, Phi, n, d, Eidx, m, u, v, q, w)
+        else:
+            # (u, v_E) from the sets (O(|E|^2)): no drift of the duals along the path
+            _exact_state(B, Eidx, m, d, S, lam, bal, q, u, v, rhs, x)
 
     return (
         lams[:n_rec].copy(), sics[:n_rec].copy(), losses[:n_rec].copy(), vlosses[:n_rec].copy(),
@@ -921,8 +924,18 @@ def s_path_one(
     while True:
         p = d + m
         pt = pos[n]
-        for a in range(p):
-            x[a] = lam * B[a, d + pt]
+        # a test point that alone carries a direction of Phi (e.g. the only elbow point of its
+        # group) has its dual fixed by the balance constraint: then exactly dv = 0 and only
+        # u moves, along that direction (computed directly, free of round-off)
+        t_crit, delta_t = _critical_dir(Phi, phit, n, d, Eidx, m, n)
+        if t_crit:
+            for k in range(d):
+                x[k] = lam * delta_t[k]
+            for a in range(m):
+                x[d + a] = 0.0
+        else:
+            for a in range(p):
+                x[a] = lam * B[a, d + pt]
         _s_dw(K, Phi, kt, n, d, Eidx, m, x, dw)
         if do_trace and n_trace < trace_S.shape[0]:
             trace_S[n_trace] = S_cur
@@ -1000,8 +1013,8 @@ def _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n):
     best_i = -1
     best_to = SET_E
     maxx = 0.0
-    for a in range(m):
-        maxx = max(maxx, abs(x[d + a]))
+    for a in range(d + m):
+        maxx = max(maxx, abs(x[a]))
     tol_e = _SLOPE_RTOL * maxx
     for a in range(m):
         j = Eidx[a]
@@ -1129,7 +1142,7 @@ def _critical_dir(Phi, phit, n, d, Eidx, m, j):
         return False, delta
     nrm0 = 0.0
     for c in range(d):
-        delta[c] = Phi[j, c]
+        delta[c] = _phi(Phi, phit, n, j, c)
         nrm0 += delta[c] * delta[c]
     for b in range(r):
         dot = 0.0
@@ -1141,7 +1154,7 @@ def _critical_dir(Phi, phit, n, d, Eidx, m, j):
     pj = 0.0
     for c in range(d):
         nrm += delta[c] * delta[c]
-        pj += Phi[j, c] * delta[c]
+        pj += _phi(Phi, phit, n, j, c) * delta[c]
     if nrm <= 1e-16 * nrm0 or pj == 0.0:
         return False, delta
     for c in range(d):

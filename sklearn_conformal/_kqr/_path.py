@@ -100,11 +100,12 @@ def in_row_space(phi, V, rtol=1e-8):
     return np.linalg.norm(resid, axis=1) <= rtol * (1.0 + np.linalg.norm(phi, axis=1))
 
 
-def break_ties(S, rel=1e-11):
+def break_ties(S, rel=1e-9):
     """Break exact ties in ``S`` by tiny index-ordered offsets (``rel`` times the scale).
 
     Ties make the linear-QR start and the path degenerate; the perturbation selects one of the
-    optimal solutions (symbolically, the lexicographic one) and moves cutoffs by ~``rel``.
+    optimal solutions (the lexicographic one) and moves cutoffs by about ``rel`` relative. It
+    must stay well above the solver's relative slope tolerance (1e-12).
     """
     S = np.asarray(S, dtype=np.float64)
     order = np.argsort(S, kind="stable")
@@ -117,7 +118,7 @@ def break_ties(S, rel=1e-11):
     for k in range(1, S.size):
         run = run + 1 if Ss[k] == Ss[k - 1] else 0
         if run:
-            out[order[k]] = Ss[k] + run * rel * scale / S.size
+            out[order[k]] = Ss[k] + run * rel * scale
     return out
 
 
