@@ -49,7 +49,7 @@ def load(name, data_dir):
         df = pd.read_csv(data_dir / "bike_train.csv")
         dt = pd.to_datetime(df["datetime"])
         X = df.drop(columns=["datetime", "casual", "registered", "count", "season", "weather"])
-        X = X.assign(hour=dt.dt.hour, dayofweek=dt.dt.dayofweek, month=dt.dt.month,
+        X = X.assign(hour=dt.dt.hour, dayofweek=dt.dt.day_of_week, month=dt.dt.month,
                      year=dt.dt.year)
         X = pd.concat([X, pd.get_dummies(df["season"], prefix="season"),
                        pd.get_dummies(df["weather"], prefix="weather")], axis=1)
@@ -117,7 +117,12 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     parser.add_argument("--log", default="benchmarks/results/cocp_real.jsonl")
+    parser.add_argument("--report", nargs="*", metavar="JSONL",
+                        help="only print the tables of earlier runs' logs")
     args = parser.parse_args(argv)
+    if args.report is not None:
+        report([json.loads(line) for f in (args.report or [args.log]) for line in open(f)])
+        return
     data_dir = Path(args.data)
     # the authors' real-data settings: no gradient clipping, cosine floor 2e-4
     cocp_params = {"n_jobs": args.n_jobs, "grad_clip": 0.0, "lr_min": 2e-4}

@@ -116,7 +116,14 @@ def main(argv=None):
     parser.add_argument("--betas", default="0.0025,0.005,0.01,0.02,0.05")
     parser.add_argument("--n-jobs", type=int, default=2, help="CoCP folds trained in parallel")
     parser.add_argument("--log", default="benchmarks/results/cocp_synthetic.jsonl")
+    parser.add_argument("--report", nargs="*", metavar="JSONL",
+                        help="only print the tables of earlier runs' logs")
     args = parser.parse_args(argv)
+    if args.report is not None:
+        rows = [json.loads(line) for f in (args.report or [args.log]) for line in open(f)]
+        report([r for r in rows if r.get("beta", 0.005) == 0.005],
+               [r for r in rows if r["method"] == "CoCP" and r["family"] == "exponential"])
+        return
 
     n, runs = 20000, args.runs
     cocp_params = {"n_jobs": args.n_jobs}
@@ -164,7 +171,7 @@ def report(rows, beta_rows):
             staged = [{"method": f"T={t}", **s} for r in cocp for t, s in enumerate(r["staged"])]
             summarize(staged, keys)
     if beta_rows:
-        print("\n=== beta sensitivity, exponential (T = 5) ===")
+        print("\n=== beta sensitivity, exponential ===")
         summarize(beta_rows, keys + ["fit_s"], group=("beta",))
         print("beta-soft-oracle mean length (design/cocp.md):",
               {b: v[0] for b, v in SOFT_ORACLE.items()})

@@ -1,0 +1,48 @@
+"""Fit time of CoCPRegressor at n = 20,000 (exponential family, T = 5, the default settings).
+
+Wall time depends on what else runs on the machine, so the script also reports the CPU time of
+the training (all folds in this process, one torch thread): with ``n_jobs=2`` on two free cores
+the wall time is about half of it (4 folds, 2 per worker).
+
+Usage::
+
+    python benchmarks/bench_cocp_fit_time.py [--n-jobs 1] [--n-alternations 5]
+"""
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sklearn_conformal.datasets import make_heteroscedastic_regression  # noqa: E402
+from sklearn_conformal.regression import CoCPRegressor  # noqa: E402
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-jobs", type=int, default=1)
+    parser.add_argument("--n-alternations", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    X, y = make_heteroscedastic_regression(20000, noise="exponential", random_state=args.seed)
+    n_fit = 16000  # 80 %: 10,000 train / 2,000 validation / 4,000 calibration inside fit
+    load = os.getloadavg()
+    wall, cpu = time.perf_counter(), time.process_time()
+    model = CoCPRegressor(n_alternations=args.n_alternations, n_jobs=args.n_jobs,
+                          random_state=args.seed).fit(X[:n_fit], y[:n_fit])
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    per_fold = [sum(rec["seconds"] for rec in fold) for fold in model.history_]
+    epochs = [sum(rec["epochs"] for rec in fold) for fold in model.history_]
+    print(f"n=20000 (fit on {n_fit}), T={args.n_alternations}, n_jobs={args.n_jobs}")
+    print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
+          f"after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    print(f"wall {wall:.1f} s, CPU of this process {cpu:.1f} s "
+          f"(with n_jobs=1 this is all training; 2 free cores -> about {cpu / 2:.1f} s wall)")
+    print("per-fold wall seconds:", [round(s, 1) for s in per_fold], "epochs:", epochs)
+
+
+if __name__ == "__main__":
+    main()
