@@ -138,7 +138,11 @@ def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
             )
 
     try:
-        with torch.random.fork_rng(devices=[]):
+        # fork (and restore) the generator of the training device too, so a fit leaves the
+        # caller's torch random state untouched on GPU as on CPU
+        dev = torch.device(device)
+        devices = [dev.index or 0] if dev.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
             torch.manual_seed(seed)
             n_features = X.shape[1]
             centre = _build_module(params["centre_module"], n_features, params["hidden_sizes"])
