@@ -199,6 +199,10 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
         self.X_fit_ = X
         return self
 
+    def __sklearn_is_fitted__(self):
+        # the parameter ``lambda_`` ends in "_", so the default attribute scan would not do
+        return hasattr(self, "dual_coef_")
+
     def predict(self, X):
         """Fitted conditional quantile ``Phi(x)'eta + k(x, X_fit) v / lam`` at ``lam_``.
 

@@ -449,6 +449,10 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         center = self.predict(X)
         return np.column_stack([center - cut, center + cut])
 
+    def __sklearn_is_fitted__(self):
+        # the parameter ``lambda_`` ends in "_", so the default attribute scan would not do
+        return hasattr(self, "estimator_")
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
