@@ -26,10 +26,14 @@ CPU only; run it in the background with a log (``nohup ... > benchmarks/results/
 import argparse
 import json
 import os
+import sys
 import time
 import warnings
 
 import numpy as np
+
+# run from a checkout without installing: the package sits next to benchmarks/
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 LEVEL = 0.9
@@ -61,11 +65,11 @@ def load_problem(name, seed):
         train = dict(hidden_layer_sizes=(), pretrain_epochs=100, max_epochs=50, lr=0.05)
     elif name == "synth50-lt":
         X, y, Xb, yb = make_long_tailed_classification(
-            n_samples=6000, n_classes=50, n_features=24, class_sep=1.1, imbalance=0.1,
+            n_samples=4000, n_classes=50, n_features=24, class_sep=1.1, imbalance=0.1,
             n_balanced_per_class=130, random_state=seed,
         )
         val, cal, test = _split_balanced(Xb, yb, 10, 60, rng)
-        train = dict(hidden_layer_sizes=(64,), pretrain_epochs=30, max_epochs=20, lr=0.05)
+        train = dict(hidden_layer_sizes=(64,), pretrain_epochs=30, max_epochs=15, lr=0.05)
     else:
         raise ValueError(name)
     return (X.astype(np.float32), y), val, cal, test, train
@@ -166,7 +170,7 @@ def run(problems, seeds, quick, out_dir):
             rec["_class_counts"] = np.bincount(y, minlength=len(np.unique(y))).tolist()
             records[f"{problem}/{seed}"] = rec
             print(f"[{problem} seed {seed}] done in {time.time() - t0:.0f}s", flush=True)
-            with open(os.path.join(out_dir, "cact_results.json"), "w") as fh:
+            with open(os.path.join(out_dir, f"cact_results_{'+'.join(problems)}.json"), "w") as fh:
                 json.dump({"records": records, "histories": histories}, fh)
     return records, histories
 
@@ -237,7 +241,7 @@ def report(records, histories, problems, seeds, quick, out_dir):
                 corrs.append(np.corrcoef(lam, 1.0 / counts)[0, 1])
         if corrs:
             emit(f"  corr(final lambda, 1/class count): mean {np.mean(corrs):.2f} over seeds")
-    with open(os.path.join(out_dir, "cact_report.txt"), "w") as fh:
+    with open(os.path.join(out_dir, f"cact_report_{'+'.join(problems)}.txt"), "w") as fh:
         fh.write("\n".join(lines) + "\n")
     plot(records, histories, problems, seeds, out_dir)
 
@@ -265,7 +269,7 @@ def plot(records, histories, problems, seeds, out_dir):
         ax.set_xlabel("fine-tuning epoch")
         ax.set_ylabel("multiplier")
     fig.tight_layout()
-    fig.savefig(os.path.join(out_dir, "cact_multipliers.png"), dpi=110)
+    fig.savefig(os.path.join(out_dir, f"cact_multipliers_{'+'.join(problems)}.png"), dpi=110)
 
 
 def main():
@@ -281,7 +285,7 @@ def main():
     problems = args.problems.split(",")
     os.makedirs(RESULTS, exist_ok=True)
     if args.report_only:
-        with open(os.path.join(RESULTS, "cact_results.json")) as fh:
+        with open(os.path.join(RESULTS, f"cact_results_{'+'.join(problems)}.json")) as fh:
             data = json.load(fh)
         records, histories = data["records"], data["histories"]
     else:

@@ -24,6 +24,16 @@ TINY = dict(
 )
 
 
+# data tests: enough training for sensible sets, small enough for a shared 2-core machine
+DATA = dict(pretrain_epochs=6, max_epochs=3, batch_size=200, hidden_layer_sizes=(16,), random_state=0)
+
+
+def _data_fast(**kw):
+    params = dict(DATA)
+    params.update(kw)
+    return CaCTClassifier(**params)
+
+
 def _fast(**kw):
     params = dict(TINY)
     params.update(kw)
@@ -74,16 +84,17 @@ def lt_data():
 def test_every_objective_trains_and_calibrates(lt_data, params):
     X, y, Xb, yb = lt_data
     clf = CaCTClassifier(
-        pretrain_epochs=10, max_epochs=5, batch_size=200, random_state=0, **params
+        pretrain_epochs=6, max_epochs=4, batch_size=200, hidden_layer_sizes=(16,), random_state=0,
+        **params,
     ).fit(X, y)
     sets = clf.predict_set(Xb)
     assert sets.shape == (len(yb), 5) and sets.dtype == bool
     assert np.isfinite(clf.predict_proba(Xb)).all()
     phases = [row["phase"] for row in clf.history_]
-    assert phases == ["pretrain"] * 10 + ["finetune"] * 5
+    assert phases == ["pretrain"] * 6 + ["finetune"] * 4
     if params["objective"] in ("cact", "cals"):
         assert clf.multipliers_.shape == (5,)
-        assert clf.multiplier_history_.shape == (6, 5)
+        assert clf.multiplier_history_.shape == (5, 5)
         assert np.all(clf.multiplier_history_ <= clf.lambda_max)
         assert "lambda_max" in clf.history_[-1]
     else:
@@ -96,7 +107,7 @@ def test_every_objective_trains_and_calibrates(lt_data, params):
 def test_string_labels_round_trip(lt_data):
     X, y, Xb, yb = lt_data
     names = np.array(["ant", "bee", "cat", "dog", "eel"])
-    clf = _fast(batch_size=200).fit(X, names[y])
+    clf = _data_fast().fit(X, names[y])
     assert list(clf.classes_) == sorted(names)
     pred = clf.predict(Xb)
     assert set(pred) <= set(names)
@@ -107,12 +118,12 @@ def test_string_labels_round_trip(lt_data):
 
 def test_determinism_and_pickle_to_cpu(lt_data):
     X, y, Xb, _ = lt_data
-    a = _fast(batch_size=200).fit(X, y)
-    b = _fast(batch_size=200).fit(X, y)
+    a = _data_fast().fit(X, y)
+    b = _data_fast().fit(X, y)
     np.testing.assert_array_equal(a.predict_proba(Xb), b.predict_proba(Xb))
     np.testing.assert_array_equal(a.predict_set(Xb), b.predict_set(Xb))
     np.testing.assert_array_equal(a.multiplier_history_, b.multiplier_history_)
-    c = _fast(batch_size=200, random_state=1).fit(X, y)
+    c = _data_fast(random_state=1).fit(X, y)
     assert not np.array_equal(a.predict_proba(Xb), c.predict_proba(Xb))
     loaded = pickle.loads(pickle.dumps(a))
     assert str(loaded.net_.device) == "cpu"
@@ -137,7 +148,8 @@ def test_coverage_within_binomial_bounds_over_seeds(lt_data, mode):
         idx = rng.permutation(len(yb))
         cal, test = idx[:300], idx[300:]
         clf = CaCTClassifier(
-            pretrain_epochs=8, max_epochs=4, batch_size=200, mode=mode, random_state=seed
+            pretrain_epochs=4, max_epochs=2, batch_size=200, hidden_layer_sizes=(16,), mode=mode,
+            random_state=seed,
         ).fit(X, y, calibration_data=(Xb[cal], yb[cal]))
         covs.append(coverage(yb[test], clf.predict_set(Xb[test])))
         if mode == "class":
@@ -154,7 +166,7 @@ def test_coverage_within_binomial_bounds_over_seeds(lt_data, mode):
 
 def test_predict_set_level_override_is_nested(lt_data):
     X, y, Xb, _ = lt_data
-    clf = _fast(batch_size=200).fit(X, y)
+    clf = _data_fast().fit(X, y)
     small, big = clf.predict_set(Xb, confidence_level=0.5), clf.predict_set(Xb, confidence_level=0.99)
     assert np.all(small <= big) and big.sum() > small.sum()
 
@@ -162,7 +174,7 @@ def test_predict_set_level_override_is_nested(lt_data):
 def test_module_width_mismatch_raises(lt_data):
     X, y, _, _ = lt_data
     with pytest.raises(ValueError, match="module must output"):
-        _fast(module=lambda n_in, n_out: torch.nn.Linear(n_in, n_out + 1)).fit(X, y)
+        _data_fast(module=lambda n_in, n_out: torch.nn.Linear(n_in, n_out + 1)).fit(X, y)
 
 
 def test_user_module_instance_is_not_modified(lt_data):
@@ -170,7 +182,7 @@ def test_user_module_instance_is_not_modified(lt_data):
     torch.manual_seed(0)
     mod = torch.nn.Linear(X.shape[1], 5)
     before = mod.weight.detach().clone()
-    clf = _fast(module=mod, batch_size=200).fit(X, y)
+    clf = _data_fast(module=mod).fit(X, y)
     assert torch.equal(mod.weight, before)
     assert clf.predict_set(X).shape == (len(y), 5)
 
@@ -179,12 +191,12 @@ def test_classes_without_validation_or_calibration_samples_warn(lt_data):
     X, y, Xb, yb = lt_data
     keep = yb != 4
     with pytest.warns(EmptyClassWarning, match="ALM-validation"):
-        clf = _fast(batch_size=200).fit(X, y, validation_data=(Xb[keep][:100], yb[keep][:100]))
+        clf = _data_fast().fit(X, y, validation_data=(Xb[keep][:100], yb[keep][:100]))
     # the multiplier of the class without validation data never moved from its initial value
     assert np.all(clf.multiplier_history_[:, 4] == clf.multiplier_history_[0, 4])
     with pytest.warns(EmptyClassWarning, match="calibration"):
         with pytest.warns(SmallCalibrationWarning):
-            clf = _fast(batch_size=200, mode="class").fit(
+            clf = _data_fast(mode="class").fit(
                 X, y, calibration_data=(Xb[keep][:200], yb[keep][:200])
             )
     # class mode: no calibration data for class 4 -> it is in every set (trivial, valid)
@@ -194,7 +206,7 @@ def test_classes_without_validation_or_calibration_samples_warn(lt_data):
 def test_too_small_calibration_gives_trivial_sets(lt_data):
     X, y, Xb, yb = lt_data
     with pytest.warns(SmallCalibrationWarning):
-        clf = _fast(batch_size=200).fit(X, y, calibration_data=(Xb[:5], yb[:5]))
+        clf = _data_fast().fit(X, y, calibration_data=(Xb[:5], yb[:5]))
     assert clf.predict_set(Xb).all()
 
 
@@ -210,7 +222,7 @@ def test_non_finite_loss_raises_clear_error(lt_data):
             return self.lin(x) * float("inf")
 
     with pytest.raises(FloatingPointError, match="non-finite training loss"):
-        _fast(module=Exploding, batch_size=200).fit(X, y)
+        _data_fast(module=Exploding).fit(X, y)
 
 
 def test_single_class_and_bad_params_rejected(lt_data):
@@ -226,13 +238,13 @@ def test_single_class_and_bad_params_rejected(lt_data):
 def test_literal_settings_blow_up_and_defaults_stay_bounded():
     """The paper's literal settings drive every multiplier up; the defaults keep them bounded."""
     X, y, Xb, yb = make_long_tailed_classification(
-        n_samples=1500, n_classes=10, n_features=12, class_sep=0.8, n_balanced_per_class=60,
+        n_samples=1000, n_classes=10, n_features=12, class_sep=0.8, n_balanced_per_class=30,
         random_state=1,
     )
     common = dict(batch_size=250, random_state=0, validation_data=None)
     common.pop("validation_data")
     literal = CaCTClassifier(
-        pretrain_epochs=0, max_epochs=15, target_size=1.0, rho_init=1.0, lambda_max=1e6,
+        pretrain_epochs=0, max_epochs=12, target_size=1.0, rho_init=1.0, lambda_max=1e6,
         rho_max=None, validation_sizes="soft", gradient_clip=None, temperature=0.1, **common,
     )
     with pytest.warns(InfeasibleConstraintWarning):
@@ -240,7 +252,7 @@ def test_literal_settings_blow_up_and_defaults_stay_bounded():
     hist = literal.multiplier_history_
     assert np.all(np.diff(hist[1:], axis=0) >= 0)  # no class ever became feasible
     assert hist[-1].min() > 10
-    default = CaCTClassifier(pretrain_epochs=15, max_epochs=15, **common)
+    default = CaCTClassifier(pretrain_epochs=8, max_epochs=12, **common)
     default.fit(X, y, validation_data=(Xb[:300], yb[:300]))
     assert default.multiplier_history_.max() <= default.lambda_max
     assert default.multipliers_.max() < hist[-1].min()

@@ -28,7 +28,7 @@ from .._core import ClassificationConformalizer
 from .._core._calibrators import MODES
 from .._core._classification_scores import SCORES
 from .._estimator_utils import resolve_confidence_level, split_calibration
-from .._training._cact_callbacks import MultiplierUpdate, validation_set_sizes
+from .._training._cact_callbacks import MultiplierUpdate, module_logits, validation_set_sizes
 from .._training._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss
 from .._training._multipliers import ClasswiseMultipliers
 from .._training._soft_quantile import QUANTILE_METHODS
@@ -176,12 +176,18 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
     penalty_reduction : {"mean", "sum"}, default="mean"
         Mean or sum of the class penalties in the batch loss.
     lambda_init : float, default=1e-6
-    rho_init : float, default=0.1
+    rho_init : float, default=0.01
+        Initial penalty parameter (paper: 1). With PHR an infeasible class raises its multiplier
+        by about ``rho * z`` per epoch, so this sets how fast the multipliers rise.
     rho_growth : float, default=1.2
     rho_update_every : int, default=10
     rho_tol : float, default=1.0
     rho_max : float or None, default=10.0
-    lambda_max : float, default=10.0
+    lambda_max : float, default=0.5
+        Cap of the multipliers (paper: 1e6). With the class-mean reduction a multiplier
+        ``lambda`` weighs each prediction-half sample's soft size by about
+        ``lambda / (eta * n_pred)``, i.e. like a ConfTr ``size_weight`` of ``lambda / eta``;
+        larger caps let infeasible classes drown the cross-entropy.
     hr_mu, hr_tau : float, default=1.1
     validation_sizes : {"hard", "soft"}, default="hard"
         Set sizes used for the multiplier step.
@@ -323,12 +329,12 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
         penalty="phr",
         penalty_reduction="mean",
         lambda_init=1e-6,
-        rho_init=0.1,
+        rho_init=0.01,
         rho_growth=1.2,
         rho_update_every=10,
         rho_tol=1.0,
         rho_max=10.0,
-        lambda_max=10.0,
+        lambda_max=0.5,
         hr_mu=1.1,
         hr_tau=1.1,
         validation_sizes="hard",
@@ -610,7 +616,7 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
             return float(self.target_size)
         # relative target from the starting model (validation split; training split if there is none)
         Xr, yr = (X_val, y_val) if has_val else (X_tr, y_tr)
-        logits = net.forward(Xr, training=False).detach().cpu()
+        logits = module_logits(net, Xr)
         sizes = validation_set_sizes(logits, yr, self.train_confidence_level, hard=True)
         return float(max(1.0, self.target_ratio * sizes.mean()))
 
