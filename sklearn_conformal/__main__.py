@@ -63,7 +63,8 @@ def classification_demo(quick):
 
 
 def regression_demo(quick):
-    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.linear_model import QuantileRegressor, Ridge
+    from sklearn.preprocessing import SplineTransformer
 
     from .regression import CoCPRegressor, SpeedCPRegressor, SplitConformalRegressor
 
@@ -71,17 +72,21 @@ def regression_demo(quick):
     X, y, oracle = make_heteroscedastic_regression(
         n, noise="exponential", random_state=0, return_oracle=True)
     X_fit, X_test, y_fit, y_test = train_test_split(X, y, test_size=0.25, random_state=0)
-    boosting = HistGradientBoostingRegressor(max_iter=100, random_state=0)
+    splines = make_pipeline(SplineTransformer(n_knots=8), Ridge(alpha=1e-3))
+    alpha = 1 - LEVEL
+    quantiles = tuple(
+        make_pipeline(SplineTransformer(n_knots=8), QuantileRegressor(quantile=q, alpha=0.0))
+        for q in (alpha / 2, 1 - alpha / 2)
+    )
     candidates = [
-        ("Split absolute", SplitConformalRegressor(boosting, confidence_level=LEVEL,
+        ("Split absolute", SplitConformalRegressor(splines, confidence_level=LEVEL,
                                                    random_state=0)),
         ("Split normalized", SplitConformalRegressor(
-            boosting, confidence_level=LEVEL, conformity_score="normalized", random_state=0)),
+            splines, confidence_level=LEVEL, conformity_score="normalized", random_state=0)),
         ("Split CQR", SplitConformalRegressor(
-            HistGradientBoostingRegressor(loss="quantile", max_iter=100, random_state=0),
-            confidence_level=LEVEL, conformity_score="cqr", random_state=0)),
+            quantiles, confidence_level=LEVEL, conformity_score="cqr", random_state=0)),
         ("SpeedCP (RKHS conditional)", SpeedCPRegressor(
-            boosting, confidence_level=LEVEL, calibration_size=300 if quick else 600,
+            splines, confidence_level=LEVEL, calibration_size=300 if quick else 600,
             random_state=0)),
         ("CoCP", CoCPRegressor(confidence_level=LEVEL, max_epochs=100 if quick else 300,
                                patience=20, n_alternations=2 if quick else 3, random_state=0)),
