@@ -653,81 +653,85 @@ def _grow2(a, cap):
 # batched lambda paths (cross-validation over a gamma grid)
 # --------------------------------------------------------------------------------------------
 @njit(cache=True, nogil=True, error_model="numpy")
-def cv_lambda_paths(
-    D2, kind, gammas, beta, Phi, S, lo, hi, tau, fold_of, n_folds, init_states, init_vs,
-    lam_min_ratio, max_steps, jitter, refactor_every, task_lo, task_hi, out_loss, out_bp, out_el,
-    out_status,
-):
-    """Minimum validation pinball loss over each fold's lambda path, for every gamma.
+def kernel_rows(D2, kind, gamma, beta, out, lo, hi):
+    """``out[i] = k(D2[i])`` for rows ``lo <= i < hi`` (threads fill disjoint row ranges)."""
+    ny = D2.shape[1]
+    for i in range(lo, hi):
+        for j in range(ny):
+            out[i, j] = _kernel_value(D2[i, j], kind, gamma, beta)
 
-    ``fold_of[i]`` is the validation fold of calibration point ``i``; ``init_states[f]`` /
-    ``init_vs[f]`` hold the linear-QR start of fold ``f``'s training part (padded to length n).
-    Tasks ``task_lo <= g * n_folds + f < task_hi`` write ``min_loss[g, f]``,
-    ``n_breakpoints[g, f]``, ``mean_elbow[g, f]`` and ``status[g, f]`` into the output arrays
-    (callers run disjoint task ranges in threads; the function releases the GIL).
-    """
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def kernel_sym_rows(D2, kind, gamma, beta, out, lo, hi):
+    """Symmetric ``D2``: fill ``out[i, j]`` and ``out[j, i]`` for ``j >= i``, ``lo <= i < hi``
+    (half the kernel evaluations; callers balance the triangle across threads)."""
+    n = D2.shape[0]
+    for i in range(lo, hi):
+        out[i, i] = _kernel_value(D2[i, i], kind, gamma, beta)
+        for j in range(i + 1, n):
+            val = _kernel_value(D2[i, j], kind, gamma, beta)
+            out[i, j] = val
+            out[j, i] = val
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def cv_fold_path(
+    K, Phi, S, lo, hi, tau, fold_of, f, init_state, init_v, lam_min_ratio, max_steps, jitter,
+    refactor_every,
+):
+    """Lambda path on the training part of fold ``f`` (rows with ``fold_of != f``) of the full
+    kernel matrix ``K``; returns ``(min validation pinball loss, n_breakpoints, mean elbow,
+    status)``."""
     n, d = Phi.shape
-    for task in range(task_lo, task_hi):
-        g = task // n_folds
-        f = task % n_folds
-        n_tr = 0
-        for i in range(n):
-            if fold_of[i] != f:
-                n_tr += 1
-        n_va = n - n_tr
-        tr = np.empty(n_tr, np.int64)
-        va = np.empty(n_va, np.int64)
-        a = 0
-        b = 0
-        for i in range(n):
-            if fold_of[i] != f:
-                tr[a] = i
-                a += 1
-            else:
-                va[b] = i
-                b += 1
-        gamma = gammas[g]
-        Ktr = np.empty((n_tr, n_tr))
-        for i in range(n_tr):
-            for j in range(n_tr):
-                Ktr[i, j] = _kernel_value(D2[tr[i], tr[j]], kind, gamma, beta)
-        Kva = np.empty((n_tr, n_va))
-        for i in range(n_tr):
-            for j in range(n_va):
-                Kva[i, j] = _kernel_value(D2[tr[i], va[j]], kind, gamma, beta)
-        Phitr = np.empty((n_tr, d))
-        Str = np.empty(n_tr)
-        for i in range(n_tr):
-            Str[i] = S[tr[i]]
-            for k in range(d):
-                Phitr[i, k] = Phi[tr[i], k]
-        Phiva = np.empty((n_va, d))
-        Sva = np.empty(n_va)
-        for i in range(n_va):
-            Sva[i] = S[va[i]]
-            for k in range(d):
-                Phiva[i, k] = Phi[va[i], k]
-        st = init_states[f, :n_tr].copy()
-        vv = init_vs[f, :n_tr].copy()
-        res = lambda_path_core(
-            Ktr, Phitr, Str, lo, hi, tau, st, vv, -1.0, 0.0, lam_min_ratio, max_steps, jitter,
-            refactor_every, Kva, Phiva, Sva, False,
-        )
-        vl = res[3]
-        es = res[4]
-        nr = vl.shape[0]
-        best = np.inf
-        cnt = 0
-        tot = 0.0
-        for k in range(nr):
-            cnt += 1
-            tot += es[k]
-            if vl[k] < best:
-                best = vl[k]
-        out_loss[g, f] = best
-        out_bp[g, f] = cnt
-        out_el[g, f] = tot / max(cnt, 1)
-        out_status[g, f] = res[15]
+    n_tr = 0
+    for i in range(n):
+        if fold_of[i] != f:
+            n_tr += 1
+    n_va = n - n_tr
+    tr = np.empty(n_tr, np.int64)
+    va = np.empty(n_va, np.int64)
+    a = 0
+    b = 0
+    for i in range(n):
+        if fold_of[i] != f:
+            tr[a] = i
+            a += 1
+        else:
+            va[b] = i
+            b += 1
+    Ktr = np.empty((n_tr, n_tr))
+    Kva = np.empty((n_tr, n_va))
+    for i in range(n_tr):
+        row = K[tr[i]]
+        for j in range(n_tr):
+            Ktr[i, j] = row[tr[j]]
+        for j in range(n_va):
+            Kva[i, j] = row[va[j]]
+    Phitr = np.empty((n_tr, d))
+    Str = np.empty(n_tr)
+    for i in range(n_tr):
+        Str[i] = S[tr[i]]
+        for k in range(d):
+            Phitr[i, k] = Phi[tr[i], k]
+    Phiva = np.empty((n_va, d))
+    Sva = np.empty(n_va)
+    for i in range(n_va):
+        Sva[i] = S[va[i]]
+        for k in range(d):
+            Phiva[i, k] = Phi[va[i], k]
+    res = lambda_path_core(
+        Ktr, Phitr, Str, lo, hi, tau, init_state[:n_tr].copy(), init_v[:n_tr].copy(), -1.0, 0.0,
+        lam_min_ratio, max_steps, jitter, refactor_every, Kva, Phiva, Sva, False,
+    )
+    vl = res[3]
+    es = res[4]
+    best = np.inf
+    tot = 0.0
+    for k in range(vl.shape[0]):
+        tot += es[k]
+        if vl[k] < best:
+            best = vl[k]
+    return best, vl.shape[0], tot / max(vl.shape[0], 1), res[15]
 
 
 # --------------------------------------------------------------------------------------------

@@ -51,15 +51,22 @@ def select_gamma_cv(
     status = np.zeros((n_g, n_folds), np.int64)
     D2 = np.ascontiguousarray(D2, dtype=np.float64)
     kind = kernel_kind(kernel)
+    threads = n_threads(n_jobs)
+    K = np.empty_like(D2)
+    # one kernel matrix per gamma (the exp is the costly part), shared by its folds
+    for g in range(n_g):
+        _fill_symmetric_kernel(D2, kind, float(gammas[g]), float(beta), K, threads)
 
-    def work(lo_task, hi_task):
-        _core.cv_lambda_paths(
-            D2, kind, gammas, float(beta), Phi, S, lo, hi, 1.0 - float(alpha), fold_of, n_folds,
-            init_states, init_vs, float(lam_min_ratio), int(max_steps), float(jitter),
-            int(refactor_every), lo_task, hi_task, loss, n_bp, mean_el, status,
-        )
+        def fold(a, b, g=g):
+            for f in range(a, b):
+                out = _core.cv_fold_path(
+                    K, Phi, S, lo, hi, 1.0 - float(alpha), fold_of, f, init_states[f],
+                    init_vs[f], float(lam_min_ratio), int(max_steps), float(jitter),
+                    int(refactor_every),
+                )
+                loss[g, f], n_bp[g, f], mean_el[g, f], status[g, f] = out
 
-    run_ranges(work, n_g * n_folds, n_threads(n_jobs))
+        run_ranges(fold, n_folds, threads)
     for s in np.unique(status):
         if s not in (_core.STATUS_OK, _core.STATUS_STEP_CAP):
             check_status(s, "A cross-validation lambda path")
@@ -67,3 +74,28 @@ def select_gamma_cv(
     best = int(np.nanargmin(cv_loss)) if np.any(np.isfinite(cv_loss)) else 0
     info = {"n_breakpoints": n_bp, "mean_elbow": mean_el, "truncated": status == 1}
     return float(gammas[best]), cv_loss, info
+
+
+def _fill_symmetric_kernel(D2, kind, gamma, beta, K, threads):
+    """Kernel of a symmetric squared-distance matrix, upper triangle split evenly in threads."""
+    n = D2.shape[0]
+    threads = max(1, min(threads, n // 64))
+    if threads == 1:
+        _core.kernel_sym_rows(D2, kind, gamma, beta, K, 0, n)
+        return
+    # row i costs n - i: cut so that every thread gets the same share of the triangle
+    total = n * (n + 1) / 2.0
+    cuts = [0]
+    for t in range(1, threads):
+        target = total * t / threads
+        # solve i n - i^2 / 2 = target for i
+        i = n - np.sqrt(max(n * n - 2.0 * target, 0.0))
+        cuts.append(int(round(i)))
+    cuts.append(n)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(
+            lambda k: _core.kernel_sym_rows(D2, kind, gamma, beta, K, cuts[k], cuts[k + 1]),
+            range(threads),
+        ))

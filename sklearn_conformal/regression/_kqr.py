@@ -45,7 +45,7 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
     gamma_grid : array-like, default=None
         Candidates for ``gamma="auto"`` (default: 30 values in ``[0.1, 100] / median d^2``).
     n_folds : int, default=5
-    lambda_min_ratio : float, default=1e-4
+    lambda_min_ratio : float, default=1e-3
     max_steps : int, default=None
         Step cap of the path (``20 n + 100``); reaching it sets ``truncated_``.
     store_path : bool, default=True
@@ -104,7 +104,7 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
         phi="intercept",
         gamma_grid=None,
         n_folds=5,
-        lambda_min_ratio=1e-4,
+        lambda_min_ratio=1e-3,
         max_steps=None,
         store_path=True,
         random_state=None,

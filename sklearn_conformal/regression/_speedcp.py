@@ -94,7 +94,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     calibration_size : float in (0, 1) or int, default=0.3
         Fraction (or number) of samples held out for calibration (ignored for a frozen
         estimator).
-    lambda_min_ratio : float, default=1e-4
+    lambda_min_ratio : float, default=1e-3
         The lambda paths end at this fraction of their first breakpoint.
     max_steps : int, default=None
         Step cap of each path (``20 n + 100`` by default); a lambda path that hits it is
@@ -175,7 +175,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         randomized=True,
         confidence_level=0.9,
         calibration_size=0.3,
-        lambda_min_ratio=1e-4,
+        lambda_min_ratio=1e-3,
         max_steps=None,
         n_jobs=None,
         random_state=None,

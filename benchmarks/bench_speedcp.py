@@ -1,0 +1,295 @@
+"""SpeedCP benchmarks: admixture experiment, scaling in n, per-test-point time vs CondConf.
+
+(a) ``admixture``: the SpeedCP paper's synthetic study (appendix D.1): 600 training / 300
+    calibration points from the symmetric latent mixture, 100 test points from the shifted one;
+    linear-regression and MLP predictors; kernel on the row-standardised clr of the true topic
+    weights, ``phi`` = one-hot dominant topic; gamma by 5-fold CV over 30 values, lambda by SIC.
+    Reports marginal and per-topic coverage, mean interval size and time, against split CP and,
+    when installed, ``conditionalconformal`` (CondConf 0.0.5, with its threshold-scaling bug
+    patched: the bracketing score of its bisection is returned) on a few test points.
+(b) ``scaling``: n_cal in 300, 1000, 2000, 5000: tuning time, S-path time per test point, number
+    of breakpoints and mean elbow size of the selected lambda path.
+(c) ``condconf``: time per test point of our S-path against CondConf at the same n, gamma and
+    lambda (``lambda_CondConf = lambda / (n + 1)``), and the agreement of the cutoffs.
+
+Usage::
+
+    python benchmarks/bench_speedcp.py [admixture|scaling|condconf|all] [--quick]
+"""
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+import numpy as np
+from sklearn.compose import ColumnTransformer
+from sklearn.frozen import FrozenEstimator
+from sklearn.linear_model import LinearRegression
+from sklearn.neural_network import MLPRegressor
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from sklearn_conformal import SpeedCPRegressor  # noqa: E402
+from sklearn_conformal._core import conformal_quantile  # noqa: E402
+from sklearn_conformal._kqr import SPathSolver, kernel_matrix, lambda_path  # noqa: E402
+from sklearn_conformal.datasets import make_latent_mixture  # noqa: E402
+from sklearn_conformal.datasets._latent_mixture import latent_features  # noqa: E402
+
+PAPER_GAMMA_GRID = np.logspace(0, 2, 30)
+
+
+class _Cols:
+    """A fitted regressor applied to the first ``p`` columns."""
+
+    def __init__(self, model, p):
+        self.model, self.p = model, p
+
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return self.model.predict(np.asarray(X)[:, : self.p])
+
+
+def _table(rows, header):
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
+    line = "  ".join(str(h).rjust(w) for h, w in zip(header, widths))
+    print(line)
+    print("-" * len(line))
+    for r in rows:
+        print("  ".join(str(c).rjust(w) for c, w in zip(r, widths)))
+
+
+def admixture_draw(seed, n_train=600, n_cal=300, n_test=100, n_words=1000):
+    X, y, W, topic = make_latent_mixture(
+        n_train + n_cal, n_shifted=n_test, n_words=n_words, random_state=seed
+    )
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n_train + n_cal)
+    tr, ca = perm[:n_train], perm[n_train:]
+    te = np.arange(n_train + n_cal, n_train + n_cal + n_test)
+    Xf = np.column_stack([X, latent_features(W), topic])
+    return Xf, y, topic, tr, ca, te, X.shape[1]
+
+
+def make_predictor(kind, seed):
+    if kind == "linear":
+        return LinearRegression()
+    return MLPRegressor(hidden_layer_sizes=(100, 100), max_iter=500, random_state=seed)
+
+
+def speedcp_for(predictor, p, gamma="auto", lambda_="auto", seed=0, **kw):
+    emb = ColumnTransformer([("z", "passthrough", slice(p, p + 3))])
+    return SpeedCPRegressor(
+        FrozenEstimator(_Cols(predictor, p)), embedding=emb, phi=p + 3, gamma=gamma,
+        lambda_=lambda_, gamma_grid=PAPER_GAMMA_GRID if gamma == "auto" else None,
+        random_state=seed, **kw,
+    )
+
+
+def run_admixture(n_draws, predictors, cc_points):
+    cc = _condconf()
+    rows = []
+    for kind in predictors:
+        res = {m: {"cov": [], "topic": {k: [] for k in range(3)}, "size": [], "time": []}
+               for m in ("SpeedCP", "SplitCP", "CondConf")}
+        for d in range(n_draws):
+            seed = 214 + d
+            Xf, y, topic, tr, ca, te, p = admixture_draw(seed)
+            model = make_predictor(kind, seed).fit(Xf[tr, :p], y[tr])
+            # SpeedCP
+            t0 = time.perf_counter()
+            reg = speedcp_for(model, p, seed=seed).fit(Xf[ca], y[ca])
+            iv = reg.predict_interval(Xf[te])
+            t_sp = time.perf_counter() - t0
+            _record(res["SpeedCP"], y[te], iv, topic[te], t_sp)
+            # split CP
+            t0 = time.perf_counter()
+            pred_cal = model.predict(Xf[ca, :p])
+            q = conformal_quantile(np.abs(y[ca] - pred_cal), 0.9)
+            pred = model.predict(Xf[te, :p])
+            iv_s = np.column_stack([pred - q, pred + q])
+            _record(res["SplitCP"], y[te], iv_s, topic[te], time.perf_counter() - t0)
+            if cc is not None and cc_points > 0:
+                idx = np.arange(min(cc_points, te.size))
+                Z = Xf[:, p:p + 3]
+                Phi = np.eye(3)[topic]
+                S_cal = np.abs(y[ca] - pred_cal)
+                t0 = time.perf_counter()
+                cuts = cc(Z[ca], Phi[ca], S_cal, Z[te[idx]], Phi[te[idx]], reg.gamma_, reg.lam_)
+                t_cc = (time.perf_counter() - t0) / idx.size * te.size
+                iv_c = np.column_stack([pred[idx] - cuts, pred[idx] + cuts])
+                _record(res["CondConf"], y[te[idx]], iv_c, topic[te[idx]], t_cc)
+        for m, r in res.items():
+            if not r["cov"]:
+                continue
+            per_topic = [np.mean(np.concatenate(r["topic"][k])) if r["topic"][k] else np.nan
+                         for k in range(3)]
+            cov_draws = np.array(r["cov"])
+            rows.append([
+                kind, m, len(cov_draws), f"{np.mean(cov_draws):.3f}+-{np.std(cov_draws):.3f}",
+                *[f"{c:.3f}" for c in per_topic],
+                f"{np.mean(r['size']):.3f}+-{np.std(r['size']):.3f}",
+                f"{np.mean(r['time']):.3f}",
+            ])
+    print("\n(a) admixture: 600 train / 300 calibration / 100 shifted test, level 0.9")
+    _table(rows, ["predictor", "method", "draws", "coverage", "topic0", "topic1", "topic2",
+                  "size", "time_s"])
+    print("per-topic coverage pools the test points of all draws (CondConf: first "
+          f"{cc_points} test points per draw, time extrapolated to 100)")
+
+
+def _record(r, y, iv, topic, t):
+    hit = (y >= iv[:, 0]) & (y <= iv[:, 1])
+    r["cov"].append(hit.mean())
+    for k in range(3):
+        r["topic"][k].append(hit[topic == k])
+    r["size"].append(np.mean(iv[:, 1] - iv[:, 0]))
+    r["time"].append(t)
+
+
+def run_scaling(ns, n_test=100):
+    rows = []
+    for n in ns:
+        X, y, W, topic = make_latent_mixture(n + 600, n_shifted=n_test, n_words=200,
+                                             random_state=n)
+        Xf = np.column_stack([X, latent_features(W), topic])
+        p = X.shape[1]
+        model = LinearRegression().fit(Xf[:600, :p], y[:600])
+        cal = slice(600, 600 + n)
+        te = slice(600 + n, 600 + n + n_test)
+        t0, c0 = time.perf_counter(), time.process_time()
+        reg = speedcp_for(model, p).fit(Xf[cal], y[cal])
+        t_fit, c_fit = time.perf_counter() - t0, time.process_time() - c0
+        t0 = time.perf_counter()
+        reg.predict_interval(Xf[te])
+        t_pred = time.perf_counter() - t0
+        # S-path alone (kernel rows precomputed), per test point
+        solver = reg._solver(1.0 - reg.confidence_level)
+        Zt = reg._embed(Xf[te])
+        Kt = kernel_matrix(Zt, reg._Z_cal, reg.kernel, reg.gamma_)
+        Phi_t = reg._phi_transform(Xf[te]) @ reg._phi_basis
+        U = np.random.default_rng(0).uniform(-0.1, 0.9, n_test)
+        best = np.inf
+        for _ in range(3):
+            t0 = time.perf_counter()
+            _, steps, mel, _ = solver.cutoffs(Kt, np.ones(n_test), Phi_t, U)
+            best = min(best, time.perf_counter() - t0)
+        rows.append([
+            n, f"{t_fit:.2f}", f"{c_fit:.2f}", f"{t_pred:.3f}", f"{1e3 * best / n_test:.4f}",
+            reg.path_lambdas_.size, f"{np.mean(reg.path_elbow_sizes_):.1f}",
+            f"{np.mean(reg.cv_n_breakpoints_):.0f}", f"{np.mean(reg.cv_mean_elbow_):.1f}",
+            f"{np.mean(steps):.1f}", f"{np.mean(mel):.1f}",
+        ])
+    print(f"\n(b) scaling in n_cal ({n_test} test points, 30 gammas x 5 folds, "
+          f"{os.cpu_count()} cores)")
+    print("fit_cpu_s is the process CPU time (all threads): on a machine shared with other jobs "
+          "wall time overstates the cost")
+    _table(rows, ["n_cal", "fit_s", "fit_cpu_s", "predict_s", "spath_ms/pt", "bp", "mean|E|", "cv_bp",
+                  "cv_mean|E|", "s_steps", "s_mean|E|"])
+
+
+# ----------------------------------------------------------------------------------------------
+def _condconf():
+    """CondConf (conditionalconformal 0.0.5) cutoffs with the threshold-scaling bug patched."""
+    try:
+        from conditionalconformal import CondConf
+        from conditionalconformal.condconf import binary_search, finish_dual_setup
+    except ImportError:
+        print("conditionalconformal is not installed: CondConf rows skipped")
+        return None
+
+    eps = 1e-8  # Phi columns ride along in x scaled by eps, so the kernel sees the embedding only
+
+    def cutoffs(Z_cal, Phi_cal, S_cal, Z_test, Phi_test, gamma, lam, U=None):
+        n = S_cal.shape[0]
+        zdim, d = Z_cal.shape[1], Phi_cal.shape[1]
+        cond = CondConf(
+            score_fn=lambda x, s: np.asarray(s, dtype=float),
+            Phi_fn=lambda x: np.asarray(x)[:, zdim:zdim + d] / eps,
+            infinite_params={"kernel": "rbf", "gamma": gamma, "lambda": lam / (n + 1)},
+        )
+        cond.setup_problem(np.column_stack([Z_cal, eps * Phi_cal]), S_cal)
+        out = []
+        for t in range(Z_test.shape[0]):
+            xt = np.column_stack([Z_test[t:t + 1], eps * Phi_test[t:t + 1]])
+            thr = 0.9 if U is None else U[t]
+
+            def f(S, xt=xt, thr=thr):
+                prob = finish_dual_setup(cond.cvx_problem, S, xt, 0.9, cond.Phi_fn(xt),
+                                         cond.x_calib, cond.infinite_params)
+                # CLARABEL: OSQP's parameter updates fail silently here (design notes, sec. 11)
+                prob.solve(solver="CLARABEL")
+                return prob.var_dict["weights"].value[-1] - thr
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                # CondConf's own bisection (tol 1e-3); its predict() would then return
+                # Phi beta + K eta, which lacks the dual scaling: the bracket end is the cutoff
+                _, upper = binary_search(f, float(np.min(S_cal)), 2 * float(np.max(S_cal)))
+            out.append(upper)
+        return np.asarray(out)
+
+    return cutoffs
+
+
+def run_condconf(n=300, n_points=5, seed=214):
+    cc = _condconf()
+    Xf, y, topic, tr, ca, te, p = admixture_draw(seed, n_cal=n)
+    model = LinearRegression().fit(Xf[tr, :p], y[tr])
+    reg = speedcp_for(model, p, randomized=False, seed=seed).fit(Xf[ca], y[ca])
+    Z = Xf[:, p:p + 3]
+    Phi = np.eye(3)[topic]
+    S_cal = np.abs(y[ca] - model.predict(Xf[ca, :p]))
+    K = kernel_matrix(Z[ca], Z[ca], "rbf", reg.gamma_)
+    res = lambda_path(K, Phi, S_cal, 0.1, lam_stop=reg.lam_)
+    solver = SPathSolver(K, Phi, S_cal, 0.1, reg.lam_, res.state, res.v)
+    Kt = kernel_matrix(Z[te], Z[ca], "rbf", reg.gamma_)
+    U = np.full(te.size, 0.9)
+    best = np.inf
+    for _ in range(5):
+        t0 = time.perf_counter()
+        ours, _, _, _ = solver.cutoffs(Kt, np.ones(te.size), Phi[te], U, n_jobs=1)
+        best = min(best, time.perf_counter() - t0)
+    ours_pt = best / te.size
+    print(f"\n(c) per test point, n={n}, gamma={reg.gamma_:.4g}, lambda={reg.lam_:.4g} "
+          f"(CondConf lambda {reg.lam_ / (n + 1):.4g}), deterministic cutoff, 1 thread")
+    print(f"SpeedCP exact S-path: {1e3 * ours_pt:.4f} ms per test point")
+    if cc is None:
+        return
+    idx = np.arange(n_points)
+    t0 = time.perf_counter()
+    theirs = cc(Z[ca], Phi[ca], S_cal, Z[te[idx]], Phi[te[idx]], reg.gamma_, reg.lam_)
+    cc_pt = (time.perf_counter() - t0) / n_points
+    print(f"CondConf (bisection, tol 1e-3): {1e3 * cc_pt:.1f} ms per test point "
+          f"-> ratio {cc_pt / ours_pt:.0f}x")
+    rel = np.abs(theirs - ours[idx]) / np.abs(ours[idx])
+    print("cutoffs ours   :", np.round(ours[idx], 4))
+    print("cutoffs CondConf:", np.round(theirs, 4), f"(max rel diff {rel.max():.2e}; "
+          "CondConf bisection tolerance 1e-3)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("what", nargs="?", default="all",
+                    choices=["admixture", "scaling", "condconf", "all"])
+    ap.add_argument("--quick", action="store_true", help="small runs")
+    ap.add_argument("--draws", type=int, default=None)
+    ap.add_argument("--condconf-points", type=int, default=None,
+                    help="test points per draw for CondConf in (a) (0 skips it)")
+    args = ap.parse_args()
+    quick = args.quick
+    if args.what in ("admixture", "all"):
+        draws = args.draws or (3 if quick else 20)
+        ccp = args.condconf_points if args.condconf_points is not None else (0 if quick else 3)
+        run_admixture(draws, ["linear"] if quick else ["linear", "mlp"], ccp)
+    if args.what in ("scaling", "all"):
+        run_scaling([300, 1000] if quick else [300, 1000, 2000, 5000])
+    if args.what in ("condconf", "all"):
+        run_condconf(n_points=2 if quick else 5)
+
+
+if __name__ == "__main__":
+    main()
