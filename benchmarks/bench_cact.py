@@ -300,9 +300,15 @@ def main():
     problems = args.problems.split(",")
     os.makedirs(RESULTS, exist_ok=True)
     if args.report_only:
-        with open(os.path.join(RESULTS, f"cact_results_{'+'.join(problems)}.json")) as fh:
-            data = json.load(fh)
-        records, histories = data["records"], data["histories"]
+        # merge every saved run (problems may have been run by separate processes)
+        import glob
+
+        records, histories = {}, {}
+        for path in sorted(glob.glob(os.path.join(RESULTS, "cact_results_*.json"))):
+            with open(path) as fh:
+                data = json.load(fh)
+            records.update(data["records"])
+            histories.update(data["histories"])
     else:
         records, histories = run(problems, seeds, args.quick, RESULTS)
     report(records, histories, problems, seeds, args.quick, RESULTS)
