@@ -187,8 +187,8 @@ def run_scaling(ns, n_test=100):
           f"{os.cpu_count()} cores)")
     print("fit_cpu_s is the process CPU time (all threads): on a machine shared with other jobs "
           "wall time overstates the cost")
-    _table(rows, ["n_cal", "fit_s", "fit_cpu_s", "predict_s", "spath_ms/pt", "bp", "mean|E|", "cv_bp",
-                  "cv_mean|E|", "s_steps", "s_mean|E|"])
+    _table(rows, ["n_cal", "fit_s", "fit_cpu_s", "predict_s", "spath_ms/pt", "bp", "mean|E|",
+                  "cv_bp", "cv_mean|E|", "s_steps", "s_mean|E|"])
 
 
 # ----------------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ from . import _core
 KERNELS = {"rbf": 0, "laplacian": 1, "matern32": 2, "matern52": 3, "imq": 4}
 
 _STATUS_MESSAGES = {
-    _core.STATUS_STEP_CAP: "reached the step cap {cap_name}={cap} before finishing; raise {cap_name}",
+    _core.STATUS_STEP_CAP: (
+        "reached the step cap {cap_name}={cap} before finishing; raise {cap_name}"
+    ),
     _core.STATUS_CYCLING: "cycled through degenerate zero-length steps",
     _core.STATUS_SINGULAR: "met a singular elbow system",
 }
@@ -75,7 +77,8 @@ def kernel_matrix(X, Y, kernel="rbf", gamma=1.0, beta=0.5):
     Matern kernels of smoothness 3/2 and 5/2 in ``r``; ``imq``: ``(1 + gamma d^2)^(-beta)``;
     with ``r = sqrt(gamma) d``.
     """
-    return _core.kernel_from_sq_dists(sq_dists(X, Y), kernel_kind(kernel), float(gamma), float(beta))
+    D2 = sq_dists(X, Y)
+    return _core.kernel_from_sq_dists(D2, kernel_kind(kernel), float(gamma), float(beta))
 
 
 # --------------------------------------------------------------------------------------------
