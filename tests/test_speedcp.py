@@ -198,3 +198,15 @@ def test_kernel_quantile_regressor_path():
     np.testing.assert_allclose(fixed.predict(X), fit, atol=1e-7)
     auto = KernelQuantileRegressor(quantile=0.5, gamma="auto", random_state=0).fit(X, y)
     assert auto.gamma_ > 0 and auto.cv_loss_.shape == (30,)
+
+
+@pytest.mark.parametrize("kernel", ["laplacian", "matern32", "matern52", "imq"])
+def test_other_kernels_and_callable_phi(kernel):
+    rng = np.random.default_rng(2)
+    X, y = _hetero(rng, 150)
+    Xt, _ = _hetero(rng, 20)
+    phi = lambda Z: np.column_stack([np.ones(len(Z)), Z[:, 0] > 0])  # noqa: E731
+    reg = SpeedCPRegressor(kernel=kernel, phi=phi, gamma=1.0, random_state=0).fit(X, y)
+    iv = reg.predict_interval(Xt)
+    assert iv.shape == (20, 2) and np.all(iv[:, 1] >= iv[:, 0])
+    assert np.all(np.isfinite(iv))
