@@ -6,7 +6,6 @@ data splits, the calibration and the metrics. Torch is imported only here and in
 """
 
 import copy
-import math
 import warnings
 from numbers import Integral, Real
 
@@ -27,7 +26,8 @@ from skorch.helper import predefined_split
 from .._core import ClassificationConformalizer
 from .._core._calibrators import MODES
 from .._core._classification_scores import SCORES
-from .._estimator_utils import resolve_confidence_level, split_calibration
+from .._estimator_mixins import ConformalClassifierMixin
+from .._estimator_utils import split_calibration
 from .._training._cact_callbacks import MultiplierUpdate, module_logits, validation_set_sizes
 from .._training._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss
 from .._training._multipliers import ClasswiseMultipliers
@@ -81,7 +81,7 @@ def _set_objective(net, objective):
     object.__setattr__(net, "train_objective_", objective)
 
 
-class CaCTClassifier(ClassifierMixin, BaseEstimator):
+class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     """Conformal training with class-wise multipliers (CaCT), then split-conformal calibration.
 
     ``fit`` splits the data into training, ALM-validation and calibration parts (disjoint), trains a
@@ -675,67 +675,6 @@ class CaCTClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, reset=False, dtype=np.float32)
         return self._net_proba(X)
-
-    def predict(self, X):
-        """Most probable label.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-        """
-        proba = self.predict_proba(X)
-        return self.classes_[np.argmax(proba, axis=1)]
-
-    def predict_set(self, X, confidence_level=None):
-        """Conformal prediction sets.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        confidence_level : float in (0, 1), default=None
-            Overrides the fitted level without refitting.
-
-        Returns
-        -------
-        sets : ndarray of bool, shape (n_samples, n_classes)
-        """
-        proba = self.predict_proba(X)
-        level = resolve_confidence_level(self, confidence_level)
-        return self.conformalizer_.predict_set(proba, level)
-
-    def score(self, X, y, sample_weight=None):
-        """Efficiency under coverage: ``-mean set size - n_classes * shortfall / alpha``.
-
-        Same definition as :meth:`SplitConformalClassifier.score`; higher is better.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-        sample_weight : array-like of shape (n_samples,), default=None
-
-        Returns
-        -------
-        score : float
-        """
-        from ..metrics import coverage, mean_set_size
-
-        sets = self.predict_set(X)
-        y_idx = self._encode(np.asarray(y))
-        cov = coverage(y_idx, sets, sample_weight=sample_weight)
-        size = mean_set_size(sets, sample_weight=sample_weight)
-        shortfall = max(0.0, self.confidence_level - cov)
-        return -size - len(self.classes_) * shortfall / (1.0 - self.confidence_level)
-
-    def _encode(self, y):
-        positions = np.searchsorted(self.classes_, y)
-        positions = np.minimum(positions, len(self.classes_) - 1)
-        unseen = self.classes_[positions] != y
-        if np.any(unseen):
-            raise ValueError(
-                f"y contains labels not seen during fit: {np.unique(y[unseen])[:10].tolist()}."
-            )
-        return positions.astype(np.int64)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
