@@ -64,6 +64,8 @@ def _aps_all_label_scores(proba, u, k_reg, lambda_reg):
 _N_BUCKETS = 64
 # candidate lists up to this length are insertion-sorted; longer ones merge-sorted
 _INSERTION_SORT_MAX = 24
+# rows are split into this many chunks for the threads (each with its own work buffers)
+_N_CHUNKS = 256
 
 
 @numba.njit(cache=True, nogil=True)
@@ -90,46 +92,53 @@ def _aps_prefix_sets(proba, threshold, u, k_reg, lambda_reg):
     max_size = n_classes
     if lambda_reg > 0.0 and np.isfinite(threshold):
         max_size = min(n_classes, k_reg + max(int(threshold / lambda_reg), 0) + 1)
-    for i in numba.prange(n):
-        row = proba[i]
-        mass_in = np.zeros(_N_BUCKETS)
-        count_in = np.zeros(_N_BUCKETS, dtype=np.int64)
-        for j in range(n_classes):
-            b = _bucket(row[j])
-            mass_in[b] += row[j]
-            count_in[b] += 1
-        last, mass, count = _N_BUCKETS - 1, 0.0, 0
-        for b in range(_N_BUCKETS):
-            mass += mass_in[b]
-            count += count_in[b]
-            if mass > threshold or count > max_size:
-                last = b
-                break
-        candidates = np.empty(count if last < _N_BUCKETS - 1 else n_classes, dtype=np.int64)
-        c = 0
-        for j in range(n_classes):
-            if _bucket(row[j]) <= last:
-                candidates[c] = j
-                c += 1
-        if c > _INSERTION_SORT_MAX:
-            # a stable sort of labels gathered in label order keeps the tie rule
-            candidates = candidates[np.argsort(-row[candidates], kind="mergesort")]
-        else:
-            for a in range(1, c):
-                label = candidates[a]
-                k = a
-                while k > 0 and row[candidates[k - 1]] < row[label]:
-                    candidates[k] = candidates[k - 1]
-                    k -= 1
-                candidates[k] = label
-        mass = 0.0
-        for r in range(c):
-            label = candidates[r]
-            p = row[label]
-            if mass + u[i] * p + lambda_reg * max(0, r + 1 - k_reg) > threshold:
-                break
-            out[i, label] = True
-            mass += p
+    # rows go in chunks so that the work buffers are allocated once per chunk, not per row
+    n_chunks = min(n, _N_CHUNKS)
+    for chunk in numba.prange(n_chunks):
+        mass_in = np.empty(_N_BUCKETS)
+        count_in = np.empty(_N_BUCKETS, dtype=np.int64)
+        buckets = np.empty(n_classes, dtype=np.int64)
+        candidates = np.empty(n_classes, dtype=np.int64)
+        for i in range(chunk * n // n_chunks, (chunk + 1) * n // n_chunks):
+            row = proba[i]
+            mass_in[:] = 0.0
+            count_in[:] = 0
+            for j in range(n_classes):
+                b = _bucket(row[j])
+                buckets[j] = b
+                mass_in[b] += row[j]
+                count_in[b] += 1
+            last, mass, count = _N_BUCKETS - 1, 0.0, 0
+            for b in range(_N_BUCKETS):
+                mass += mass_in[b]
+                count += count_in[b]
+                if mass > threshold or count > max_size:
+                    last = b
+                    break
+            c = 0
+            for j in range(n_classes):
+                if buckets[j] <= last:
+                    candidates[c] = j
+                    c += 1
+            if c > _INSERTION_SORT_MAX:
+                # a stable sort of labels gathered in label order keeps the tie rule
+                candidates[:c] = candidates[:c][np.argsort(-row[candidates[:c]], kind="mergesort")]
+            else:
+                for a in range(1, c):
+                    label = candidates[a]
+                    k = a
+                    while k > 0 and row[candidates[k - 1]] < row[label]:
+                        candidates[k] = candidates[k - 1]
+                        k -= 1
+                    candidates[k] = label
+            mass = 0.0
+            for r in range(c):
+                label = candidates[r]
+                p = row[label]
+                if mass + u[i] * p + lambda_reg * max(0, r + 1 - k_reg) > threshold:
+                    break
+                out[i, label] = True
+                mass += p
     return out
 
 
