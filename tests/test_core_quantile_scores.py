@@ -116,3 +116,20 @@ def test_per_class_thresholds_apply_per_column():
         sets = prediction_sets(proba, thresholds, score, u, 1, 0.2)
         np.testing.assert_array_equal(sets, all_label_scores(proba, score, u, 1, 0.2) <= thresholds)
         assert sets[:, 3].all()
+
+
+@pytest.mark.parametrize("score", ["aps", "raps"])
+def test_prefix_sets_at_range_boundaries_zeros_and_ones(score):
+    # exact powers of two, their 7/8, 3/4, 5/8 multiples, zeros and a one-hot row hit every
+    # boundary of the candidate ranges of the prefix-set kernel
+    rows = np.array([
+        [0.5, 0.25, 0.125, 0.125, 0.0],
+        [0.4375, 0.375, 0.125, 0.0625, 0.0],
+        [1.0, 0.0, 0.0, 0.0, 0.0],
+        [0.25, 0.25, 0.25, 0.25, 0.0],
+        [0.2, 0.2, 0.2, 0.2, 0.2],
+    ])
+    u = np.array([1.0, 0.5, 0.0, 1.0, 0.3])
+    for threshold in (0.0, 0.125, 0.25, 0.5, 0.6, 0.75, 0.875, 1.0, 1.2):
+        sets = prediction_sets(rows, np.full(5, threshold), score, u, 1, 0.1)
+        np.testing.assert_array_equal(sets, all_label_scores(rows, score, u, 1, 0.1) <= threshold)

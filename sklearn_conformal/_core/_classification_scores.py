@@ -61,7 +61,9 @@ def _aps_all_label_scores(proba, u, k_reg, lambda_reg):
     return out
 
 
-_N_BUCKETS = 64
+# a binade split in 4 by the mantissa: 4 * 62 ranges of p above ~1e-19, then one for the rest
+_SUB_BUCKETS = 4
+_N_BUCKETS = 256
 # candidate lists up to this length are insertion-sorted; longer ones merge-sorted
 _INSERTION_SORT_MAX = 24
 # rows are split into this many chunks for the threads (each with its own work buffers)
@@ -70,17 +72,25 @@ _N_CHUNKS = 256
 
 @numba.njit(cache=True, nogil=True)
 def _bucket(p):
-    """Index of the binade of ``p``: 0 for [0.5, 1], 1 for [0.25, 0.5), ...; zeros go last."""
+    """Index of a range of ``p``, non-increasing in ``p``: (0.875, 1] is 0, (0.75, 0.875] 1, ...
+
+    Quarter binades keep the candidate prefix of ``_aps_prefix_sets`` short; zeros and values
+    below about 1e-19 share the last index.
+    """
+    if p >= 1.0:
+        return 0
     if p <= 0.0:
         return _N_BUCKETS - 1
-    return min(-math.frexp(p)[1], _N_BUCKETS - 2) if p < 1.0 else 0
+    mantissa, exponent = math.frexp(p)
+    return min(-exponent * _SUB_BUCKETS + int((1.0 - mantissa) * 2 * _SUB_BUCKETS), _N_BUCKETS - 1)
 
 
 @numba.njit(cache=True, parallel=True)
 def _aps_prefix_sets(proba, threshold, u, k_reg, lambda_reg):
     """Sets ``{y : s(x, y) <= threshold}`` for one threshold shared by all labels.
 
-    The set is a prefix of the ranking, and so is every union of the top binades of ``p``. Once
+    The set is a prefix of the ranking, and so is every union of the top ranges of ``p``
+    (quarter binades, :func:`_bucket`). Once
     such a union holds more mass than the threshold (the next label's score is that mass plus
     non-negative terms), or more labels than the RAPS penalty allows, the set lies inside it.
     One pass fills the binade histogram, a second gathers those candidates, and only they are
