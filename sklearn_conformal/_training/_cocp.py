@@ -14,13 +14,14 @@ previous phases of the same fold, so the networks keep training across alternati
 """
 
 import copy
+import functools
 import math
 import time
 
 import numpy as np
 import torch
 from skorch import NeuralNet
-from skorch.callbacks import Callback, GradientNormClipping, LRScheduler
+from skorch.callbacks import Callback, LRScheduler
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 from torch import nn
@@ -269,6 +270,47 @@ class _BetaSchedule(Callback):
         net.criterion_.beta = self.beta * (self.beta_end / self.beta) ** frac
 
 
+@functools.lru_cache(maxsize=None)
+def _fused_adamw_supported(device_type):
+    """Whether ``torch.optim.AdamW(fused=True)`` runs on this device type (CPU: torch >= 2.4).
+
+    The fused kernel updates all parameters in one call; for the small CoCP networks the
+    per-tensor Python loop of the default implementation costs about a fifth of a phase.
+    """
+    try:
+        param = torch.zeros(1, device=device_type, requires_grad=True)
+        param.grad = torch.zeros_like(param)
+        torch.optim.AdamW([param], fused=True).step()
+    except (RuntimeError, TypeError, ValueError):
+        return False
+    return True
+
+
+class _PhaseNet(NeuralNet):
+    """``NeuralNet`` with the per-minibatch overhead of a tiny network trimmed.
+
+    A 2 x 64 network's forward/backward pass on 512 rows costs less than skorch's generic
+    per-batch work, so two things move out of the generic path (the optimisation itself is
+    unchanged): switching train/eval mode walks the module tree only when the mode changes,
+    and gradient-norm clipping happens right after ``backward`` instead of through the
+    ``on_grad_computed`` callback machinery.
+    """
+
+    def __init__(self, *args, grad_clip=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.grad_clip = grad_clip
+
+    def _set_training(self, training=True):
+        if self.module_.training != training or self.criterion_.training != training:
+            super()._set_training(training)
+
+    def train_step_single(self, batch, **fit_params):
+        step = super().train_step_single(batch, **fit_params)
+        if self.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.module_.parameters(), self.grad_clip)
+        return step
+
+
 def train_phase(
     module,
     criterion,
@@ -320,15 +362,16 @@ def train_phase(
         ("lr", LRScheduler(policy="CosineAnnealingLR", T_max=max_epochs, eta_min=lr_min)),
         ("stop", stopper),
     ]
-    if grad_clip:
-        callbacks.append(("clip", GradientNormClipping(gradient_clip_value=grad_clip)))
     if beta_schedule is not None:
         callbacks.append(("beta", _BetaSchedule(*beta_schedule, max_epochs)))
-    net = NeuralNet(
+    fused = {"optimizer__fused": True} if _fused_adamw_supported(torch.device(device).type) else {}
+    net = _PhaseNet(
         module=module,
         criterion=criterion,
+        grad_clip=grad_clip,
         optimizer=torch.optim.AdamW,
         optimizer__weight_decay=weight_decay,
+        **fused,
         lr=lr,
         max_epochs=max_epochs,
         batch_size=batch_size,
