@@ -254,6 +254,115 @@ def _matvec(B, p, rhs, out):
         out[a] = acc
 
 
+@njit(cache=True, nogil=True, error_model="numpy")
+def _fit_dir(K, Phi, kt, n, d, Eidx, m, x, dw):
+    """dw = Phi x_u + K[:, E] x_v over calibration rows (test column is ``kt``): the rate of
+    change of ``w`` along a segment of direction ``x``, shared by the lambda and S paths."""
+    for i in range(n):
+        acc = 0.0
+        for k in range(d):
+            acc += Phi[i, k] * x[k]
+        dw[i] = acc
+    for a in range(m):
+        j = Eidx[a]
+        xa = x[d + a]
+        if xa == 0.0:
+            continue
+        if j == n:
+            for i in range(n):
+                dw[i] += kt[i] * xa
+        else:
+            for i in range(n):
+                dw[i] += K[j, i] * xa
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _absmax(x, p):
+    """max(0, |x[0]|, ..., |x[p-1]|): the scale of a direction, for relative slope tolerances."""
+    xmax = 0.0
+    for a in range(p):
+        xmax = max(xmax, abs(x[a]))
+    return xmax
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _residual_step(si, slope, tol, num):
+    """Step (>= 0) at which the residual numerator ``num`` of a point of set ``si`` (L or R),
+    falling by ``slope`` per unit step, reaches zero; inf when it moves away or too slowly."""
+    if si == SET_L:
+        if slope >= -tol:
+            return np.inf
+    elif slope <= tol:
+        return np.inf
+    st = num / slope
+    if st < 0.0:
+        st = 0.0
+    return st
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _advance(Eidx, m, d, n, x, dw, step, u, v, w):
+    """(u, v_E, w) += step * (x_u, x_v, dw): move along one linear segment of a path (the
+    lambda path passes ``-delta`` since its direction is taken per unit increase of lam)."""
+    for a in range(m):
+        v[Eidx[a]] += step * x[d + a]
+    for k in range(d):
+        u[k] += step * x[k]
+    for i in range(n):
+        w[i] += step * dw[i]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _zero_steps(is_zero, zero_run, n):
+    """Count consecutive zero-length steps; returns ``(zero_run, cycling)`` with ``cycling``
+    True once the run is too long for a degenerate tie to resolve (status 2)."""
+    if is_zero:
+        zero_run += 1
+        return zero_run, zero_run > 4 * n + 50
+    return 0, False
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _elbow_add(B, K, Phi, kt, ktt, phit, n, d, Eidx, pos, m, j, jitter):
+    """Point ``j`` (``n``: the test point) joins E last: border ``B`` and append it to
+    ``Eidx``/``pos``. Returns ``(B, m + 1, s)``, ``s`` the Schur complement (caller checks)."""
+    p = d + m
+    B = _grow(B, p + 1)
+    bvec = np.empty(p)
+    for k in range(d):
+        bvec[k] = _phi(Phi, phit, n, j, k)
+    for a in range(m):
+        bvec[d + a] = _kij(K, kt, ktt, n, Eidx[a], j)
+    s = _border_add(B, p, bvec, _kij(K, kt, ktt, n, j, j) + jitter)
+    Eidx[m] = j
+    pos[j] = m
+    return B, m + 1, s
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _elbow_drop(B, Eidx, pos, m, d, j):
+    """Elbow point ``j`` leaves E: Schur-downdate ``B`` and move the last elbow point into its
+    slot. Returns ``(m - 1, pivot)`` (the caller checks the pivot)."""
+    a = pos[j]
+    piv = _border_remove(B, d + m, d + a)
+    last = Eidx[m - 1]
+    Eidx[a] = last
+    pos[last] = a
+    pos[j] = -1
+    return m - 1, piv
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _shift_sums(K, Phi, n, d, q, bal, j, dv, skip_zero):
+    """q += dv K[j], bal -= dv Phi[j]: point ``j`` adds ``dv`` to the fixed duals of L u R
+    (``-v_j`` when it enters E); ``skip_zero`` leaves ``q`` alone when ``dv == 0``."""
+    if dv != 0.0 or not skip_zero:
+        for i in range(n):
+            q[i] += dv * K[j, i]
+    for k in range(d):
+        bal[k] -= dv * Phi[j, k]
+
+
 # --------------------------------------------------------------------------------------------
 # lambda path
 # --------------------------------------------------------------------------------------------
@@ -271,6 +380,120 @@ def _fit_from_coef(K, Phi, n, d, Eidx, m, u, v, q, out):
         if vj != 0.0:
             for i in range(n):
                 out[i] += K[j, i] * vj
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lam_direction(B, Eidx, m, d, S, rhs, x):
+    """x = B [0; S_E] = d(u, v_E)/dlam: the direction of the current lambda-path segment."""
+    for k in range(d):
+        rhs[k] = 0.0
+    for a in range(m):
+        rhs[d + a] = S[Eidx[a]]
+    _matvec(B, d + m, rhs, x)
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lam_scan_events(S, lo, hi, lam, state, v, w, h, x, d, Eidx, m, n):
+    """Smallest decrease of lam (>= 0) to the next lambda-path event: an elbow dual reaching
+    a bound or a residual of L u R reaching zero. Returns ``(delta, point, target set)``."""
+    best = np.inf
+    best_i = -1
+    best_to = SET_E
+    tol_e = _SLOPE_RTOL * _absmax(x, d + m)
+    for a in range(m):
+        j = Eidx[a]
+        bv_a = x[d + a]
+        if bv_a > tol_e:
+            dl = (v[j] - lo) / bv_a
+            to = SET_L
+        elif bv_a < -tol_e:
+            dl = (v[j] - hi) / bv_a
+            to = SET_R
+        else:
+            continue
+        if dl < 0.0:
+            dl = 0.0
+        if dl < best:
+            best = dl
+            best_i = j
+            best_to = to
+    for i in range(n):
+        si = state[i]
+        if si == SET_E:
+            continue
+        slope = S[i] - h[i]
+        tol = _SLOPE_RTOL * (abs(S[i]) + abs(h[i]) + 1e-300)
+        dl = _residual_step(si, slope, tol, lam * S[i] - w[i])
+        if dl < best:
+            best = dl
+            best_i = i
+            best_to = SET_E
+    return best, best_i, best_to
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lam_losses(S, tau, lam, state, w, u, v, Eidx, m, n, d, logn_2n, Kval, Phival, Sval, qv):
+    """Training pinball loss, SIC and validation pinball loss (NaN without validation data)
+    of the fit at a lambda-path breakpoint. Returns ``(loss, sic, vloss)``."""
+    nv = Sval.shape[0]
+    loss = 0.0
+    for i in range(n):
+        if state[i] != SET_E:
+            loss += _pinball((lam * S[i] - w[i]) / lam, tau)
+    loss /= n
+    sic = np.log(max(loss, 1e-300)) + logn_2n * m
+    vloss = np.nan
+    if nv > 0:
+        vloss = 0.0
+        for i in range(nv):
+            acc = qv[i]
+            for k in range(d):
+                acc += Phival[i, k] * u[k]
+            for a in range(m):
+                acc += Kval[Eidx[a], i] * v[Eidx[a]]
+            vloss += _pinball(Sval[i] - acc / lam, tau)
+        vloss /= nv
+    return loss, sic, vloss
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _lam_event_step(
+    B, K, Phi, S, lo, hi, lam, Eidx, pos, m, state, v, u, w, q, bal, qv, Kval, j, to, jitter,
+    rhs, x, steps, updates, refactor_every, empty,
+):
+    """Apply one lambda-path event (point ``j`` to set ``to``; updates B, q, bal, qv), then
+    re-solve (u, v_E) exactly, refactorising every ``refactor_every`` updates (or at once
+    after a bad pivot). Returns ``(B, m, status, steps, updates)``."""
+    n, d = Phi.shape
+    if to == SET_E:
+        vj = v[j]
+        B, m, s = _elbow_add(B, K, Phi, empty, 0.0, empty, n, d, Eidx, pos, m, j, jitter)
+        ok = (s > 0.0) and np.isfinite(s)
+        state[j] = SET_E
+        dv = -vj
+    else:
+        m, piv = _elbow_drop(B, Eidx, pos, m, d, j)
+        ok = np.isfinite(piv) and piv != 0.0
+        dv = lo if to == SET_L else hi
+        v[j] = dv
+        state[j] = to
+    _shift_sums(K, Phi, n, d, q, bal, j, dv, False)
+    for i in range(qv.shape[0]):
+        qv[i] += dv * Kval[j, i]
+    if not ok:
+        updates = refactor_every  # force a refactorisation
+    steps += 1
+    updates += 1
+    if updates >= refactor_every:
+        updates = 0
+        if not _refactor(B, Eidx, m, d, K, empty, 0.0, Phi, empty, n, jitter):
+            return B, m, STATUS_SINGULAR, steps, updates
+        _exact_state(B, Eidx, m, d, S, lam, bal, q, u, v, rhs, x)
+        _fit_from_coef(K, Phi, n, d, Eidx, m, u, v, q, w)
+    else:
+        # (u, v_E) from the sets (O(|E|^2)): no drift of the duals along the path
+        _exact_state(B, Eidx, m, d, S, lam, bal, q, u, v, rhs, x)
+    return B, m, STATUS_OK, steps, updates
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -354,11 +577,7 @@ def lambda_path_core(
     if status == STATUS_OK:
         # ---- lam = inf: (u, v_E) = a + lam b, w = w0 + lam h
         p = d + m
-        for k in range(d):
-            rhs[k] = 0.0
-        for a in range(m):
-            rhs[d + a] = S[Eidx[a]]
-        _matvec(B, p, rhs, x)
+        _lam_direction(B, Eidx, m, d, S, rhs, x)
         bu = x[:d].copy()
         bv = x[d:p].copy()
         for k in range(d):
@@ -414,67 +633,10 @@ def lambda_path_core(
     updates = 0
     zero_run = 0
     while status == STATUS_OK:
-        p = d + m
-        # ---- direction d(u, v_E)/dlam
-        for k in range(d):
-            rhs[k] = 0.0
-        for a in range(m):
-            rhs[d + a] = S[Eidx[a]]
-        _matvec(B, p, rhs, x)
-        for i in range(n):
-            acc = 0.0
-            for k in range(d):
-                acc += Phi[i, k] * x[k]
-            h[i] = acc
-        for a in range(m):
-            j = Eidx[a]
-            xa = x[d + a]
-            if xa != 0.0:
-                for i in range(n):
-                    h[i] += K[j, i] * xa
-        # ---- event scan (decreasing lam by delta >= 0)
-        best = np.inf
-        best_i = -1
-        best_to = SET_E
-        maxbv = 0.0
-        for a in range(d + m):
-            maxbv = max(maxbv, abs(x[a]))
-        tol_e = _SLOPE_RTOL * maxbv
-        for a in range(m):
-            j = Eidx[a]
-            bv_a = x[d + a]
-            if bv_a > tol_e:
-                dl = (v[j] - lo) / bv_a
-                to = SET_L
-            elif bv_a < -tol_e:
-                dl = (v[j] - hi) / bv_a
-                to = SET_R
-            else:
-                continue
-            if dl < 0.0:
-                dl = 0.0
-            if dl < best:
-                best = dl
-                best_i = j
-                best_to = to
-        for i in range(n):
-            si = state[i]
-            if si == SET_E:
-                continue
-            slope = S[i] - h[i]
-            tol = _SLOPE_RTOL * (abs(S[i]) + abs(h[i]) + 1e-300)
-            if si == SET_L:
-                if slope >= -tol:
-                    continue
-            elif slope <= tol:
-                continue
-            dl = (lam * S[i] - w[i]) / slope
-            if dl < 0.0:
-                dl = 0.0
-            if dl < best:
-                best = dl
-                best_i = i
-                best_to = SET_E
+        # ---- direction d(u, v_E)/dlam and d(w)/dlam, then the event scan (lam decreasing)
+        _lam_direction(B, Eidx, m, d, S, rhs, x)
+        _fit_dir(K, Phi, empty, n, d, Eidx, m, x, h)
+        best, best_i, best_to = _lam_scan_events(S, lo, hi, lam, state, v, w, h, x, d, Eidx, m, n)
         delta_stop = lam - lam_floor
         stopping = (delta_stop <= best) or best_i < 0 or steps >= max_steps
         if stopping and steps >= max_steps and not (delta_stop <= best):
@@ -491,23 +653,9 @@ def lambda_path_core(
                 if store_path:
                     v_path = _grow2(v_path, new_cap)
                     u_path = _grow2(u_path, new_cap)
-            loss = 0.0
-            for i in range(n):
-                if state[i] != SET_E:
-                    loss += _pinball((lam * S[i] - w[i]) / lam, tau)
-            loss /= n
-            sic = np.log(max(loss, 1e-300)) + logn_2n * m
-            vloss = np.nan
-            if nv > 0:
-                vloss = 0.0
-                for i in range(nv):
-                    acc = qv[i]
-                    for k in range(d):
-                        acc += Phival[i, k] * u[k]
-                    for a in range(m):
-                        acc += Kval[Eidx[a], i] * v[Eidx[a]]
-                    vloss += _pinball(Sval[i] - acc / lam, tau)
-                vloss /= nv
+            loss, sic, vloss = _lam_losses(
+                S, tau, lam, state, w, u, v, Eidx, m, n, d, logn_2n, Kval, Phival, Sval, qv,
+            )
             lams[n_rec] = lam
             sics[n_rec] = sic
             losses[n_rec] = loss
@@ -526,84 +674,22 @@ def lambda_path_core(
         if stopping:
             if delta_stop <= best and delta_stop > 0.0 and lam_stop > 0.0:
                 # advance exactly to lam_stop (the caller asked for the state there)
-                for a in range(m):
-                    v[Eidx[a]] -= delta_stop * x[d + a]
-                for k in range(d):
-                    u[k] -= delta_stop * x[k]
-                for i in range(n):
-                    w[i] -= delta_stop * h[i]
+                _advance(Eidx, m, d, n, x, h, -delta_stop, u, v, w)
                 lam = lam_floor
             break
         # ---- advance along the segment
         if best > 0.0:
-            for a in range(m):
-                v[Eidx[a]] -= best * x[d + a]
-            for k in range(d):
-                u[k] -= best * x[k]
-            for i in range(n):
-                w[i] -= best * h[i]
+            _advance(Eidx, m, d, n, x, h, -best, u, v, w)
             lam -= best
-        if best <= 1e-13 * lam:
-            zero_run += 1
-            if zero_run > 4 * n + 50:
-                status = STATUS_CYCLING
-                break
-        else:
-            zero_run = 0
-        # ---- apply the event
-        j = best_i
-        if best_to == SET_E:
-            vj = v[j]
-            B = _grow(B, p + 1)
-            bvec = np.empty(p)
-            for k in range(d):
-                bvec[k] = Phi[j, k]
-            for a in range(m):
-                bvec[d + a] = K[Eidx[a], j]
-            s = _border_add(B, p, bvec, K[j, j] + jitter)
-            state[j] = SET_E
-            Eidx[m] = j
-            pos[j] = m
-            m += 1
-            for i in range(n):
-                q[i] -= vj * K[j, i]
-            for k in range(d):
-                bal[k] += vj * Phi[j, k]
-            for i in range(nv):
-                qv[i] -= vj * Kval[j, i]
-            if not (s > 0.0) or not np.isfinite(s):
-                updates = refactor_every  # force a refactorisation
-        else:
-            a = pos[j]
-            piv = _border_remove(B, p, d + a)
-            last = Eidx[m - 1]
-            Eidx[a] = last
-            pos[last] = a
-            pos[j] = -1
-            m -= 1
-            vj = lo if best_to == SET_L else hi
-            v[j] = vj
-            state[j] = best_to
-            for i in range(n):
-                q[i] += vj * K[j, i]
-            for k in range(d):
-                bal[k] -= vj * Phi[j, k]
-            for i in range(nv):
-                qv[i] += vj * Kval[j, i]
-            if not np.isfinite(piv) or piv == 0.0:
-                updates = refactor_every
-        steps += 1
-        updates += 1
-        if updates >= refactor_every:
-            updates = 0
-            if not _refactor(B, Eidx, m, d, K, empty, 0.0, Phi, empty, n, jitter):
-                status = STATUS_SINGULAR
-                break
-            _exact_state(B, Eidx, m, d, S, lam, bal, q, u, v, rhs, x)
-            _fit_from_coef(K, Phi, n, d, Eidx, m, u, v, q, w)
-        else:
-            # (u, v_E) from the sets (O(|E|^2)): no drift of the duals along the path
-            _exact_state(B, Eidx, m, d, S, lam, bal, q, u, v, rhs, x)
+        zero_run, cycling = _zero_steps(best <= 1e-13 * lam, zero_run, n)
+        if cycling:
+            status = STATUS_CYCLING
+            break
+        # ---- apply the event, re-solve (u, v_E) exactly
+        B, m, status, steps, updates = _lam_event_step(
+            B, K, Phi, S, lo, hi, lam, Eidx, pos, m, state, v, u, w, q, bal, qv, Kval, best_i,
+            best_to, jitter, rhs, x, steps, updates, refactor_every, empty,
+        )
 
     return (
         lams[:n_rec].copy(), sics[:n_rec].copy(), losses[:n_rec].copy(), vlosses[:n_rec].copy(),
@@ -773,24 +859,14 @@ def prepare_state(K, Phi, S, lam, state_in, v_in, jitter):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def _s_dw(K, Phi, kt, n, d, Eidx, m, x, dw):
-    """dw = Phi x_u + K[:, E] x_v over calibration rows (test column is ``kt``)."""
-    for i in range(n):
-        acc = 0.0
-        for k in range(d):
-            acc += Phi[i, k] * x[k]
-        dw[i] = acc
-    for a in range(m):
-        j = Eidx[a]
-        xa = x[d + a]
-        if xa == 0.0:
-            continue
-        if j == n:
-            for i in range(n):
-                dw[i] += kt[i] * xa
-        else:
-            for i in range(n):
-                dw[i] += K[j, i] * xa
+def _trace_point(trace_S, trace_v, n_trace, S_t, v_t):
+    """Record a stage-2 breakpoint ``(S_t, v_t)`` while the trace arrays (possibly empty: no
+    trace) have room; returns the new count."""
+    if n_trace < trace_S.shape[0]:
+        trace_S[n_trace] = S_t
+        trace_v[n_trace] = v_t
+        n_trace += 1
+    return n_trace
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -837,7 +913,6 @@ def s_path_one(
     updates = 0
     zero_run = 0
     sum_m = 0
-    do_trace = trace_S.shape[0] > 0
     n_trace = 0
 
     # ---------------- stage 1: c from 0 to lo (t = -c goes 0 -> -lo)
@@ -850,7 +925,7 @@ def s_path_one(
         for a in range(m):
             rhs[d + a] = kt[Eidx[a]]
         _matvec(B, p, rhs, x)
-        _s_dw(K, Phi, kt, n, d, Eidx, m, x, dw)
+        _fit_dir(K, Phi, kt, n, d, Eidx, m, x, dw)
         for i in range(n):
             dw[i] -= kt[i]
         best, best_i, best_to = _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n)
@@ -861,43 +936,21 @@ def s_path_one(
         else:
             step = best
         if step > 0.0:
-            for a in range(m):
-                v[Eidx[a]] += step * x[d + a]
-            for k in range(d):
-                u[k] += step * x[k]
-            for i in range(n):
-                w[i] += step * dw[i]
+            _advance(Eidx, m, d, n, x, dw, step, u, v, w)
             t_done += step
         if remaining <= best:
             break
-        if best <= 1e-13 * (abs(t_end) + 1.0):
-            zero_run += 1
-            if zero_run > 4 * n + 50:
-                status = STATUS_CYCLING
-                break
-        else:
-            zero_run = 0
-        B, m, qt, ok, piv = _s_event(
+        zero_run, cycling = _zero_steps(best <= 1e-13 * (abs(t_end) + 1.0), zero_run, n)
+        if cycling:
+            status = STATUS_CYCLING
+            break
+        B, m, qt, status, steps, updates = _s_event_step(
             B, K, Phi, S, kt, ktt, phit, n, d, lo, hi, lam, Eidx, pos, m, state, v, q, bal, w,
-            u, best_i, best_to, jitter, qt, -t_done, 0.0, rhs, x,
+            u, best_i, best_to, jitter, qt, -t_done, 0.0, rhs, x, steps, updates, max_steps,
+            refactor_every,
         )
-        if m < 0:
-            status = STATUS_SINGULAR
+        if status != STATUS_OK:
             break
-        steps += 1
-        updates += 1
-        if not ok:
-            updates = refactor_every
-        if steps >= max_steps:
-            status = STATUS_STEP_CAP
-            break
-        if updates >= refactor_every:
-            updates = 0
-            if not _refactor(B, Eidx, m, d, K, kt, ktt, Phi, phit, n, jitter):
-                status = STATUS_SINGULAR
-                break
-            _exact_stage(K, Phi, S, lam, B, Eidx, m, d, n, bal, q, u, v, w, kt, phit, -t_done,
-                         0.0, qt, rhs, x)
     if status != STATUS_OK:
         return np.nan, status, steps, sum_m, n_trace, np.nan
 
@@ -909,17 +962,7 @@ def s_path_one(
         acc += kt[j] * v[j]
     S_cur = acc / lam
     S0 = S_cur
-    p = d + m
-    B = _grow(B, p + 1)
-    bvec = np.empty(p)
-    for k in range(d):
-        bvec[k] = phit[k]
-    for a in range(m):
-        bvec[d + a] = kt[Eidx[a]]
-    _border_add(B, p, bvec, ktt + jitter)
-    Eidx[m] = n
-    pos[n] = m
-    m += 1
+    B, m, _ = _elbow_add(B, K, Phi, kt, ktt, phit, n, d, Eidx, pos, m, n, jitter)
     v[n] = lo
     zero_run = 0
 
@@ -940,18 +983,12 @@ def s_path_one(
         else:
             for a in range(p):
                 x[a] = lam * B[a, d + pt]
-        _s_dw(K, Phi, kt, n, d, Eidx, m, x, dw)
-        if do_trace and n_trace < trace_S.shape[0]:
-            trace_S[n_trace] = S_cur
-            trace_v[n_trace] = v[n]
-            n_trace += 1
+        _fit_dir(K, Phi, kt, n, d, Eidx, m, x, dw)
+        n_trace = _trace_point(trace_S, trace_v, n_trace, S_cur, v[n])
         best, best_i, best_to = _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n)
         sum_m += m
         dvt = x[d + pt]
-        xmax = 0.0
-        for a in range(p):
-            xmax = max(xmax, abs(x[a]))
-        if dvt > _SLOPE_RTOL * xmax:
+        if dvt > _SLOPE_RTOL * _absmax(x, p):
             dU = (U - v[n]) / dvt
             if dU < 0.0:
                 dU = 0.0
@@ -960,49 +997,25 @@ def s_path_one(
         if dU <= best:
             if np.isfinite(dU):
                 cutoff = S_cur + dU
-                if do_trace and n_trace < trace_S.shape[0]:
-                    trace_S[n_trace] = cutoff
-                    trace_v[n_trace] = U
-                    n_trace += 1
+                n_trace = _trace_point(trace_S, trace_v, n_trace, cutoff, U)
             else:
                 cutoff = np.inf
             break
         step = best
         if step > 0.0:
-            for a in range(m):
-                v[Eidx[a]] += step * x[d + a]
-            for k in range(d):
-                u[k] += step * x[k]
-            for i in range(n):
-                w[i] += step * dw[i]
+            _advance(Eidx, m, d, n, x, dw, step, u, v, w)
             S_cur += step
-            zero_run = 0
-        else:
-            zero_run += 1
-            if zero_run > 4 * n + 50:
-                status = STATUS_CYCLING
-                break
-        B, m, qt, ok, piv = _s_event(
+        zero_run, cycling = _zero_steps(not (step > 0.0), zero_run, n)
+        if cycling:
+            status = STATUS_CYCLING
+            break
+        B, m, qt, status, steps, updates = _s_event_step(
             B, K, Phi, S, kt, ktt, phit, n, d, lo, hi, lam, Eidx, pos, m, state, v, q, bal, w,
-            u, best_i, best_to, jitter, qt, 0.0, S_cur, rhs, x,
+            u, best_i, best_to, jitter, qt, 0.0, S_cur, rhs, x, steps, updates, max_steps,
+            refactor_every,
         )
-        if m < 0:
-            status = STATUS_SINGULAR
+        if status != STATUS_OK:
             break
-        steps += 1
-        updates += 1
-        if not ok:
-            updates = refactor_every
-        if steps >= max_steps:
-            status = STATUS_STEP_CAP
-            break
-        if updates >= refactor_every:
-            updates = 0
-            if not _refactor(B, Eidx, m, d, K, kt, ktt, Phi, phit, n, jitter):
-                status = STATUS_SINGULAR
-                break
-            _exact_stage(K, Phi, S, lam, B, Eidx, m, d, n, bal, q, u, v, w, kt, phit, 0.0,
-                         S_cur, qt, rhs, x)
     if status != STATUS_OK:
         return np.nan, status, steps, sum_m, n_trace, S0
     return cutoff, status, steps, sum_m, n_trace, S0
@@ -1016,10 +1029,7 @@ def _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n):
     best = np.inf
     best_i = -1
     best_to = SET_E
-    maxx = 0.0
-    for a in range(d + m):
-        maxx = max(maxx, abs(x[a]))
-    tol_e = _SLOPE_RTOL * maxx
+    tol_e = _SLOPE_RTOL * _absmax(x, d + m)
     for a in range(m):
         j = Eidx[a]
         if j == n:
@@ -1045,14 +1055,7 @@ def _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n):
             continue
         slope = dw[i]
         tol = _SLOPE_RTOL * (abs(w[i]) + abs(lam * S[i]) + abs(slope) + 1e-300)
-        if si == SET_L:
-            if slope >= -tol:
-                continue
-        elif slope <= tol:
-            continue
-        st = (lam * S[i] - w[i]) / slope
-        if st < 0.0:
-            st = 0.0
+        st = _residual_step(si, slope, tol, lam * S[i] - w[i])
         if st < best:
             best = st
             best_i = i
@@ -1065,49 +1068,43 @@ def _apply_event(
     B, K, Phi, kt, ktt, phit, n, d, lo, hi, Eidx, pos, m, state, v, q, bal, j, to, jitter, qt,
 ):
     """Move calibration point ``j`` into E (``to == SET_E``) or out of it; update B, q, bal."""
-    p = d + m
-    ok = True
     if to == SET_E:
-        vj = v[j]
-        B = _grow(B, p + 1)
-        bvec = np.empty(p)
-        for k in range(d):
-            bvec[k] = Phi[j, k]
-        for a in range(m):
-            bvec[d + a] = _kij(K, kt, ktt, n, Eidx[a], j)
-        s = _border_add(B, p, bvec, K[j, j] + jitter)
-        if not (s > 0.0) or not np.isfinite(s):
-            ok = False
+        B, m, s = _elbow_add(B, K, Phi, kt, ktt, phit, n, d, Eidx, pos, m, j, jitter)
+        ok = (s > 0.0) and np.isfinite(s)
         state[j] = SET_E
-        Eidx[m] = j
-        pos[j] = m
-        m += 1
-        if vj != 0.0:
-            for i in range(n):
-                q[i] -= vj * K[j, i]
-        for k in range(d):
-            bal[k] += vj * Phi[j, k]
-        qt -= vj * kt[j]
+        dv = -v[j]
     else:
-        a = pos[j]
-        piv = _border_remove(B, p, d + a)
-        if not np.isfinite(piv) or piv == 0.0:
-            ok = False
-        last = Eidx[m - 1]
-        Eidx[a] = last
-        pos[last] = a
-        pos[j] = -1
-        m -= 1
-        vj = lo if to == SET_L else hi
-        v[j] = vj
+        m, piv = _elbow_drop(B, Eidx, pos, m, d, j)
+        ok = np.isfinite(piv) and piv != 0.0
+        dv = lo if to == SET_L else hi
+        v[j] = dv
         state[j] = to
-        for i in range(n):
-            q[i] += vj * K[j, i]
-        for k in range(d):
-            bal[k] -= vj * Phi[j, k]
-        qt += vj * kt[j]
+    _shift_sums(K, Phi, n, d, q, bal, j, dv, to == SET_E)
+    qt += dv * kt[j]
     return B, m, qt, ok
 
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _load_phi_row(Phi, phit, n, k, d, row):
+    """row = Phi[k] (``phit`` for the test point ``k == n``); returns its squared norm."""
+    nrm0 = 0.0
+    for c in range(d):
+        row[c] = _phi(Phi, phit, n, k, c)
+        nrm0 += row[c] * row[c]
+    return nrm0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _project_out(Q, r, d, row):
+    """Gram-Schmidt sweep: remove from ``row`` its components along the orthonormal columns
+    ``Q[:, :r]``, one column at a time (the rank test of ``_critical_dir``)."""
+    for b in range(r):
+        dot = 0.0
+        for c in range(d):
+            dot += Q[c, b] * row[c]
+        for c in range(d):
+            row[c] -= dot * Q[c, b]
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
@@ -1121,16 +1118,8 @@ def _critical_dir(Phi, phit, n, d, Eidx, m, j):
         k = Eidx[a]
         if k == j:
             continue
-        nrm0 = 0.0
-        for c in range(d):
-            row[c] = _phi(Phi, phit, n, k, c)
-            nrm0 += row[c] * row[c]
-        for b in range(r):
-            dot = 0.0
-            for c in range(d):
-                dot += Q[c, b] * row[c]
-            for c in range(d):
-                row[c] -= dot * Q[c, b]
+        nrm0 = _load_phi_row(Phi, phit, n, k, d, row)
+        _project_out(Q, r, d, row)
         nrm = 0.0
         for c in range(d):
             nrm += row[c] * row[c]
@@ -1144,16 +1133,8 @@ def _critical_dir(Phi, phit, n, d, Eidx, m, j):
     delta = np.zeros(d)
     if r == d:
         return False, delta
-    nrm0 = 0.0
-    for c in range(d):
-        delta[c] = _phi(Phi, phit, n, j, c)
-        nrm0 += delta[c] * delta[c]
-    for b in range(r):
-        dot = 0.0
-        for c in range(d):
-            dot += Q[c, b] * delta[c]
-        for c in range(d):
-            delta[c] -= dot * Q[c, b]
+    nrm0 = _load_phi_row(Phi, phit, n, j, d, delta)
+    _project_out(Q, r, d, delta)
     nrm = 0.0
     pj = 0.0
     for c in range(d):
@@ -1270,6 +1251,35 @@ def _s_event(
         B, K, Phi, kt, ktt, phit, n, d, lo, hi, Eidx, pos, m, state, v, q, bal, j, to, jitter, qt,
     )
     return B, m, qt, ok, False
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _s_event_step(
+    B, K, Phi, S, kt, ktt, phit, n, d, lo, hi, lam, Eidx, pos, m, state, v, q, bal, w, u, j, to,
+    jitter, qt, c, S_t, rhs, x, steps, updates, max_steps, refactor_every,
+):
+    """``_s_event`` plus the per-event bookkeeping of both S-path stages: singular pivot, step
+    count and cap, and the periodic refactorisation with an exact re-solve at ``(c, S_t)``.
+    Returns ``(B, m, qt, status, steps, updates)``; the caller stops unless status is 0."""
+    B, m, qt, ok, _ = _s_event(
+        B, K, Phi, S, kt, ktt, phit, n, d, lo, hi, lam, Eidx, pos, m, state, v, q, bal, w, u, j,
+        to, jitter, qt, c, S_t, rhs, x,
+    )
+    if m < 0:
+        return B, m, qt, STATUS_SINGULAR, steps, updates
+    steps += 1
+    updates += 1
+    if not ok:
+        updates = refactor_every
+    if steps >= max_steps:
+        return B, m, qt, STATUS_STEP_CAP, steps, updates
+    if updates >= refactor_every:
+        updates = 0
+        if not _refactor(B, Eidx, m, d, K, kt, ktt, Phi, phit, n, jitter):
+            return B, m, qt, STATUS_SINGULAR, steps, updates
+        _exact_stage(K, Phi, S, lam, B, Eidx, m, d, n, bal, q, u, v, w, kt, phit, c, S_t, qt,
+                     rhs, x)
+    return B, m, qt, STATUS_OK, steps, updates
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
