@@ -1,12 +1,15 @@
 """SpeedCP benchmarks: admixture experiment, scaling in n, per-test-point time vs CondConf.
 
 (a) ``admixture``: the SpeedCP paper's synthetic study (appendix D.1): 600 training / 300
-    calibration points from the symmetric latent mixture, 100 test points from the shifted one;
-    linear-regression and MLP predictors; kernel on the row-standardised clr of the true topic
-    weights, ``phi`` = one-hot dominant topic; gamma by 5-fold CV over 30 values, lambda by SIC.
-    Reports marginal and per-topic coverage, mean interval size and time, against split CP and,
-    when installed, ``conditionalconformal`` (CondConf 0.0.5, with its threshold-scaling bug
-    patched: the bracketing score of its bisection is returned) on a few test points.
+    calibration points from the symmetric latent mixture, 100 test points from the shifted one
+    (``--layout code``: 1200 / 600 / 200, the default ``n = 2000`` of the paper's simulation
+    script); linear-regression and MLP predictors; kernel on the row-standardised clr of the
+    true topic weights, ``phi`` = one-hot dominant topic; gamma by 5-fold CV over 30 values,
+    lambda by SIC. Reports marginal and per-topic coverage, the paper's "prediction set size"
+    (the mean cutoff S*(x), i.e. the half-width of ``[f - S*, f + S*]``), the mean interval
+    length and time, against split CP and, when installed, ``conditionalconformal`` (CondConf
+    0.0.5, with its threshold-scaling bug patched: the bracketing score of its bisection is
+    returned) on a few test points.
 (b) ``scaling``: n_cal in 300, 1000, 2000, 5000: tuning time, S-path time per test point, number
     of breakpoints and mean elbow size of the selected lambda path.
 (c) ``condconf``: time per test point of our S-path against CondConf at the same n, gamma and
@@ -89,15 +92,20 @@ def speedcp_for(predictor, p, gamma="auto", lambda_="auto", seed=0, **kw):
     )
 
 
-def run_admixture(n_draws, predictors, cc_points):
+LAYOUTS = {"text": (600, 300, 100), "code": (1200, 600, 200)}
+
+
+def run_admixture(n_draws, predictors, cc_points, layout="text"):
+    n_train, n_cal, n_test = LAYOUTS[layout]
     cc = _condconf()
     rows = []
     for kind in predictors:
-        res = {m: {"cov": [], "topic": {k: [] for k in range(3)}, "size": [], "time": []}
+        res = {m: {"cov": [], "topic": {k: [] for k in range(3)}, "size": [], "cutoff": [],
+                   "time": []}
                for m in ("SpeedCP", "SplitCP", "CondConf")}
         for d in range(n_draws):
             seed = 214 + d
-            Xf, y, topic, tr, ca, te, p = admixture_draw(seed)
+            Xf, y, topic, tr, ca, te, p = admixture_draw(seed, n_train, n_cal, n_test)
             model = make_predictor(kind, seed).fit(Xf[tr, :p], y[tr])
             # SpeedCP
             t0 = time.perf_counter()
@@ -119,7 +127,7 @@ def run_admixture(n_draws, predictors, cc_points):
                 S_cal = np.abs(y[ca] - pred_cal)
                 t0 = time.perf_counter()
                 cuts = cc(Z[ca], Phi[ca], S_cal, Z[te[idx]], Phi[te[idx]], reg.gamma_, reg.lam_)
-                t_cc = (time.perf_counter() - t0) / idx.size * te.size
+                t_cc = (time.perf_counter() - t0) / idx.size * te.size  # extrapolated
                 iv_c = np.column_stack([pred[idx] - cuts, pred[idx] + cuts])
                 _record(res["CondConf"], y[te[idx]], iv_c, topic[te[idx]], t_cc)
         for m, r in res.items():
@@ -131,14 +139,18 @@ def run_admixture(n_draws, predictors, cc_points):
             rows.append([
                 kind, m, len(cov_draws), f"{np.mean(cov_draws):.3f}+-{np.std(cov_draws):.3f}",
                 *[f"{c:.3f}" for c in per_topic],
+                f"{np.mean(r['cutoff']):.3f}+-{np.std(r['cutoff']):.3f}",
                 f"{np.mean(r['size']):.3f}+-{np.std(r['size']):.3f}",
                 f"{np.mean(r['time']):.3f}",
             ])
-    print("\n(a) admixture: 600 train / 300 calibration / 100 shifted test, level 0.9")
+    print(f"\n(a) admixture: {n_train} train / {n_cal} calibration / {n_test} shifted test, "
+          "level 0.9")
     _table(rows, ["predictor", "method", "draws", "coverage", "topic0", "topic1", "topic2",
-                  "size", "time_s"])
+                  "cutoff", "length", "time_s"])
     print("per-topic coverage pools the test points of all draws (CondConf: first "
-          f"{cc_points} test points per draw, time extrapolated to 100)")
+          f"{cc_points} test points per draw, time extrapolated to {n_test}); cutoff = mean "
+          "S*(x), the paper's 'prediction set size' (Table 1: 2.074 +- 0.14 linear, 0.804 "
+          "+- 0.06 MLP; Table 4: 1.376 at n = 1000, 2.053 at n = 2000); length = 2 x cutoff")
 
 
 def _record(r, y, iv, topic, t):
@@ -147,6 +159,7 @@ def _record(r, y, iv, topic, t):
     for k in range(3):
         r["topic"][k].append(hit[topic == k])
     r["size"].append(np.mean(iv[:, 1] - iv[:, 0]))
+    r["cutoff"].append(np.mean(iv[:, 1] - iv[:, 0]) / 2)
     r["time"].append(t)
 
 
@@ -278,6 +291,10 @@ def main():
                     choices=["admixture", "scaling", "condconf", "all"])
     ap.add_argument("--quick", action="store_true", help="small runs")
     ap.add_argument("--draws", type=int, default=None)
+    ap.add_argument("--layout", choices=sorted(LAYOUTS), default="text",
+                    help="admixture sizes: 'text' 600/300/100 (paper appendix D.1), 'code' "
+                         "1200/600/200 (the paper script's default n = 2000)")
+    ap.add_argument("--predictors", default=None, help="comma list of linear,mlp")
     ap.add_argument("--condconf-points", type=int, default=None,
                     help="test points per draw for CondConf in (a) (0 skips it)")
     args = ap.parse_args()
@@ -285,7 +302,9 @@ def main():
     if args.what in ("admixture", "all"):
         draws = args.draws or (3 if quick else 20)
         ccp = args.condconf_points if args.condconf_points is not None else (0 if quick else 3)
-        run_admixture(draws, ["linear"] if quick else ["linear", "mlp"], ccp)
+        preds = args.predictors.split(",") if args.predictors else (
+            ["linear"] if quick else ["linear", "mlp"])
+        run_admixture(draws, preds, ccp, args.layout)
     if args.what in ("scaling", "all"):
         run_scaling([300, 1000] if quick else [300, 1000, 2000, 5000])
     if args.what in ("condconf", "all"):
