@@ -173,6 +173,18 @@ def report(rows, beta_rows):
     if beta_rows:
         print("\n=== beta sensitivity, exponential ===")
         summarize(beta_rows, keys + ["fit_s"], group=("beta",))
+        # paired by run (same data, same seeds): the beta effect without the run-to-run noise
+        by_beta = {}
+        for r in beta_rows:
+            by_beta.setdefault(r["beta"], {})[r["run"]] = r["length"]
+        ref = by_beta.get(0.005, {})
+        for beta in sorted(by_beta):
+            runs = sorted(set(by_beta[beta]) & set(ref))
+            if beta == 0.005 or len(runs) < 2:
+                continue
+            d = np.array([by_beta[beta][k] - ref[k] for k in runs])
+            print(f"beta {beta:<7g} length - length(beta=0.005), paired over {len(runs)} runs: "
+                  f"{d.mean():+.4f} (se {d.std(ddof=1) / np.sqrt(d.size):.4f})")
         print("beta-soft-oracle mean length (design/cocp.md):",
               {b: v[0] for b, v in SOFT_ORACLE.items()})
 
