@@ -115,6 +115,8 @@ def main(argv=None):
     parser.add_argument("--methods", default="Oracle,Split,CQR,CoCP")
     parser.add_argument("--betas", default="0.0025,0.005,0.01,0.02,0.05")
     parser.add_argument("--n-jobs", type=int, default=2, help="CoCP folds trained in parallel")
+    parser.add_argument("--n-alternations", type=int, default=5,
+                        help="CoCP's T (the staged models give every smaller T as well)")
     parser.add_argument("--log", default="benchmarks/results/cocp_synthetic.jsonl")
     parser.add_argument("--report", nargs="*", metavar="JSONL",
                         help="only print the tables of earlier runs' logs")
@@ -126,7 +128,7 @@ def main(argv=None):
         return
 
     n, runs = 20000, args.runs
-    cocp_params = {"n_jobs": args.n_jobs}
+    cocp_params = {"n_jobs": args.n_jobs, "n_alternations": args.n_alternations}
     if args.quick:
         n, runs = 4000, min(runs, 2)
         cocp_params.update(n_folds=2, n_alternations=2, max_epochs=200, patience=20)
