@@ -158,6 +158,20 @@ def test_bad_parameters(param):
         SpeedCPRegressor(**param).fit(X, y)
 
 
+@pytest.mark.parametrize("make", [
+    lambda **kw: SpeedCPRegressor(random_state=0, **kw),
+    lambda **kw: KernelQuantileRegressor(quantile=0.9, random_state=0, **kw),
+])
+def test_bad_gamma_grid_and_zero_phi_are_named(make):
+    rng = np.random.default_rng(0)
+    X, y = _hetero(rng, 60)
+    for grid in ([], [1.0, -1.0], [np.nan]):
+        with pytest.raises(ValueError, match="gamma_grid"):
+            make(gamma="auto", gamma_grid=grid).fit(X, y)
+    with pytest.raises(ValueError, match="phi"):
+        make(gamma=1.0, phi=lambda Z: np.zeros(Z.shape[0])).fit(X, y)
+
+
 def test_too_few_calibration_points_give_infinite_intervals():
     rng = np.random.default_rng(0)
     X, y = _hetero(rng, 30)

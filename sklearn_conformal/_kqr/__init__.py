@@ -23,10 +23,11 @@ from ._path import (
     kernel_matrix,
     lambda_path,
     linear_qr_start,
+    phi_design,
     reduce_phi,
     sq_dists,
 )
-from ._select import select_gamma_cv
+from ._select import default_max_steps, gamma_grid, select_gamma_cv
 
 __all__ = [
     "KERNELS",
@@ -34,10 +35,13 @@ __all__ = [
     "PathError",
     "SPathSolver",
     "break_ties",
+    "default_max_steps",
+    "gamma_grid",
     "in_row_space",
     "kernel_matrix",
     "lambda_path",
     "linear_qr_start",
+    "phi_design",
     "reduce_phi",
     "select_gamma_cv",
     "sq_dists",

@@ -96,6 +96,17 @@ def reduce_phi(Phi, rtol=1e-10):
     return Vt[:r].T.copy()
 
 
+def phi_design(Phi_raw):
+    """Reduce ``Phi_raw`` to full column rank: ``(V, Phi_raw @ V)`` with ``V`` from :func:`reduce_phi`.
+
+    Raises ``ValueError`` when ``Phi_raw`` is identically zero (no linear part to fit).
+    """
+    V = reduce_phi(Phi_raw)
+    if V.shape[1] == 0:
+        raise ValueError("phi(X) is identically zero on the fitted data.")
+    return V, np.ascontiguousarray(np.asarray(Phi_raw, dtype=np.float64) @ V)
+
+
 def in_row_space(phi, V, rtol=1e-8):
     """Whether each row of ``phi`` lies in the span of the columns of ``V``."""
     phi = np.atleast_2d(phi)

@@ -7,6 +7,26 @@ from . import _core
 from ._path import check_status, kernel_kind, linear_qr_start, n_threads, run_ranges
 
 
+def gamma_grid(D2, grid=None, size=30):
+    """The gamma candidates: ``grid`` checked, or ``size`` log-spaced values around the data scale.
+
+    The default spans ``[0.1, 100] / median(d^2)`` over the distinct pairs (``1 / median`` is
+    the usual median heuristic for the RBF bandwidth).
+    """
+    if grid is None:
+        off = D2[D2 > 0]
+        return np.logspace(-1.0, 2.0, size) / (np.median(off) if off.size else 1.0)
+    grid = np.asarray(grid, dtype=float).ravel()
+    if grid.size == 0 or np.any(~np.isfinite(grid)) or np.any(grid <= 0):
+        raise ValueError("gamma_grid must hold positive finite values.")
+    return grid
+
+
+def default_max_steps(n, max_steps=None):
+    """The path step cap: ``max_steps`` if given, else ``20 n + 100``."""
+    return int(max_steps) if max_steps is not None else 20 * n + 100
+
+
 def select_gamma_cv(
     D2, Phi, S, alpha, gammas, *, kernel="rbf", beta=0.5, n_folds=5, random_state=None,
     lam_min_ratio=1e-4, max_steps=None, jitter=1e-10, refactor_every=64, n_jobs=None,

@@ -10,10 +10,12 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._kqr import (
     KERNELS,
     break_ties,
+    default_max_steps,
+    gamma_grid,
     kernel_matrix,
     lambda_path,
     linear_qr_start,
-    reduce_phi,
+    phi_design,
     select_gamma_cv,
     sq_dists,
 )
@@ -146,21 +148,13 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
         X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
         y = np.asarray(y, dtype=float)
         alpha = 1.0 - self.quantile
-        Phi_raw = self._phi(X)
-        self._basis = reduce_phi(Phi_raw)
-        if self._basis.shape[1] == 0:
-            raise ValueError("phi(X) is identically zero.")
-        Phi = Phi_raw @ self._basis
+        self._basis, Phi = phi_design(self._phi(X))
         S = break_ties(y)
         n = y.shape[0]
-        max_steps = int(self.max_steps) if self.max_steps is not None else 20 * n + 100
+        max_steps = default_max_steps(n, self.max_steps)
         if self.gamma == "auto":
             D2 = sq_dists(X, X)
-            if self.gamma_grid is None:
-                off = D2[D2 > 0]
-                grid = np.logspace(-1.0, 2.0, 30) / (np.median(off) if off.size else 1.0)
-            else:
-                grid = np.asarray(self.gamma_grid, dtype=float).ravel()
+            grid = gamma_grid(D2, self.gamma_grid)
             if n >= 2 * self.n_folds:
                 self.gamma_, self.cv_loss_, _ = select_gamma_cv(
                     D2, Phi, S, alpha, grid, kernel=self.kernel, n_folds=self.n_folds,

@@ -19,22 +19,18 @@ from .._kqr import (
     KERNELS,
     SPathSolver,
     break_ties,
+    default_max_steps,
+    gamma_grid,
     in_row_space,
     kernel_matrix,
     lambda_path,
     linear_qr_start,
-    reduce_phi,
+    phi_design,
     select_gamma_cv,
     sq_dists,
 )
 
 _CHUNK = 2048
-
-
-def _default_gamma_grid(D2, size=30):
-    off = D2[~np.eye(D2.shape[0], dtype=bool)] if D2.shape[0] > 1 else D2.ravel()
-    med = np.median(off[off > 0]) if np.any(off > 0) else 1.0
-    return np.logspace(-1.0, 2.0, size) / med
 
 
 def _as_float(Z):
@@ -235,17 +231,13 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         scores = np.abs(y_cal - np.asarray(self.estimator_.predict(X_cal), dtype=float).ravel())
         self.conformity_scores_ = scores
         self.n_calibration_ = scores.shape[0]
-        Phi_raw = self._phi_fit(X_cal)
-        self._phi_basis = reduce_phi(Phi_raw)
-        if self._phi_basis.shape[1] == 0:
-            raise ValueError("phi(X) is identically zero on the calibration data.")
-        Phi = Phi_raw @ self._phi_basis
+        self._phi_basis, Phi = phi_design(self._phi_fit(X_cal))
         self._Z_cal = self._embed(X_cal)
         self._S = break_ties(scores)
-        self._Phi = np.ascontiguousarray(Phi)
+        self._Phi = Phi
         alpha = 1.0 - self.confidence_level
         n = scores.shape[0]
-        self._max_steps = int(self.max_steps) if self.max_steps is not None else 20 * n + 100
+        self._max_steps = default_max_steps(n, self.max_steps)
         self.cv_loss_ = None
         self.gamma_grid_ = None
 
@@ -254,13 +246,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             warn_small_calibration(n, self.confidence_level)
         D2 = sq_dists(self._Z_cal, self._Z_cal)
         if self.gamma == "auto":
-            grid = (
-                _default_gamma_grid(D2)
-                if self.gamma_grid is None
-                else np.asarray(self.gamma_grid, dtype=float).ravel()
-            )
-            if grid.size == 0 or np.any(~np.isfinite(grid)) or np.any(grid <= 0):
-                raise ValueError("gamma_grid must hold positive finite values.")
+            grid = gamma_grid(D2, self.gamma_grid)
             self.gamma_grid_ = grid
             if n >= 2 * self.n_folds and not too_small:
                 self.gamma_, self.cv_loss_, info = select_gamma_cv(
