@@ -97,7 +97,7 @@ def reduce_phi(Phi, rtol=1e-10):
 
 
 def phi_design(Phi_raw):
-    """Reduce ``Phi_raw`` to full column rank: ``(V, Phi_raw @ V)`` with ``V`` from :func:`reduce_phi`.
+    """Reduce ``Phi_raw`` to full column rank: ``(V, Phi_raw @ V)``, ``V`` from :func:`reduce_phi`.
 
     Raises ``ValueError`` when ``Phi_raw`` is identically zero (no linear part to fit).
     """

@@ -332,7 +332,11 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         "n_alternations": [Interval(numbers.Integral, 0, None, closed="left")],
         "beta": [Interval(numbers.Real, 0, None, closed="neither")],
         "beta_end": [Interval(numbers.Real, 0, None, closed="neither"), None],
-        "target_scale": [StrOptions({"mean_abs"}), Interval(numbers.Real, 0, None, closed="neither"), None],
+        "target_scale": [
+            StrOptions({"mean_abs"}),
+            Interval(numbers.Real, 0, None, closed="neither"),
+            None,
+        ],
         "val_scheme": [StrOptions({"global", "fold"})],
         "validation_size": [
             Interval(numbers.Real, 0, 1, closed="neither"),

@@ -207,7 +207,9 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
             return [LinearRegression() if self.estimator is None else self.estimator]
         if isinstance(self.estimator, tuple):
             if len(self.estimator) != 2:
-                raise ValueError("estimator for CQR must be one regressor or a (lower, upper) pair.")
+                raise ValueError(
+                    "estimator for CQR must be one regressor or a (lower, upper) pair."
+                )
             return list(self.estimator)
         base = (
             HistGradientBoostingRegressor(loss="quantile")
