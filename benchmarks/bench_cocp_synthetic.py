@@ -173,23 +173,35 @@ def report(rows, beta_rows):
             staged = [{"method": f"T={t}", **s} for r in cocp for t, s in enumerate(r["staged"])]
             summarize(staged, keys)
     if beta_rows:
+        # T of a fit = its number of staged models - 1 (logs from --n-alternations runs mix)
+        beta_rows = sorted(({**r, "T": len(r["staged"]) - 1} for r in beta_rows),
+                           key=lambda r: (r["T"], r["beta"], r["run"]))
         print("\n=== beta sensitivity, exponential ===")
-        summarize(beta_rows, keys + ["fit_s"], group=("beta",))
+        summarize(beta_rows, keys + ["fit_s"], group=("T", "beta"))
         # paired by run (same data, same seeds): the beta effect without the run-to-run noise
-        by_beta = {}
+        by_fit = {}
         for r in beta_rows:
-            by_beta.setdefault(r["beta"], {})[r["run"]] = r["length"]
-        ref = by_beta.get(0.005, {})
-        for beta in sorted(by_beta):
-            runs = sorted(set(by_beta[beta]) & set(ref))
+            by_fit.setdefault((r["T"], r["beta"]), {})[r["run"]] = r
+        for (T, beta), runs_of in sorted(by_fit.items()):
+            ref = by_fit.get((T, 0.005), {})
+            runs = sorted(set(runs_of) & set(ref))
             if beta == 0.005 or len(runs) < 2:
                 continue
-            d = np.array([by_beta[beta][k] - ref[k] for k in runs])
-            print(f"beta {beta:<7g} length - length(beta=0.005), paired over {len(runs)} runs: "
-                  f"{d.mean():+.4f} (se {d.std(ddof=1) / np.sqrt(d.size):.4f})")
+            d = np.array([runs_of[k]["length"] - ref[k]["length"] for k in runs])
+            print(f"T={T} beta {beta:<7g} length - length(beta=0.005), paired over {len(runs)} "
+                  f"runs: {d.mean():+.4f} (se {d.std(ddof=1) / np.sqrt(d.size):.4f})")
         print("beta-soft-oracle mean length (design/cocp.md):",
               {b: v[0] for b, v in SOFT_ORACLE.items()})
-
+        # the staged models show whether the alternation has reached its fixed point by T
+        # (the soft oracle is that fixed point): smaller beta converges more slowly
+        t_max = max(T for T, _ in by_fit)
+        print("\n=== beta x t: mean length of the staged models t = 0..T (per fitted T) ===")
+        print(f"{'T':>3s} {'beta':>7s} {'n':>3s} " + " ".join(f"{f't={t}':>7s}"
+                                                          for t in range(t_max + 1)))
+        for (T, beta), runs_of in sorted(by_fit.items()):
+            staged = np.array([[s["length"] for s in r["staged"]] for r in runs_of.values()])
+            print(f"{T:>3d} {beta:>7g} {len(runs_of):>3d} "
+                  + " ".join(f"{v:7.4f}" for v in staged.mean(axis=0)))
 
 if __name__ == "__main__":
     main()
