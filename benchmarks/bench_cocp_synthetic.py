@@ -21,6 +21,7 @@ Usage::
 """
 
 import argparse
+import ast
 import json
 import sys
 import time
@@ -96,7 +97,9 @@ def one_run(family, run, n, cocp_params, methods, log):
         tic = time.perf_counter()
         model = CoCPRegressor(random_state=run, **cocp_params).fit(X[fi], y[fi])
         fit_s = time.perf_counter() - tic
-        row = {**base, "method": "CoCP", "beta": model.beta, "fit_s": fit_s,
+        extra = {k: v for k, v in cocp_params.items()
+                 if k not in ("n_jobs", "n_alternations", "beta")}
+        row = {**base, "method": "CoCP", "beta": model.beta, **extra, "fit_s": fit_s,
                "q": model.quantile_, **evaluate(oracle, X[te], y[te], model.predict_interval(X[te]))}
         row["staged"] = [evaluate(oracle, X[te], y[te], iv)
                          for iv in model.staged_predict_interval(X[te])]
@@ -117,6 +120,8 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=2, help="CoCP folds trained in parallel")
     parser.add_argument("--n-alternations", type=int, default=5,
                         help="CoCP's T (the staged models give every smaller T as well)")
+    parser.add_argument("--set", action="append", default=[], metavar="PARAM=VALUE",
+                        help="extra CoCPRegressor parameter, e.g. --set batch_size=2048")
     parser.add_argument("--n", type=int, default=20000,
                         help="rows per run (the paper's 20,000; a fifth is the test set)")
     parser.add_argument("--log", default="benchmarks/results/cocp_synthetic.jsonl")
@@ -131,6 +136,9 @@ def main(argv=None):
 
     n, runs = args.n, args.runs
     cocp_params = {"n_jobs": args.n_jobs, "n_alternations": args.n_alternations}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        cocp_params[key] = ast.literal_eval(value)
     if args.quick:
         n, runs = 4000, min(runs, 2)
         cocp_params.update(n_folds=2, n_alternations=2, max_epochs=200, patience=20)
