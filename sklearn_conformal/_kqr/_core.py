@@ -301,6 +301,23 @@ def _residual_step(si, slope, tol, num):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def _bound_step(vj, rate, lo, hi, tol):
+    """Step (>= 0) at which an elbow dual ``vj``, moving by ``rate`` per unit step, reaches
+    ``hi`` (joining R) or ``lo`` (joining L); ``(inf, SET_E)`` when it moves too slowly."""
+    if rate > tol:
+        st = (hi - vj) / rate
+        to = SET_R
+    elif rate < -tol:
+        st = (lo - vj) / rate
+        to = SET_L
+    else:
+        return np.inf, SET_E
+    if st < 0.0:
+        st = 0.0
+    return st, to
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def _advance(Eidx, m, d, n, x, dw, step, u, v, w):
     """(u, v_E, w) += step * (x_u, x_v, dw): move along one linear segment of a path (the
     lambda path passes ``-delta`` since its direction is taken per unit increase of lam)."""
@@ -402,17 +419,8 @@ def _lam_scan_events(S, lo, hi, lam, state, v, w, h, x, d, Eidx, m, n):
     tol_e = _SLOPE_RTOL * _absmax(x, d + m)
     for a in range(m):
         j = Eidx[a]
-        bv_a = x[d + a]
-        if bv_a > tol_e:
-            dl = (v[j] - lo) / bv_a
-            to = SET_L
-        elif bv_a < -tol_e:
-            dl = (v[j] - hi) / bv_a
-            to = SET_R
-        else:
-            continue
-        if dl < 0.0:
-            dl = 0.0
+        # lowering lam by dl moves v_j by -x_a dl
+        dl, to = _bound_step(v[j], -x[d + a], lo, hi, tol_e)
         if dl < best:
             best = dl
             best_i = j
@@ -1034,17 +1042,7 @@ def _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n):
         j = Eidx[a]
         if j == n:
             continue
-        xa = x[d + a]
-        if xa > tol_e:
-            st = (hi - v[j]) / xa
-            to = SET_R
-        elif xa < -tol_e:
-            st = (lo - v[j]) / xa
-            to = SET_L
-        else:
-            continue
-        if st < 0.0:
-            st = 0.0
+        st, to = _bound_step(v[j], x[d + a], lo, hi, tol_e)
         if st < best:
             best = st
             best_i = j
