@@ -158,8 +158,9 @@ def _record(r, y, iv, topic, t):
     r["cov"].append(hit.mean())
     for k in range(3):
         r["topic"][k].append(hit[topic == k])
-    r["size"].append(np.mean(iv[:, 1] - iv[:, 0]))
-    r["cutoff"].append(np.mean(iv[:, 1] - iv[:, 0]) / 2)
+    length = np.mean(iv[:, 1] - iv[:, 0])
+    r["size"].append(length)
+    r["cutoff"].append(length / 2)  # intervals are f(x) -+ S*(x)
     r["time"].append(t)
 
 
