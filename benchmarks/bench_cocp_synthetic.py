@@ -11,7 +11,9 @@ Sections (``--sections``):
 * The T-ablation comes for free from every CoCP fit: ``staged_predict_interval`` yields exactly
   the models a fit with T = 0..5 would give.
 * ``beta``: beta in {0.0025, 0.005, 0.01, 0.02, 0.05} on the exponential family, next to the
-  beta-soft-oracle lengths of ``design/cocp.md`` section 7 / E3 (population fixed point of CoCP).
+  beta-soft-oracle lengths (the population fixed point of CoCP, computed by
+  ``HeteroscedasticOracle.mean_soft_oracle_length``; ``design/cocp.md`` section 7 / E3 lists
+  the same values).
 
 Usage::
 
@@ -34,7 +36,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from _cocp_common import cqr_baseline, split_baseline, summarize  # noqa: E402
 
-from sklearn_conformal.datasets import make_heteroscedastic_regression  # noqa: E402
+from sklearn_conformal.datasets import (  # noqa: E402
+    HeteroscedasticOracle,
+    make_heteroscedastic_regression,
+)
 from sklearn_conformal.metrics._conditional import conditional_mae  # noqa: E402
 from sklearn_conformal.regression import CoCPRegressor  # noqa: E402
 
@@ -50,11 +55,6 @@ PAPER = {  # Table 1: (coverage, length, ConMAE)
     ("exponential", "CQR"): (0.8975, 1.4222, 0.0172),
     ("exponential", "CoCP"): (0.8973, 1.1351, 0.0069),
 }
-# beta-soft oracle mean lengths (design/cocp.md section 7 and E3), exponential / log-normal
-SOFT_ORACLE = {0.0025: (1.118, 0.958), 0.005: (1.1238, 0.9578), 0.01: (1.1345, 0.9581),
-               0.02: (1.1553, 0.9606), 0.05: (1.2114, 0.9774)}
-
-
 def evaluate(oracle, X, y, intervals):
     c = oracle.conditional_coverage(X, intervals)
     hit = (y >= intervals[:, 0]) & (y <= intervals[:, 1])
@@ -192,16 +192,23 @@ def report(rows, beta_rows):
         by_fit = {}
         for r in beta_rows:
             by_fit.setdefault((r["T"], r["beta"]), {})[r["run"]] = r
+        # the population fixed point of CoCP at each beta (exact, by quadrature): the notes predict
+        # length(beta) = soft oracle(beta) + a roughly constant estimation offset
+        soft = {beta: HeteroscedasticOracle("exponential").mean_soft_oracle_length(beta, LEVEL)
+                for beta in sorted({b for _, b in by_fit} | {0.005})}
+        print(f"\n{'T':>3s} {'beta':>7s} {'n':>3s} {'length':>7s} {'soft':>7s} {'offset':>7s}   "
+              "paired length - length(beta=0.005): measured (se) vs soft oracle's")
         for (T, beta), runs_of in sorted(by_fit.items()):
+            mean = np.mean([r["length"] for r in runs_of.values()])
+            line = (f"{T:>3d} {beta:>7g} {len(runs_of):>3d} {mean:7.4f} {soft[beta]:7.4f} "
+                    f"{mean - soft[beta]:+7.4f}")
             ref = by_fit.get((T, 0.005), {})
             runs = sorted(set(runs_of) & set(ref))
-            if beta == 0.005 or len(runs) < 2:
-                continue
-            d = np.array([runs_of[k]["length"] - ref[k]["length"] for k in runs])
-            print(f"T={T} beta {beta:<7g} length - length(beta=0.005), paired over {len(runs)} "
-                  f"runs: {d.mean():+.4f} (se {d.std(ddof=1) / np.sqrt(d.size):.4f})")
-        print("beta-soft-oracle mean length (design/cocp.md):",
-              {b: v[0] for b, v in SOFT_ORACLE.items()})
+            if beta != 0.005 and len(runs) >= 2:
+                d = np.array([runs_of[k]["length"] - ref[k]["length"] for k in runs])
+                line += (f"   {d.mean():+.4f} ({d.std(ddof=1) / np.sqrt(d.size):.4f}) over "
+                         f"{len(runs)} runs vs {soft[beta] - soft[0.005]:+.4f}")
+            print(line)
         # the staged models show whether the alternation has reached its fixed point by T
         # (the soft oracle is that fixed point): smaller beta converges more slowly
         t_max = max(T for T, _ in by_fit)

@@ -101,3 +101,61 @@ def test_determinism_and_bad_input():
         oracle.conditional_coverage(np.zeros((3, 1)), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="confidence_level"):
         oracle.hdi(np.zeros((3, 1)), 1.5)
+
+
+# --- the beta-soft oracle (population fixed point of CoCP) -----------------------------------
+def _soft_coverage(dist, c, h, b):
+    """Independent ``E sigmoid((h - |Z - c|) / b)`` by adaptive quadrature over z."""
+    lo, hi = dist.ppf(1e-15), dist.ppf(1 - 1e-15)
+    kinks = [p for p in (c - h, c, c + h) if lo < p < hi]
+
+    def integrand(z):
+        return dist.pdf(z) * 0.5 * (1 + np.tanh((h - abs(z - c)) / (2 * b)))
+
+    return integrate.quad(integrand, lo, hi, points=kinks, limit=500, epsabs=1e-14)[0]
+
+
+@pytest.mark.parametrize("noise", FAMILIES)
+@pytest.mark.parametrize("temperature", [0.02, 0.3])
+def test_soft_oracle_is_a_fixed_point_of_the_population_alternation(noise, temperature):
+    oracle = HeteroscedasticOracle(noise)
+    dist = oracle.noise_distribution
+    c, h = oracle.standardized_soft_oracle(temperature, 0.9)
+    # radius step: exact coverage of [c - h, c + h]
+    assert dist.cdf(c + h) - dist.cdf(c - h) == pytest.approx(0.9, abs=1e-10)
+    assert oracle.symmetric_radius(c, 0.9) == pytest.approx(h, abs=1e-10)
+    # centre step: with h frozen, c maximises the soft coverage (central differences of the
+    # objective itself, not of the derivative formula the solver integrates)
+    step = 1e-3 * temperature
+    left, mid, right = (_soft_coverage(dist, c + d, h, temperature) for d in (-step, 0, step))
+    assert (right - left) / (2 * step) == pytest.approx(0.0, abs=1e-6)
+    assert mid >= max(left, right)
+
+
+def test_soft_oracle_limits_and_the_papers_boundary_rate():
+    expo, logn, norm = (HeteroscedasticOracle(f) for f in ("exponential", "lognormal", "normal"))
+    # symmetric noise: the HDI itself at every temperature
+    assert norm.standardized_soft_oracle(0.5) == pytest.approx((0.0, stats.norm.ppf(0.95)))
+    # flat weight (large temperature): the centre step balances the mass on each side -> median
+    for oracle in (expo, logn):
+        c, _ = oracle.standardized_soft_oracle(200.0)
+        assert c == pytest.approx(oracle.noise_distribution.median(), abs=1e-4)
+    # small temperature: the HDI; for the exponential (HDI pinned at the support's end) the
+    # length gap is log((1 - alpha) / alpha) * beta to first order (Prop. 3 of the CoCP paper)
+    gap = (expo.mean_soft_oracle_length(1e-4) - expo.mean_hdi_length()) / 1e-4
+    assert gap == pytest.approx(np.log(0.9 / 0.1), rel=1e-3)
+    c, h = logn.standardized_soft_oracle(1e-3)
+    assert (c - h, c + h) == pytest.approx(logn.standardized_hdi(), abs=1e-5)
+
+
+def test_mean_soft_oracle_length_matches_the_design_notes():
+    # design/cocp.md section 7 and experiment E3 (computed there independently, 4 decimals)
+    expo, logn = HeteroscedasticOracle("exponential"), HeteroscedasticOracle("lognormal")
+    for beta, value in ((0.005, 1.1238), (0.01, 1.1345), (0.05, 1.2114)):
+        assert expo.mean_soft_oracle_length(beta) == pytest.approx(value, abs=1e-4)
+    for beta, value in ((0.05, 0.9774),):
+        assert logn.mean_soft_oracle_length(beta) == pytest.approx(value, abs=1e-4)
+    with pytest.raises(ValueError, match="beta"):
+        expo.mean_soft_oracle_length(0.0)
+    with pytest.raises(ValueError, match="temperature"):
+        expo.standardized_soft_oracle(-1.0)

@@ -147,6 +147,113 @@ class HeteroscedasticOracle:
         mean_scale = 0.15 + 0.25 * _X_RANGE**2 / 3.0  # E[X^2] = 4/3 for U[-2, 2]
         return mean_scale * (b - a)
 
+    # --- the population fixed point of CoCP ---------------------------------------------------
+    def symmetric_radius(self, centre, confidence_level=0.9):
+        """Smallest ``h`` with ``P(|Z - centre| <= h) = confidence_level`` (standardised units).
+
+        This is the population radius step of CoCP, ``psi(c)``, for one value of the centre.
+        """
+        level = check_confidence_level(confidence_level)
+        dist, c = self.noise_distribution, float(centre)
+        # at this radius the interval holds all but 1e-12 of the mass on each side
+        h_max = max(abs(dist.ppf(1e-12) - c), abs(dist.ppf(1.0 - 1e-12) - c))
+        return optimize.brentq(
+            lambda h: dist.cdf(c + h) - dist.cdf(c - h) - level, 0.0, h_max, xtol=1e-14
+        )
+
+    def standardized_soft_oracle(self, temperature, confidence_level=0.9):
+        """Centre and radius ``(c, h)`` of the beta-soft oracle of ``Z`` (Su, Zhou & Luo, Def. 1).
+
+        The fixed point of CoCP's alternation in the population: ``h = psi(c)`` (the radius step)
+        and ``d/dc E[sigmoid((h - |Z - c|) / temperature)] = 0`` (the centre step). Writing
+        ``t = |Z - c|``, the derivative is
+        ``int_0^inf (f(c + t) - f(c - t)) sigmoid'((h - t) / b) / b dt``, a weighted density
+        difference across the two ends of the interval. The root lies between the HDI centre
+        (``temperature -> 0``) and the median (``temperature -> inf``, where the weight is flat).
+
+        Parameters
+        ----------
+        temperature : float
+            ``beta / s(x)``: the soft-coverage temperature in units of the standardised noise.
+        confidence_level : float, default=0.9
+
+        Returns
+        -------
+        centre, radius : float
+            In standardised units; the interval ``[c - h, c + h]`` holds exactly
+            ``confidence_level`` of the mass of ``Z``.
+        """
+        level = check_confidence_level(confidence_level)
+        b = float(temperature)
+        if not b > 0 or not np.isfinite(b):
+            raise ValueError(f"temperature must be a positive finite float, got {temperature!r}.")
+        dist = self.noise_distribution
+        support_low = dist.support()[0]
+
+        # beyond this distance from any centre of interest both densities are below ~1e-14 mass
+        t_far = max(abs(dist.ppf(1e-14)), abs(dist.ppf(1.0 - 1e-14))) + 10.0
+        nodes, weights = np.polynomial.legendre.leggauss(64)
+
+        def centre_gradient(c):
+            h = self.symmetric_radius(c, level)
+            # sigmoid' decays like exp(-|u|): beyond 50 temperatures it is below 2e-22. Panels
+            # break at the kink of the weight (t = h), at the density's jump at the support's
+            # end (t = c - support_low) and at a few widths around h, so Gauss-Legendre is exact
+            # to rounding on each smooth piece.
+            lo, hi = max(0.0, h - 50 * b), min(h + 50 * b, t_far + abs(c))
+            breaks = [h + k * b for k in (-20, -5, -1, 0, 1, 5, 20)] + [c - support_low]
+            edges = np.unique([lo, hi] + [p for p in breaks if lo < p < hi])
+            mid, half = (edges[1:] + edges[:-1]) / 2, (edges[1:] - edges[:-1]) / 2
+            t = (mid[:, None] + half[:, None] * nodes).ravel()
+            w = (half[:, None] * weights).ravel()
+            u = -np.abs(h - t) / b
+            sigmoid_slope = np.exp(u) / (b * (1.0 + np.exp(u)) ** 2)  # sigmoid'((h - t) / b) / b
+            return float(np.sum(w * (dist.pdf(c + t) - dist.pdf(c - t)) * sigmoid_slope))
+
+        a, hdi_b = self.standardized_hdi(level)
+        c_hdi, c_median = (a + hdi_b) / 2, float(dist.median())
+        g_hdi = centre_gradient(c_hdi)
+        if c_hdi == c_median or g_hdi == 0.0:  # symmetric noise: the HDI is the fixed point
+            return c_hdi, self.symmetric_radius(c_hdi, level)
+        # at a finite temperature the root may sit just past the median: widen on that side
+        far, width = c_median, c_median - c_hdi
+        for _ in range(20):
+            if np.sign(centre_gradient(far)) != np.sign(g_hdi):
+                break
+            far += width
+        c = optimize.brentq(centre_gradient, *sorted((c_hdi, far)), xtol=1e-12)
+        return c, self.symmetric_radius(c, level)
+
+    def mean_soft_oracle_length(self, beta, confidence_level=0.9, n_nodes=40):
+        """Population mean length of the beta-soft oracle, ``E[2 s(X) h(beta / s(X))]``.
+
+        The limit of CoCP's length with temperature ``beta`` (in units of ``y``) when the
+        networks are exact: the alternation's fixed point at every ``x``, with conditional coverage
+        exactly ``confidence_level``. It tends to :meth:`mean_hdi_length` as ``beta -> 0``: at the
+        rate ``log((1 - alpha) / alpha) * beta`` for the exponential family, whose HDI is pinned at
+        the support's end (Prop. 3 of the paper), and ``O(beta**2)`` for interior HDIs.
+
+        Parameters
+        ----------
+        beta : float
+            Soft-coverage temperature, in units of ``y``.
+        confidence_level : float, default=0.9
+        n_nodes : int, default=40
+            Gauss-Legendre nodes on ``|x| in [0, 2]`` (``s`` is even in ``x``).
+
+        Returns
+        -------
+        length : float
+        """
+        beta = float(beta)
+        if not beta > 0 or not np.isfinite(beta):
+            raise ValueError(f"beta must be a positive finite float, got {beta!r}.")
+        nodes, weights = np.polynomial.legendre.leggauss(int(n_nodes))
+        x = (nodes + 1.0) * _X_RANGE / 2  # |x| uniform on [0, 2]
+        scale = self.scale(x[:, None])
+        radius = [self.standardized_soft_oracle(beta / s, confidence_level)[1] for s in scale]
+        return float(np.sum(weights / 2 * 2 * scale * np.asarray(radius)))
+
 
 def make_heteroscedastic_regression(
     n_samples=20000, *, noise="exponential", sigma=0.6, random_state=None, return_oracle=False
