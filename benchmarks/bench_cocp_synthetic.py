@@ -63,6 +63,9 @@ def evaluate(oracle, X, y, intervals):
         "cond_coverage": float(c.mean()),
         "length": float(np.mean(intervals[:, 1] - intervals[:, 0])),
         "conmae": conditional_mae(c, LEVEL),
+        # the centre alone: the length a perfectly calibrated radius would need around it
+        "centre_length": float(np.mean(oracle.exact_coverage_length(
+            X, intervals.mean(axis=1), LEVEL))),
     }
 
 
@@ -187,7 +190,7 @@ def report(rows, beta_rows):
         beta_rows = sorted(({**r, "T": len(r["staged"]) - 1} for r in beta_rows),
                            key=lambda r: (r["T"], r["beta"], r["run"]))
         print("\n=== beta sensitivity, exponential ===")
-        summarize(beta_rows, keys + ["fit_s"], group=("T", "beta"))
+        summarize(beta_rows, keys + ["centre_length", "fit_s"], group=("T", "beta"))
         # paired by run (same data, same seeds): the beta effect without the run-to-run noise
         by_fit = {}
         for r in beta_rows:
@@ -196,19 +199,26 @@ def report(rows, beta_rows):
         # length(beta) = soft oracle(beta) + a roughly constant estimation offset
         soft = {beta: HeteroscedasticOracle("exponential").mean_soft_oracle_length(beta, LEVEL)
                 for beta in sorted({b for _, b in by_fit} | {0.005})}
-        print(f"\n{'T':>3s} {'beta':>7s} {'n':>3s} {'length':>7s} {'soft':>7s} {'offset':>7s}   "
-              "paired length - length(beta=0.005): measured (se) vs soft oracle's")
-        for (T, beta), runs_of in sorted(by_fit.items()):
-            mean = np.mean([r["length"] for r in runs_of.values()])
-            line = (f"{T:>3d} {beta:>7g} {len(runs_of):>3d} {mean:7.4f} {soft[beta]:7.4f} "
-                    f"{mean - soft[beta]:+7.4f}")
-            ref = by_fit.get((T, 0.005), {})
-            runs = sorted(set(runs_of) & set(ref))
-            if beta != 0.005 and len(runs) >= 2:
-                d = np.array([runs_of[k]["length"] - ref[k]["length"] for k in runs])
-                line += (f"   {d.mean():+.4f} ({d.std(ddof=1) / np.sqrt(d.size):.4f}) over "
-                         f"{len(runs)} runs vs {soft[beta] - soft[0.005]:+.4f}")
-            print(line)
+        for key, title in (("length", "length"),
+                           ("centre_length", "length at exact conditional coverage")):
+            rows_of = {k: {run: r for run, r in v.items() if key in r} for k, v in by_fit.items()}
+            if not any(rows_of.values()):
+                continue
+            print(f"\n{title}: mean, soft oracle, offset; paired difference to beta = 0.005 "
+                  "(same data and seeds): measured (se) vs the soft oracle's")
+            for (T, beta), runs_of in sorted(rows_of.items()):
+                if not runs_of:
+                    continue
+                mean = np.mean([r[key] for r in runs_of.values()])
+                line = (f"T={T:<3d} beta {beta:<7g} n={len(runs_of):<3d} {mean:7.4f} "
+                        f"{soft[beta]:7.4f} {mean - soft[beta]:+7.4f}")
+                ref = rows_of.get((T, 0.005), {})
+                runs = sorted(set(runs_of) & set(ref))
+                if beta != 0.005 and len(runs) >= 2:
+                    d = np.array([runs_of[k][key] - ref[k][key] for k in runs])
+                    line += (f"   {d.mean():+.4f} ({d.std(ddof=1) / np.sqrt(d.size):.4f}) over "
+                             f"{len(runs)} runs vs {soft[beta] - soft[0.005]:+.4f}")
+                print(line)
         # the staged models show whether the alternation has reached its fixed point by T
         # (the soft oracle is that fixed point): smaller beta converges more slowly
         t_max = max(T for T, _ in by_fit)

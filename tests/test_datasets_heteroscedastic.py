@@ -159,3 +159,20 @@ def test_mean_soft_oracle_length_matches_the_design_notes():
         expo.mean_soft_oracle_length(0.0)
     with pytest.raises(ValueError, match="temperature"):
         expo.standardized_soft_oracle(-1.0)
+
+
+@pytest.mark.parametrize("noise", FAMILIES)
+def test_exact_coverage_length_gives_exact_conditional_coverage(noise):
+    oracle = HeteroscedasticOracle(noise)
+    X = np.random.RandomState(0).uniform(-2, 2, size=(200, 1))
+    hdi = oracle.hdi(X, 0.8)
+    np.testing.assert_allclose(oracle.exact_coverage_length(X, hdi.mean(axis=1), 0.8),
+                               hdi[:, 1] - hdi[:, 0], rtol=1e-10)
+    centre = oracle.location(X) + oracle.scale(X) * np.random.RandomState(1).normal(size=200)
+    length = oracle.exact_coverage_length(X, centre, 0.8)
+    cover = oracle.conditional_coverage(X, np.column_stack([centre - length / 2,
+                                                            centre + length / 2]))
+    np.testing.assert_allclose(cover, 0.8, atol=1e-10)
+    shorter = oracle.conditional_coverage(X, np.column_stack([centre - 0.499 * length,
+                                                              centre + 0.499 * length]))
+    assert np.all(shorter < 0.8)

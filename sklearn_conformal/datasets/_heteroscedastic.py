@@ -151,15 +151,52 @@ class HeteroscedasticOracle:
     def symmetric_radius(self, centre, confidence_level=0.9):
         """Smallest ``h`` with ``P(|Z - centre| <= h) = confidence_level`` (standardised units).
 
-        This is the population radius step of CoCP, ``psi(c)``, for one value of the centre.
+        The population radius step of CoCP, ``psi(c)``, elementwise (bisection to ``1e-13``).
+
+        Parameters
+        ----------
+        centre : float or array-like
+            Interval centre(s) in units of the standardised noise ``Z``.
+        confidence_level : float, default=0.9
+
+        Returns
+        -------
+        radius : float or ndarray
         """
         level = check_confidence_level(confidence_level)
-        dist, c = self.noise_distribution, float(centre)
+        dist = self.noise_distribution
+        c = np.asarray(centre, dtype=float)
         # at this radius the interval holds all but 1e-12 of the mass on each side
-        h_max = max(abs(dist.ppf(1e-12) - c), abs(dist.ppf(1.0 - 1e-12) - c))
-        return optimize.brentq(
-            lambda h: dist.cdf(c + h) - dist.cdf(c - h) - level, 0.0, h_max, xtol=1e-14
-        )
+        lo = np.zeros_like(c)
+        hi = np.maximum(np.abs(dist.ppf(1e-12) - c), np.abs(dist.ppf(1.0 - 1e-12) - c))
+        while np.any(hi - lo > 1e-13):
+            mid = (lo + hi) / 2
+            enough = dist.cdf(c + mid) - dist.cdf(c - mid) >= level
+            hi, lo = np.where(enough, mid, hi), np.where(enough, lo, mid)
+        radius = (lo + hi) / 2
+        return float(radius) if radius.ndim == 0 else radius
+
+    def exact_coverage_length(self, X, centre, confidence_level=0.9):
+        """Length a centred interval needs for conditional coverage exactly ``confidence_level``.
+
+        ``2 s(x) psi((centre - theta(x)) / s(x))`` row by row: the length a perfectly calibrated
+        radius would give this centre. It scores a centre alone, without the noise of a fitted
+        radius and of the calibration quantile, and it is the quantity the beta-soft oracle
+        (:meth:`mean_soft_oracle_length`) evaluates at CoCP's population centre.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        centre : array-like of shape (n_samples,)
+        confidence_level : float, default=0.9
+
+        Returns
+        -------
+        length : ndarray of shape (n_samples,)
+        """
+        loc, sc = self.location(X), self.scale(X)
+        z = (np.asarray(centre, dtype=float).reshape(-1) - loc) / sc
+        return 2 * sc * self.symmetric_radius(z, confidence_level)
 
     def standardized_soft_oracle(self, temperature, confidence_level=0.9):
         """Centre and radius ``(c, h)`` of the beta-soft oracle of ``Z`` (Su, Zhou & Luo, Def. 1).
