@@ -84,13 +84,13 @@ def fixed_point(z, b, window=0.2, tol=1e-6, max_iter=200):
     for _ in range(max_iter):
         h = float(np.quantile(np.abs(z - c), LEVEL))
         grid = c + np.arange(-window, window + step / 2, step)
-        best = float(grid[np.argmax(soft_coverage(z, grid, h, b))])
+        values = soft_coverage(z, grid, h, b)
+        best = float(grid[np.argmax(values)])
         polished = optimize.minimize_scalar(
             lambda g: -soft_coverage(z, np.array([g]), h, b)[0],
             bounds=(best - step, best + step), method="bounded", options={"xatol": tol / 10},
         )
-        c_new = float(polished.x) if -polished.fun >= soft_coverage(
-            z, np.array([best]), h, b)[0] else best
+        c_new = float(polished.x) if -polished.fun >= values.max() else best
         if abs(c_new - c) < tol:
             return c_new
         c = c_new

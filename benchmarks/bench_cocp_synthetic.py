@@ -55,6 +55,8 @@ PAPER = {  # Table 1: (coverage, length, ConMAE)
     ("exponential", "CQR"): (0.8975, 1.4222, 0.0172),
     ("exponential", "CoCP"): (0.8973, 1.1351, 0.0069),
 }
+
+
 def evaluate(oracle, X, y, intervals):
     c = oracle.conditional_coverage(X, intervals)
     hit = (y >= intervals[:, 0]) & (y <= intervals[:, 1])
@@ -197,7 +199,8 @@ def report(rows, beta_rows):
             by_fit.setdefault((r["T"], r["beta"]), {})[r["run"]] = r
         # the population fixed point of CoCP at each beta (exact, by quadrature): the notes predict
         # length(beta) = soft oracle(beta) + a roughly constant estimation offset
-        soft = {beta: HeteroscedasticOracle("exponential").mean_soft_oracle_length(beta, LEVEL)
+        oracle = HeteroscedasticOracle("exponential")
+        soft = {beta: oracle.mean_soft_oracle_length(beta, LEVEL)
                 for beta in sorted({b for _, b in by_fit} | {0.005})}
         for key, title in (("length", "length"),
                            ("centre_length", "length at exact conditional coverage")):
