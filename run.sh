@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The project's two entry points, on a fresh machine with only python3:
-#   ./run.sh demo   fit the estimators on generated data and print coverage / size tables
-#   ./run.sh test   run the whole test suite, then build the docs with warnings as errors
-# Both create (or reuse) the virtualenv .venv and install the package with what it needs.
+# The project's entry points, on a fresh machine with only python3:
+#   ./run.sh demo        fit the estimators on generated data and print coverage / size tables
+#   ./run.sh test        the quick lane (what CI runs): every test not marked slow, then the docs
+#                        build with warnings as errors; both always run, failing at the end
+#   ./run.sh test-slow   the slow lane: the statistical repetitions (tests marked slow)
+# Each creates (or reuses) the virtualenv .venv and installs the package with what it needs.
 # torch comes through constraints.txt, which pins the local CPU build (no CUDA wheels).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -23,8 +25,14 @@ case "${1:-}" in
     shift; exec "$py" -m sklearn_conformal "$@" ;;
   test)
     shift
-    "$py" -m pytest -n 2 "$@"
-    "$py" -m sphinx -W --keep-going -q -b html doc doc/_build/html ;;
+    status=0
+    "$py" -m pytest -n 2 -m "not slow" "$@" || status=$?
+    "$py" -m sphinx -W --keep-going -q -b html doc doc/_build/html || status=$((status ? status : 1))
+    if [ "$status" -ne 0 ]; then echo "run.sh test: FAILED (exit $status)" >&2; fi
+    exit "$status" ;;
+  test-slow)
+    shift
+    exec "$py" -m pytest -n 2 -m slow "$@" ;;
   *)
-    echo "usage: $0 demo|test" >&2; exit 2 ;;
+    echo "usage: $0 demo|test|test-slow" >&2; exit 2 ;;
 esac

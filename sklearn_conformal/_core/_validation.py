@@ -5,13 +5,7 @@ import warnings
 
 import numpy as np
 
-
-class SmallCalibrationWarning(UserWarning):
-    """The calibration set is too small for the requested confidence level.
-
-    The conformal threshold is then infinite: prediction sets hold every label and intervals are
-    unbounded, which is the only choice that keeps the coverage guarantee.
-    """
+from ..exceptions import SmallCalibrationWarning
 
 
 def check_confidence_level(confidence_level, name="confidence_level"):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linprog
 
+from ..exceptions import PathError
 from . import _core
 
 KERNELS = {"rbf": 0, "laplacian": 1, "matern32": 2, "matern52": 3, "imq": 4}
@@ -18,10 +19,6 @@ _STATUS_MESSAGES = {
     _core.STATUS_CYCLING: "cycled through degenerate zero-length steps",
     _core.STATUS_SINGULAR: "met a singular elbow system",
 }
-
-
-class PathError(RuntimeError):
-    """A path solver did not finish (step cap reached, degenerate cycling, singular system)."""
 
 
 def n_threads(n_jobs=None):

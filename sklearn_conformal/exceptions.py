@@ -1,0 +1,60 @@
+"""Public warnings and errors of sklearn-conformal.
+
+Every warning the package raises about data or parameters is one of these classes, so users can
+filter them (``warnings.simplefilter("error", DegenerateDataWarning)``) or catch the errors.
+"""
+
+__all__ = [
+    "ClusteringFallbackWarning",
+    "ConformalWarning",
+    "DegenerateDataWarning",
+    "PathError",
+    "PathStepCapWarning",
+    "SmallCalibrationWarning",
+]
+
+
+class ConformalWarning(UserWarning):
+    """Base class of every warning sklearn-conformal raises."""
+
+
+class SmallCalibrationWarning(ConformalWarning):
+    """The calibration set is too small for the requested confidence level.
+
+    The conformal threshold is then infinite: prediction sets hold every label and intervals are
+    unbounded, which is the only choice that keeps the coverage guarantee.
+    """
+
+
+class ClusteringFallbackWarning(ConformalWarning):
+    """``mode="cluster"`` could not form clusters and calibrated (part of) the labels marginally.
+
+    Ding et al.'s rule derives the number of clusters from the rarest class; with too few
+    calibration points per class it yields at most one cluster, and cluster-conditional calibration
+    is then marginal calibration. Remedies: more calibration data, ``n_clusters=`` /
+    ``clustering_fraction=`` set explicitly, or ``mode="class"``.
+    """
+
+
+class DegenerateDataWarning(ConformalWarning):
+    """Valid but degenerate data (constant targets or scores, near-constant kernels, ties).
+
+    The answer is still correct (coverage is kept), but it may be less informative than expected;
+    the message names the data property and the remedy.
+    """
+
+
+class PathStepCapWarning(ConformalWarning):
+    """A kernel quantile regression path stopped at its step cap before the requested end.
+
+    The message names the cap parameter to raise and what was returned instead.
+    """
+
+
+class PathError(RuntimeError):
+    """An exact path solver could not finish on these data.
+
+    Raised only when no correct answer can be returned; the message names the data property or
+    parameter at fault and the remedy (e.g. ``max_steps=``, a larger ``lambda_``, another
+    ``gamma``).
+    """
