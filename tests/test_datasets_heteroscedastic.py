@@ -132,6 +132,7 @@ def test_soft_oracle_is_a_fixed_point_of_the_population_alternation(noise, tempe
     assert mid >= max(left, right)
 
 
+@pytest.mark.slow
 def test_soft_oracle_limits_and_the_papers_boundary_rate():
     expo, logn, norm = (HeteroscedasticOracle(f) for f in ("exponential", "lognormal", "normal"))
     # symmetric noise: the HDI itself at every temperature
@@ -148,6 +149,7 @@ def test_soft_oracle_limits_and_the_papers_boundary_rate():
     assert (c - h, c + h) == pytest.approx(logn.standardized_hdi(), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_mean_soft_oracle_length_matches_the_design_notes():
     # design/cocp.md section 7 and experiment E3 (computed there independently, 4 decimals)
     expo, logn = HeteroscedasticOracle("exponential"), HeteroscedasticOracle("lognormal")

@@ -18,6 +18,8 @@ from sklearn_conformal._core import ClassificationConformalizer
 
 N_DRAWS, N_CAL, N_TEST, N_CLASSES, LEVEL = 300, 60, 100, 6, 0.9
 Z = 4.5
+# the statistical repetitions of class and cluster modes run in the slow lane
+SLOW = pytest.mark.slow
 
 
 def _calibrated_draw(rng, n):
@@ -52,7 +54,9 @@ def _coverages(score, mode, randomized, seed, n_cal=N_CAL):
 
 
 @pytest.mark.parametrize("score", ["lac", "aps", "raps"])
-@pytest.mark.parametrize("mode", ["marginal", "class", "cluster"])
+@pytest.mark.parametrize(
+    "mode", ["marginal", pytest.param("class", marks=SLOW), pytest.param("cluster", marks=SLOW)]
+)
 def test_classification_coverage_is_within_the_conformal_bounds(score, mode):
     mean_coverage, _ = _coverages(score, mode, randomized=True, seed=1)
     se = _standard_error(N_CAL, LEVEL)
@@ -61,12 +65,14 @@ def test_classification_coverage_is_within_the_conformal_bounds(score, mode):
         assert mean_coverage <= LEVEL + 1 / (N_CAL + 1) + Z * se
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("score", ["aps", "raps"])
 def test_deterministic_aps_raps_still_cover(score):
     mean_coverage, _ = _coverages(score, "marginal", randomized=False, seed=2)
     assert mean_coverage >= LEVEL - Z * _standard_error(N_CAL, LEVEL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("score", ["lac", "aps"])
 def test_label_cp_covers_every_class(score):
     # about 40 calibration points per class, so every class threshold is finite
@@ -78,6 +84,7 @@ def test_label_cp_covers_every_class(score):
     assert np.all(class_coverage >= LEVEL - Z * se), class_coverage
 
 
+@pytest.mark.slow
 def test_label_cp_beats_marginal_on_the_worst_class():
     _, marginal = _coverages("lac", "marginal", randomized=True, seed=4, n_cal=240)
     _, by_class = _coverages("lac", "class", randomized=True, seed=4, n_cal=240)
