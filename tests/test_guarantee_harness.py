@@ -102,6 +102,19 @@ def _torch_estimator(name):
     return getattr(sklearn_conformal, name)
 
 
+def assert_same_answer(actual, expected):
+    """Sets must be identical; interval ends may differ by the wrapped model's rounding.
+
+    A regressor's ``predict`` of one row and of a batch can differ in the last bit (BLAS picks
+    other kernels for other shapes); the conformal part must add nothing beyond that.
+    """
+    if expected.dtype == bool:
+        np.testing.assert_array_equal(actual, expected)
+    else:
+        scale = max(1.0, float(np.max(np.abs(expected[np.isfinite(expected)]), initial=0.0)))
+        np.testing.assert_allclose(actual, expected, rtol=1e-12, atol=1e-12 * scale)
+
+
 def _output(estimator, X):
     """What a user serves: sets for classifiers, intervals for regressors."""
     if hasattr(estimator, "predict_interval"):
@@ -130,7 +143,7 @@ def test_one_row_at_a_time_equals_the_batch(fitted):
     _, estimator, X, _ = fitted
     batch = _output(estimator, X)
     rows = np.concatenate([_output(estimator, X[i : i + 1]) for i in range(len(X))])
-    np.testing.assert_array_equal(rows, batch)
+    assert_same_answer(rows, batch)
 
 
 @HYPOTHESIS
@@ -140,16 +153,16 @@ def test_shuffled_and_chunked_calls_equal_the_batch(fitted, data):
     batch = _output(estimator, X)
     order = np.asarray(data.draw(st.permutations(range(len(X)))))
     n_cuts = data.draw(st.integers(0, 6))
-    cuts = sorted(data.draw(st.lists(st.integers(1, len(X) - 1), min_size=n_cuts, max_size=n_cuts)))
+    cuts = sorted(set(data.draw(st.lists(st.integers(1, len(X) - 1), max_size=n_cuts))))
     pieces = [_output(estimator, X[part]) for part in np.split(order, cuts)]
     shuffled = np.concatenate(pieces)
-    np.testing.assert_array_equal(shuffled[np.argsort(order)], batch)
+    assert_same_answer(shuffled[np.argsort(order)], batch)
 
 
 def test_repeated_calls_and_duplicated_rows_agree(fitted):
     _, estimator, X, _ = fitted
     doubled = _output(estimator, np.concatenate([X[:20], X[:20]]))
-    np.testing.assert_array_equal(doubled[:20], doubled[20:])
+    assert_same_answer(doubled[:20], doubled[20:])
     np.testing.assert_array_equal(_output(estimator, X), _output(estimator, X))
 
 
