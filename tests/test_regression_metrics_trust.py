@@ -83,6 +83,68 @@ def _hand_cqr(lower, upper, X_cal, y_cal, X_test, level=LEVEL):
 # --- 1. crossing quantile regressors -----------------------------------------------------------
 
 
+def test_cqr_orders_crossing_quantile_predictions():
+    X, y = _data(2000, 0)
+    X_test, _ = _data(500, 1)
+    lower, upper = Band(-1.645, 0.5), Band(1.645, -0.5)  # cross where x1 > 1.5
+    assert np.any(lower.predict(X_test) > upper.predict(X_test))
+    reg = _frozen_cqr(lower, upper, X, y)
+    q, lo, hi, _ = _hand_cqr(lower, upper, X, y, X_test)
+    intervals = reg.predict_interval(X_test)
+    assert q > 0 and reg.quantile_ == q
+    np.testing.assert_array_equal(intervals, np.column_stack([lo, hi]))
+    assert np.all(intervals[:, 0] <= intervals[:, 1])
+    # the model order does not matter: swapping the two regressors gives the same intervals
+    swapped = _frozen_cqr(Band(1.645, -0.5), Band(-1.645, 0.5), X, y)
+    np.testing.assert_array_equal(swapped.predict_interval(X_test), intervals)
+
+
+def test_cqr_negative_correction_gives_a_point_not_a_crossing_interval():
+    X, y = _data(2000, 2)
+    X_test, _ = _data(500, 3)
+    # too wide almost everywhere (so q < 0), 0.2 wide where x1 > 1.5: there the set is empty
+    lower, upper = Band(-4.0, -0.1), Band(4.0, 0.1)
+    reg = _frozen_cqr(lower, upper, X, y)
+    q, lo, hi, middle = _hand_cqr(lower, upper, X, y, X_test)
+    assert q < -0.1
+    empty = lo > hi
+    assert empty.any() and not empty.all()
+    intervals = reg.predict_interval(X_test)
+    np.testing.assert_array_equal(intervals[~empty], np.column_stack([lo, hi])[~empty])
+    np.testing.assert_array_equal(intervals[empty], np.column_stack([middle, middle])[empty])
+    # a lower level pushes q further down; intervals never cross at any level
+    for level in (0.5, 0.2):
+        low = reg.predict_interval(X_test, confidence_level=level)
+        assert np.all(low[:, 0] <= low[:, 1])
+
+
+def test_cqr_with_crossing_models_keeps_coverage_over_repeated_splits():
+    # split CQR is valid for any fixed pair of models: mean coverage over draws lies in
+    # [level, level + 1/(n_cal + 1)], checked to 4.5 Monte-Carlo standard errors
+    n_draws, n_cal, n_test, z = 200, 100, 200, 4.5
+    hits = []
+    for draw in range(n_draws):
+        X, y = _data(n_cal + n_test, 100 + draw)
+        reg = _frozen_cqr(Band(-1.0, 0.8), Band(1.0, -0.8), X[:n_cal], y[:n_cal])
+        hits.append(coverage(y[n_cal:], reg.predict_interval(X[n_cal:])))
+    se = np.sqrt((LEVEL * (1 - LEVEL) / (n_cal + 2) + LEVEL * (1 - LEVEL) / n_test) / n_draws)
+    assert LEVEL - z * se <= np.mean(hits) <= LEVEL + 1 / (n_cal + 1) + z * se
+
+
+def test_crossing_models_do_not_win_a_grid_search():
+    X, y = _data(3000, 4)
+    crossing = (Band(-1.645, 1.0), Band(1.645, -1.0))
+    ordered = (Band(-1.645, -1.0), Band(1.645, 1.0))
+    search = GridSearchCV(
+        SplitConformalRegressor(conformity_score="cqr", random_state=0),
+        {"estimator": [crossing, ordered]},
+        cv=3,
+    ).fit(X, y)
+    scores = search.cv_results_["mean_test_score"]
+    # the same model up to the order of its two regressors: the same score, not a bonus
+    assert scores[0] == scores[1]
+
+
 # --- 2. reproducible defaults ------------------------------------------------------------------
 
 
