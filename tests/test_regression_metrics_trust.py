@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from sklearn_conformal import SplitConformalRegressor
 from sklearn_conformal._core import check_confidence_level
+from sklearn_conformal._estimator_utils import wrapped_allows_nan
 from sklearn_conformal.metrics import (
     class_coverage_gap,
     class_coverages,
@@ -148,6 +149,31 @@ def test_crossing_models_do_not_win_a_grid_search():
 # --- 2. reproducible defaults ------------------------------------------------------------------
 
 
+def test_default_cqr_is_reproducible_above_the_early_stopping_size():
+    # above 10,000 training samples the default boosting models early-stop on a random
+    # validation split; calibration_size=0.1 leaves 10,800 of the 12,000 rows for training
+    X, y = _data(12_000, 5)
+    with threadpool_limits(1):  # one thread keeps this quick on shared CPUs
+        fits = [
+            SplitConformalRegressor(
+                conformity_score="cqr", calibration_size=0.1, random_state=0
+            ).fit(X, y)
+            for _ in range(2)
+        ]
+    assert all(model.n_iter_ < model.max_iter for model in fits[0].estimator_)  # it stopped
+    seeds = [model.random_state for model in fits[0].estimator_]
+    assert all(isinstance(seed, (int, np.integer)) for seed in seeds)
+    np.testing.assert_array_equal(fits[0].predict_interval(X), fits[1].predict_interval(X))
+    assert fits[0].quantile_ == fits[1].quantile_
+
+
+def test_user_models_keep_their_own_random_state():
+    X, y = _data(300, 6)
+    base = HistGradientBoostingRegressor(loss="quantile", max_iter=5)
+    reg = SplitConformalRegressor(base, conformity_score="cqr", random_state=0).fit(X, y)
+    assert all(model.random_state is None for model in reg.estimator_)
+
+
 # --- 3. metrics validate their input -----------------------------------------------------------
 
 
@@ -177,3 +203,63 @@ def test_confidence_level_accepts_numpy_scalars_and_0d_arrays():
 # --- 6. NaN in X around NaN-capable models -----------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "score, model",
+    [
+        ("absolute", HistGradientBoostingRegressor(max_iter=20, random_state=0)),
+        ("normalized", HistGradientBoostingRegressor(max_iter=20, random_state=0)),
+        ("cqr", HistGradientBoostingRegressor(loss="quantile", max_iter=20, random_state=0)),
+    ],
+)
+def test_nan_in_x_reaches_nan_capable_models(score, model):
+    X, y = _data(1000, 12)
+    X[::5, 1] = np.nan
+    reg = SplitConformalRegressor(model, conformity_score=score, random_state=0)
+    assert reg.__sklearn_tags__().input_tags.allow_nan
+    intervals = reg.fit(X, y).predict_interval(X)
+    assert np.all(np.isfinite(intervals)) and np.all(intervals[:, 0] <= intervals[:, 1])
+    assert np.all(np.isfinite(reg.predict(X)))
+    X[0, 0] = np.inf  # the allow_nan tag promises NaN support, not infinities
+    with pytest.raises(ValueError, match="infinity"):
+        reg.predict_interval(X)
+
+
+def test_nan_in_x_is_refused_when_a_wrapped_model_cannot_take_it():
+    X, y = _data(200, 13)
+    X[0, 0] = np.nan
+    nan_capable = HistGradientBoostingRegressor(max_iter=5)
+    for reg in (
+        SplitConformalRegressor(LinearRegression()),
+        # the spread model sees X too
+        SplitConformalRegressor(
+            nan_capable, conformity_score="normalized", scale_estimator=LinearRegression()
+        ),
+    ):
+        assert not reg.__sklearn_tags__().input_tags.allow_nan
+        with pytest.raises(ValueError, match="NaN"):
+            reg.fit(X, y)
+
+
+class _BrokenTags(RegressorMixin, BaseEstimator):
+    def fit(self, X, y):
+        return self
+
+    def predict(self, X):
+        return np.zeros(len(X))
+
+    def __sklearn_tags__(self):
+        raise RuntimeError("no tags here")
+
+
+def test_tags_never_raise():
+    assert not wrapped_allows_nan([_BrokenTags()])
+    assert not wrapped_allows_nan([object()])
+    for reg in (
+        SplitConformalRegressor(_BrokenTags()),
+        SplitConformalRegressor((LinearRegression(), LinearRegression())),  # invalid pair
+        SplitConformalRegressor(LinearRegression(), conformity_score="cqr"),  # no quantile
+    ):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tags = reg.__sklearn_tags__()
+        assert tags.input_tags.allow_nan is False

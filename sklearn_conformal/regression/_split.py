@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import cross_val_predict
-from sklearn.utils import check_random_state, get_tags
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -25,6 +25,8 @@ from .._estimator_utils import (
     keep_frame,
     resolve_confidence_level,
     split_calibration,
+    wrapped_allows_nan,
+    wrapped_input_tag,
 )
 
 # relative floor of the predicted spread for the normalized score: a spread model that predicts
@@ -43,8 +45,11 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         quantile parameter (``quantile`` or, for gradient boosting, ``alpha``) set to
         ``(1 - confidence_level) / 2`` and ``(1 + confidence_level) / 2``, or a tuple
         ``(lower, upper)`` of regressors used as they are (``None`` means histogram gradient
-        boosting with the quantile loss). Wrap trained models in
-        ``sklearn.frozen.FrozenEstimator`` to calibrate on all of ``fit``'s data.
+        boosting with the quantile loss). The two quantile predictions are ordered per sample,
+        so crossing quantile regressors still give intervals with ``lower <= upper``. Wrap
+        trained models in ``sklearn.frozen.FrozenEstimator`` to calibrate on all of ``fit``'s
+        data. NaN in ``X`` is passed through when every wrapped model accepts it (its
+        ``allow_nan`` tag, e.g. histogram gradient boosting).
     confidence_level : float in (0, 1), default=0.9
         Target coverage.
     conformity_score : {"absolute", "normalized", "cqr"}, default="absolute"
@@ -57,7 +62,11 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
     calibration_size : float in (0, 1) or int, default=0.3
         Fraction (or number) of samples held out for calibration.
     random_state : int, RandomState instance or None, default=None
-        Controls the calibration split.
+        Controls the calibration split and seeds the default CQR quantile regressors (histogram
+        gradient boosting draws a validation split for early stopping above 10,000 samples),
+        so equal seeds give equal intervals. Estimators you pass are used with their own
+        ``random_state``, as scikit-learn's model-selection wrappers do: set it for
+        reproducible fits.
 
     Attributes
     ----------
@@ -124,7 +133,13 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         self : object
         """
         X_checked, y = validate_data(
-            self, X, y, accept_sparse=SPARSE_FORMATS, dtype=None, y_numeric=True
+            self,
+            X,
+            y,
+            accept_sparse=SPARSE_FORMATS,
+            dtype=None,
+            y_numeric=True,
+            ensure_all_finite=self._finite_X(),
         )
         X = keep_frame(X, X_checked)
         y = np.asarray(y, dtype=float)
@@ -143,6 +158,8 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
             X_train, X_cal, y_train, y_cal = split_calibration(
                 X, y, self.calibration_size, rng.randint(2**31 - 1)
             )
+            # drawn after the split seed, so seeding the defaults leaves the split unchanged
+            models = self._models(default_seed=rng.randint(2**31 - 1))
             fitted = [clone(model).fit(X_train, y_train) for model in models]
         self.estimator_ = fitted[0] if len(fitted) == 1 else tuple(fitted)
         if self.conformity_score == "normalized":
@@ -164,7 +181,14 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         y_pred : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        X_checked = validate_data(self, X, reset=False, accept_sparse=SPARSE_FORMATS, dtype=None)
+        X_checked = validate_data(
+            self,
+            X,
+            reset=False,
+            accept_sparse=SPARSE_FORMATS,
+            dtype=None,
+            ensure_all_finite=self._finite_X(),
+        )
         X = keep_frame(X, X_checked)
         parts = self._predictions(X)
         if self.conformity_score == "cqr":
@@ -187,7 +211,14 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
             ``[lower, upper]`` per sample.
         """
         check_is_fitted(self)
-        X_checked = validate_data(self, X, reset=False, accept_sparse=SPARSE_FORMATS, dtype=None)
+        X_checked = validate_data(
+            self,
+            X,
+            reset=False,
+            accept_sparse=SPARSE_FORMATS,
+            dtype=None,
+            ensure_all_finite=self._finite_X(),
+        )
         X = keep_frame(X, X_checked)
         level = resolve_confidence_level(self, confidence_level)
         threshold = self.quantile_ if level == self.confidence_level else self._quantile(level)
@@ -195,10 +226,34 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = all(get_tags(model).input_tags.sparse for model in self._models())
+        models = self._wrapped_models()
+        tags.input_tags.sparse = wrapped_input_tag(models, "sparse")
+        tags.input_tags.allow_nan = wrapped_allows_nan(models)
         return tags
 
-    def _models(self):
+    def _wrapped_models(self):
+        """The models that see ``X``, read from the parameters without validating them.
+
+        Used for input tags, which must never raise (invalid parameters are reported by
+        ``fit``).
+        """
+        if isinstance(self.estimator, tuple):
+            models = list(self.estimator)
+        elif self.estimator is not None:
+            models = [self.estimator]
+        elif self.conformity_score == "cqr":
+            models = [HistGradientBoostingRegressor(loss="quantile")]
+        else:
+            models = [LinearRegression()]
+        if self.conformity_score == "normalized" and self.scale_estimator is not None:
+            models.append(self.scale_estimator)
+        return models
+
+    def _finite_X(self):
+        """``ensure_all_finite`` for ``X``: NaN passes when every wrapped model handles it."""
+        return "allow-nan" if wrapped_allows_nan(self._wrapped_models()) else True
+
+    def _models(self, default_seed=None):
         if self.conformity_score != "cqr":
             if isinstance(self.estimator, tuple):
                 raise ValueError(
@@ -212,7 +267,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                 )
             return list(self.estimator)
         base = (
-            HistGradientBoostingRegressor(loss="quantile")
+            HistGradientBoostingRegressor(loss="quantile", random_state=default_seed)
             if self.estimator is None
             else self.estimator
         )
