@@ -146,6 +146,20 @@ def test_crossing_models_do_not_win_a_grid_search():
     assert scores[0] == scores[1]
 
 
+@pytest.mark.parametrize(
+    "metric",
+    [
+        lambda iv: interval_score(np.zeros(3), iv, LEVEL),
+        lambda iv: mean_interval_length(iv),
+        lambda iv: coverage(np.zeros(3), iv),
+    ],
+)
+def test_metrics_refuse_crossing_intervals_and_name_the_rows(metric):
+    intervals = np.array([[0.0, 1.0], [2.0, 1.0], [-1.0, 1.0]])
+    with pytest.raises(ValueError, match=r"lower > upper in 1 rows \(1\)"):
+        metric(intervals)
+
+
 # --- 2. reproducible defaults ------------------------------------------------------------------
 
 
@@ -177,6 +191,136 @@ def test_user_models_keep_their_own_random_state():
 # --- 3. metrics validate their input -----------------------------------------------------------
 
 
+def test_interval_score_reads_a_column_of_targets_as_targets():
+    rng = np.random.default_rng(7)
+    y = rng.normal(size=50)
+    intervals = np.sort(rng.normal(size=(50, 2)), axis=1)
+    expected = np.mean(
+        intervals[:, 1]
+        - intervals[:, 0]
+        + 20 * (np.maximum(intervals[:, 0] - y, 0) + np.maximum(y - intervals[:, 1], 0))
+    )
+    assert interval_score(y, intervals, LEVEL) == pytest.approx(expected, rel=1e-14)
+    assert interval_score(y[:, None], intervals, LEVEL) == interval_score(y, intervals, LEVEL)
+    assert coverage(y[:, None], intervals) == coverage(y, intervals)
+    with pytest.raises(ValueError, match="y_true must be 1-D"):
+        interval_score(np.column_stack([y, y]), intervals, LEVEL)
+    with pytest.raises(ValueError, match="49 rows but 50"):
+        interval_score(y[:-1], intervals, LEVEL)
+
+
+@pytest.mark.parametrize("level", [90, 0.0, 1.0, -0.1, np.nan])
+def test_metrics_refuse_a_level_outside_the_open_unit_interval(level):
+    intervals = np.array([[0.0, 1.0]])
+    sets = np.array([[True, False]])
+    with pytest.raises(ValueError, match="confidence_level must lie strictly between 0 and 1"):
+        interval_score([0.5], intervals, level)
+    with pytest.raises(ValueError, match="confidence_level must lie strictly between 0 and 1"):
+        class_coverage_gap(np.array([0]), sets, level)
+
+
+def test_integer_zero_one_arrays_are_neither_sets_nor_intervals():
+    # a binary problem's 0/1 sets look exactly like (n, 2) integer intervals
+    y_idx = np.array([0, 1, 1, 0])
+    sets01 = np.array([[1, 0], [1, 0], [1, 1], [0, 1]])
+    with pytest.raises(TypeError, match=r"astype\(bool\).*astype\(float\)"):
+        coverage(y_idx, sets01)
+    assert coverage(y_idx, sets01.astype(bool)) == 0.5  # rows 0 and 2 hold their label
+
+
+def test_float_reading_of_zero_one_sets_is_refused_as_crossing():
+    y_idx = np.array([0, 1, 1, 0])
+    sets01 = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    with pytest.raises(ValueError, match="lower > upper in 2 rows"):
+        coverage(y_idx, sets01)
+
+
+@pytest.mark.parametrize(
+    "metric",
+    [mean_set_size, lambda s: size_stratified_coverage(np.zeros(len(s), int), s),
+     lambda s: class_coverages(np.zeros(len(s), int), s)],
+)
+def test_set_metrics_require_boolean_sets(metric):
+    with pytest.raises(TypeError, match=r"boolean array.*astype\(bool\)"):
+        metric(np.array([[0.5, 1.5], [0.0, 2.0]]))
+    with pytest.raises(TypeError, match=r"astype\(bool\)"):
+        metric(np.array([[1, 0], [1, 1]]))
+
+
+@pytest.mark.parametrize(
+    "weights, match",
+    [
+        (np.zeros(4), "at least one non-zero"),
+        (np.array([1.0, -0.5, 1.0, 1.0]), "(?i)negative"),
+        (np.array([1.0, np.nan, 1.0, 1.0]), "NaN"),
+        (np.array([1.0, np.inf, 1.0, 1.0]), "infinity"),
+        (np.ones(3), "shape"),
+    ],
+)
+def test_bad_sample_weight_is_refused(weights, match):
+    y = np.array([0.0, 1.0, 2.0, 3.0])
+    intervals = np.array([[-1.0, 1.0], [0.0, 0.5], [1.5, 2.5], [0.0, 9.0]])
+    sets = np.ones((4, 2), dtype=bool)
+    for call in (
+        lambda: coverage(y, intervals, sample_weight=weights),
+        lambda: mean_set_size(sets, sample_weight=weights),
+        lambda: mean_interval_length(intervals, sample_weight=weights),
+        lambda: interval_score(y, intervals, LEVEL, sample_weight=weights),
+    ):
+        with pytest.raises(ValueError, match=match):
+            call()
+
+
+def test_weights_act_as_repetitions():
+    y = np.array([0.0, 1.0, 2.0, 3.0])
+    intervals = np.array([[-1.0, 1.0], [0.0, 0.5], [1.5, 2.5], [0.0, np.inf]])
+    weights = np.array([2, 0, 1, 3])
+    rows = np.repeat(np.arange(4), weights)
+    assert coverage(y, intervals, sample_weight=weights) == coverage(y[rows], intervals[rows])
+    # a zero weight on an unbounded interval does not turn the mean into nan
+    finite = intervals[:3]
+    assert mean_interval_length(finite, sample_weight=[1, 1, 0]) == pytest.approx(1.25)
+    assert mean_interval_length(intervals, sample_weight=[1, 1, 1, 0]) == pytest.approx(
+        (2.0 + 0.5 + 1.0) / 3
+    )
+    assert interval_score(y, intervals, LEVEL, sample_weight=weights) == pytest.approx(np.inf)
+    assert interval_score(y[:3], finite, LEVEL, sample_weight=[2, 0, 1]) == pytest.approx(
+        interval_score(y[[0, 0, 2]], finite[[0, 0, 2]], LEVEL), rel=1e-14
+    )
+
+
+def test_bounds_that_no_real_value_reaches_are_refused():
+    # [inf, inf] would have length nan; [-inf, -inf] too
+    for bad in ([np.inf, np.inf], [-np.inf, -np.inf], [0.0, np.nan]):
+        with pytest.raises(ValueError, match=r"rows 1\b"):
+            mean_interval_length(np.array([[0.0, 1.0], bad]))
+
+
+def test_empty_input_is_refused():
+    with pytest.raises(ValueError, match="empty"):
+        coverage(np.array([]), np.empty((0, 2)))
+    with pytest.raises(ValueError, match="empty"):
+        mean_interval_length(np.empty((0, 2)))
+    with pytest.raises(ValueError, match="empty"):
+        mean_set_size(np.empty((0, 3), dtype=bool))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_conditional_metrics_refuse_non_finite_x(bad):
+    X, _ = _data(100, 8)
+    X[3, 1] = bad
+    covered = np.ones(100)
+    with pytest.raises(ValueError, match="X contains"):
+        worst_slab_coverage(X, covered, n_directions=3)
+    with pytest.raises(ValueError, match="X contains"):
+        mean_squared_conditional_error(X, covered, n_clusters=2)
+
+
+def test_worst_slab_coverage_needs_a_feature():
+    with pytest.raises(ValueError, match="0 feature"):
+        worst_slab_coverage(np.empty((50, 0)), np.ones(50), n_directions=3)
+
+
 # --- 4. confidence levels as numpy scalars -----------------------------------------------------
 
 
@@ -198,6 +342,28 @@ def test_confidence_level_accepts_numpy_scalars_and_0d_arrays():
 
 
 # --- 5. score() validates y --------------------------------------------------------------------
+
+
+def test_score_flattens_a_column_of_targets_with_a_warning():
+    X, y = _data(300, 10)
+    reg = SplitConformalRegressor(random_state=0).fit(X, y)
+    with pytest.warns(DataConversionWarning):
+        column = reg.score(X, y[:, None])
+    assert column == reg.score(X, y)
+    with pytest.raises(ValueError, match="y should be a 1d array"):
+        reg.score(X, np.column_stack([y, y]))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        reg.score(X, y[:-1])
+
+
+def test_score_uses_sample_weight():
+    X, y = _data(300, 11)
+    reg = SplitConformalRegressor(random_state=0).fit(X, y)
+    weights = np.arange(300) % 3
+    rows = np.repeat(np.arange(300), weights)
+    assert reg.score(X, y, sample_weight=weights) == pytest.approx(
+        reg.score(X[rows], y[rows]), rel=1e-12
+    )
 
 
 # --- 6. NaN in X around NaN-capable models -----------------------------------------------------

@@ -15,6 +15,7 @@ from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_array
 
 from .._core import check_confidence_level
 
@@ -27,9 +28,12 @@ __all__ = [
 
 
 def _check_covered(X, covered):
-    X = np.asarray(X, dtype=float)
+    X = np.asarray(X)
     if X.ndim == 1:
         X = X.reshape(-1, 1)
+    # finite, at least one sample and one feature: NaN would poison k-means and the slab
+    # projections, and zero features leave nothing to condition on
+    X = check_array(X, dtype=float, input_name="X")
     covered = np.asarray(covered, dtype=float).ravel()
     if X.ndim != 2 or X.shape[0] != covered.shape[0]:
         raise ValueError(
