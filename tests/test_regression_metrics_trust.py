@@ -321,6 +321,46 @@ def test_worst_slab_coverage_needs_a_feature():
         worst_slab_coverage(np.empty((50, 0)), np.ones(50), n_directions=3)
 
 
+def _brute_min_window_mean(covered, min_size):
+    n = len(covered)
+    return min(
+        covered[i:j].mean() for i in range(n) for j in range(i + min_size, n + 1)
+    )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_min_window_mean_is_exact(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    covered = (rng.random(n) < rng.uniform(0.3, 1.0)).astype(float)
+    for min_size in {1, max(n // 10, 1), max(n // 3, 1), n}:
+        # exact: the minimum is a fraction count / length, returned as its correctly rounded
+        # double; brute force computes the same division
+        assert _min_window_mean(covered, min_size) == _brute_min_window_mean(covered, min_size)
+    assert _min_window_mean(np.ones(n), max(n // 10, 1)) == 1.0
+    assert _min_window_mean(np.zeros(n), max(n // 10, 1)) == 0.0
+
+
+@pytest.mark.slow
+def test_worst_slab_kernel_ends_at_fifty_million_rows():
+    # a bisection on a float threshold with tolerance 0.25 / n**2 never ends once that is below
+    # the spacing of doubles near the answer (n >~ 4e7 for coverage near 1)
+    code = textwrap.dedent(
+        """
+        import numpy as np
+        from sklearn_conformal.metrics._conditional import _min_window_mean
+        covered = np.ones(50_000_000, dtype=np.int8)
+        covered[::10] = 0
+        print(_min_window_mean(covered, 5_000_000))
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    # a slab starting and ending on a zero: 500,001 zeros in 5,000,001 rows
+    assert float(out.stdout) == 4_500_000 / 5_000_001
+
+
 # --- 4. confidence levels as numpy scalars -----------------------------------------------------
 
 

@@ -108,41 +108,46 @@ def mean_squared_conditional_error(
 
 @njit(cache=True)
 def _min_window_mean(sorted_covered, min_size):
-    """Exact minimum mean of a contiguous window of at least ``min_size`` entries.
+    """Exact minimum mean of a contiguous window of at least ``min_size`` 0/1 entries.
 
-    Bisection on the threshold t: some window has mean <= t iff
-    ``min_j (Q_j - max_{i <= j - L} Q_i) <= 0`` with ``Q_k = P_k - t k`` (P the prefix sums), an
-    O(n) test. Window means of 0/1 data are fractions with denominators <= n, distinct ones differ
-    by >= 1/n**2, so once the bracket is narrower than that the witness window's mean is the
-    minimum, returned exactly.
+    Dinkelbach iteration on the ratio ``count / length``, in integer arithmetic. With the current
+    candidate ``a / b`` (the mean of some window; first the whole sample), a window of mean below
+    ``a / b`` exists iff ``min_{j - i >= L} (Q_j - Q_i) < 0`` with ``Q_k = b P_k - a k`` (``P`` the
+    prefix counts): an O(n) scan with a running maximum of ``Q_i``. The minimising window
+    becomes the next candidate. Each step strictly lowers ``a / b`` among the finitely many
+    window means, so the loop ends (after a few scans in practice) at the exact minimum. Every
+    comparison is between integers (``|Q_k| <= n**2 < 2**63`` for n < 3e9), so there is no
+    tolerance and no floating-point spacing to get stuck on (a bisection on a float threshold
+    cannot narrow its bracket below the spacing of doubles, which exceeds ``1/n**2`` near 1 for
+    n > ~4e7).
     """
     n = sorted_covered.shape[0]
-    prefix = np.zeros(n + 1)
+    prefix = np.zeros(n + 1, dtype=np.int64)
     for k in range(n):
-        prefix[k + 1] = prefix[k] + sorted_covered[k]
-    lo, hi = -1e-12, 1.0 + 1e-12
-    best = prefix[n] / n  # the whole sample is a valid window
-    tol = 0.25 / (float(n) * float(n))
-    while hi - lo > tol:
-        t = 0.5 * (lo + hi)
-        found = False
-        witness = 0.0
+        prefix[k + 1] = prefix[k] + (1 if sorted_covered[k] != 0 else 0)
+    a = prefix[n]  # the whole sample is a valid window
+    b = np.int64(n)
+    while True:
+        best = np.int64(0)
+        best_i = 0
+        best_j = 0
         arg_max = 0
+        q_max = np.int64(0)  # Q_0
         for j in range(min_size, n + 1):
             i = j - min_size
-            if prefix[i] - t * i > prefix[arg_max] - t * arg_max:
+            q_i = b * prefix[i] - a * i
+            if q_i > q_max:
+                q_max = q_i
                 arg_max = i
-            if (prefix[j] - t * j) - (prefix[arg_max] - t * arg_max) <= 0.0:
-                found = True
-                witness = (prefix[j] - prefix[arg_max]) / (j - arg_max)
-                break
-        if found:
-            hi = t
-            if witness < best:
-                best = witness
-        else:
-            lo = t
-    return best
+            value = (b * prefix[j] - a * j) - q_max
+            if value < best:
+                best = value
+                best_i = arg_max
+                best_j = j
+        if best >= 0:
+            return a / b
+        a = prefix[best_j] - prefix[best_i]
+        b = np.int64(best_j - best_i)
 
 
 def worst_slab_coverage(X, covered, *, delta=0.1, n_directions=1000, random_state=42):
