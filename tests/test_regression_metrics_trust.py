@@ -26,6 +26,7 @@ from sklearn_conformal.metrics import (
     class_coverage_gap,
     class_coverages,
     coverage,
+    excess_risk_target_coverage,
     interval_score,
     mean_interval_length,
     mean_set_size,
@@ -319,6 +320,21 @@ def test_conditional_metrics_refuse_non_finite_x(bad):
 def test_worst_slab_coverage_needs_a_feature():
     with pytest.raises(ValueError, match="0 feature"):
         worst_slab_coverage(np.empty((50, 0)), np.ones(50), n_directions=3)
+
+
+def test_conditional_metrics_refuse_booleans_as_counts_and_non_classifiers():
+    X, _ = _data(60, 14)
+    covered = np.ones(60)
+    with pytest.raises(ValueError, match="n_directions"):
+        worst_slab_coverage(X, covered, n_directions=True)
+    with pytest.raises(ValueError, match="delta"):
+        worst_slab_coverage(X, covered, delta=True)
+    with pytest.raises(ValueError, match="n_clusters"):
+        mean_squared_conditional_error(X, covered, n_clusters=True)
+    with pytest.raises(ValueError, match="n_splits"):
+        excess_risk_target_coverage(X, covered, n_splits=True)
+    with pytest.raises(TypeError, match="predict_proba"):
+        excess_risk_target_coverage(X, covered, estimator=LinearRegression())
 
 
 def _brute_min_window_mean(covered, min_size):

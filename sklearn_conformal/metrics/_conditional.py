@@ -27,6 +27,11 @@ __all__ = [
 ]
 
 
+def _is_int(value):
+    # True is an Integral in Python but never a meaningful count here
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_covered(X, covered):
     X = np.asarray(X)
     if X.ndim == 1:
@@ -94,7 +99,7 @@ def mean_squared_conditional_error(
     """
     level = check_confidence_level(confidence_level)
     X, covered = _check_covered(X, covered)
-    if not isinstance(n_clusters, numbers.Integral) or not 1 <= n_clusters <= len(X):
+    if not _is_int(n_clusters) or not 1 <= n_clusters <= len(X):
         raise ValueError(f"n_clusters must be an integer in [1, n_samples], got {n_clusters!r}.")
     labels = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit_predict(
         StandardScaler().fit_transform(X)
@@ -176,9 +181,9 @@ def worst_slab_coverage(X, covered, *, delta=0.1, n_directions=1000, random_stat
     wsc : float
     """
     X, covered = _check_covered(X, covered)
-    if not isinstance(delta, numbers.Real) or not 0 < delta <= 1:
+    if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 < delta <= 1:
         raise ValueError(f"delta must lie in (0, 1], got {delta!r}.")
-    if not isinstance(n_directions, numbers.Integral) or n_directions < 1:
+    if not _is_int(n_directions) or n_directions < 1:
         raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}.")
     n = len(X)
     min_size = max(int(np.ceil(delta * n - 1e-9)), 1)
@@ -228,9 +233,14 @@ def excess_risk_target_coverage(
     X, covered = _check_covered(X, covered)
     if loss not in ("l1", "l2"):
         raise ValueError(f"loss must be 'l1' or 'l2', got {loss!r}.")
-    if not isinstance(n_splits, numbers.Integral) or not 2 <= n_splits <= len(X):
+    if not _is_int(n_splits) or not 2 <= n_splits <= len(X):
         raise ValueError(f"n_splits must be an integer in [2, n_samples], got {n_splits!r}.")
     base = LogisticRegression(max_iter=2000) if estimator is None else estimator
+    if not (hasattr(base, "fit") and hasattr(base, "predict_proba")):
+        raise TypeError(
+            "estimator must be a classifier with fit and predict_proba (the probability of "
+            f"coverage is what ERT compares), got {type(base).__name__}."
+        )
     values = []
     for train, test in KFold(n_splits, shuffle=True, random_state=random_state).split(X):
         z_train, z = covered[train], covered[test]
