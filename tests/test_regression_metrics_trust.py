@@ -422,6 +422,12 @@ def test_score_uses_sample_weight():
     )
 
 
+def test_normalized_score_names_its_training_size_need():
+    X, y = _data(6, 15)  # 2 calibration rows leave 4 training rows for 5 folds
+    with pytest.raises(ValueError, match="at least 5 training samples; got 4.*calibration_size"):
+        SplitConformalRegressor(conformity_score="normalized").fit(X, y)
+
+
 # --- 6. NaN in X around NaN-capable models -----------------------------------------------------
 
 

@@ -32,6 +32,9 @@ from .._estimator_utils import (
 # relative floor of the predicted spread for the normalized score: a spread model that predicts
 # ~0 somewhere would otherwise give a zero-width interval there
 _SCALE_FLOOR = 1e-3
+# folds of the out-of-fold residuals the spread model is fitted to (unshuffled KFold over the
+# already shuffled training split, so no extra randomness)
+_SCALE_FOLDS = 5
 
 
 class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
@@ -275,9 +278,16 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         return [_with_quantile(base, alpha / 2), _with_quantile(base, 1 - alpha / 2)]
 
     def _fit_scale(self, X_train, y_train):
+        if len(y_train) < _SCALE_FOLDS:
+            raise ValueError(
+                f"conformity_score='normalized' fits the spread model on {_SCALE_FOLDS}-fold "
+                f"out-of-fold residuals of the training split, which needs at least "
+                f"{_SCALE_FOLDS} training samples; got {len(y_train)}. Use more data, a smaller "
+                "calibration_size, or conformity_score='absolute'."
+            )
         # out-of-fold residuals: in-sample residuals of a flexible model are too small
         residuals = np.abs(
-            y_train - cross_val_predict(clone(self._models()[0]), X_train, y_train, cv=5)
+            y_train - cross_val_predict(clone(self._models()[0]), X_train, y_train, cv=_SCALE_FOLDS)
         )
         self._scale_floor = _SCALE_FLOOR * max(float(residuals.mean()), np.finfo(float).tiny)
         base = self._models()[0] if self.scale_estimator is None else self.scale_estimator
