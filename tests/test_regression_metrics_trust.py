@@ -464,8 +464,12 @@ def test_nan_in_x_is_refused_when_a_wrapped_model_cannot_take_it():
         ),
     ):
         assert not reg.__sklearn_tags__().input_tags.allow_nan
-        with pytest.raises(ValueError, match="NaN"):
+        # the message names the model that refuses NaN, not one that is wrapped already
+        with pytest.raises(ValueError, match=r"NaN, which the wrapped model\(s\) LinearRegr"):
             reg.fit(X, y)
+    fitted = SplitConformalRegressor(LinearRegression()).fit(X[1:], y[1:])
+    with pytest.raises(ValueError, match="LinearRegression do not accept"):
+        fitted.predict_interval(X)
 
 
 class _BrokenTags(RegressorMixin, BaseEstimator):

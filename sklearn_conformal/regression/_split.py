@@ -135,16 +135,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         -------
         self : object
         """
-        X_checked, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=SPARSE_FORMATS,
-            dtype=None,
-            y_numeric=True,
-            ensure_all_finite=self._finite_X(),
-        )
-        X = keep_frame(X, X_checked)
+        X, y = self._validate(X, y, fitting=True)
         y = np.asarray(y, dtype=float)
         rng = check_random_state(self.random_state)
         models = self._models()
@@ -184,15 +175,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         y_pred : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        X_checked = validate_data(
-            self,
-            X,
-            reset=False,
-            accept_sparse=SPARSE_FORMATS,
-            dtype=None,
-            ensure_all_finite=self._finite_X(),
-        )
-        X = keep_frame(X, X_checked)
+        X = self._validate(X)
         parts = self._predictions(X)
         if self.conformity_score == "cqr":
             return (parts["lower"] + parts["upper"]) / 2.0
@@ -214,15 +197,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
             ``[lower, upper]`` per sample.
         """
         check_is_fitted(self)
-        X_checked = validate_data(
-            self,
-            X,
-            reset=False,
-            accept_sparse=SPARSE_FORMATS,
-            dtype=None,
-            ensure_all_finite=self._finite_X(),
-        )
-        X = keep_frame(X, X_checked)
+        X = self._validate(X)
         level = resolve_confidence_level(self, confidence_level)
         threshold = self.quantile_ if level == self.confidence_level else self._quantile(level)
         return regression_intervals(self.conformity_score, threshold, **self._predictions(X))
@@ -252,9 +227,41 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
             models.append(self.scale_estimator)
         return models
 
-    def _finite_X(self):
-        """``ensure_all_finite`` for ``X``: NaN passes when every wrapped model handles it."""
-        return "allow-nan" if wrapped_allows_nan(self._wrapped_models()) else True
+    def _validate(self, X, y=None, fitting=False):
+        """Validated ``(X, y)`` in ``fit`` (``fitting=True``), ``X`` alone at prediction time.
+
+        NaN in ``X`` passes when every wrapped model accepts it (their ``allow_nan`` tags);
+        otherwise the error names the models that do not, rather than recommending a
+        NaN-capable model that may be wrapped already.
+        """
+        models = self._wrapped_models()
+        allow_nan = wrapped_allows_nan(models)
+        options = {
+            "accept_sparse": SPARSE_FORMATS,
+            "dtype": None,
+            "ensure_all_finite": "allow-nan" if allow_nan else True,
+        }
+        try:
+            if fitting:
+                checked = validate_data(self, X, y, y_numeric=True, **options)
+            else:
+                checked = validate_data(self, X, reset=False, **options)
+        except ValueError as exc:
+            if allow_nan or "Input X contains NaN" not in str(exc):
+                raise
+            refusing = [
+                type(model).__name__ for model in models if not wrapped_allows_nan([model])
+            ]
+            raise ValueError(
+                f"X contains NaN, which the wrapped model(s) {', '.join(refusing)} do not "
+                "accept (their allow_nan tag is False). Impute the missing values (e.g. wrap a "
+                "Pipeline(SimpleImputer(), model)) or wrap models that handle NaN, such as "
+                "HistGradientBoostingRegressor, for every role (estimator and scale_estimator)."
+            ) from exc
+        if fitting:
+            X_checked, y = checked
+            return keep_frame(X, X_checked), y
+        return keep_frame(X, checked)
 
     def _models(self, default_seed=None):
         if self.conformity_score != "cqr":
