@@ -293,9 +293,10 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                 "calibration_size, or conformity_score='absolute'."
             )
         # out-of-fold residuals: in-sample residuals of a flexible model are too small
-        residuals = np.abs(
-            y_train - cross_val_predict(clone(self._models()[0]), X_train, y_train, cv=_SCALE_FOLDS)
+        out_of_fold = cross_val_predict(
+            clone(self._models()[0]), X_train, y_train, cv=_SCALE_FOLDS
         )
+        residuals = np.abs(y_train - out_of_fold)
         self._scale_floor = _SCALE_FLOOR * max(float(residuals.mean()), np.finfo(float).tiny)
         base = self._models()[0] if self.scale_estimator is None else self.scale_estimator
         return clone(base).fit(X_train, residuals)
