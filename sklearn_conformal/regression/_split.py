@@ -194,7 +194,8 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         Returns
         -------
         intervals : ndarray of shape (n_samples, 2)
-            ``[lower, upper]`` per sample.
+            ``[lower, upper]`` per sample, ``lower <= upper`` (a CQR set that the threshold
+            empties is returned as the point interval at the quantile midpoint).
         """
         check_is_fitted(self)
         X = self._validate(X)
