@@ -96,13 +96,20 @@ class ConformalRegressorMixin:
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
-        sample_weight : ignored
-            Present for API compatibility.
+            A column vector ``(n_samples, 1)`` is flattened with a ``DataConversionWarning``,
+            as scikit-learn's estimators do.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the per-sample interval scores (finite, non-negative, positive sum).
 
         Returns
         -------
         score : float
         """
+        from sklearn.utils.validation import check_consistent_length, column_or_1d
+
         from .metrics import interval_score
 
-        return -interval_score(y, self.predict_interval(X), self.confidence_level)
+        y = column_or_1d(y, warn=True)
+        intervals = self.predict_interval(X)
+        check_consistent_length(intervals, y)
+        return -interval_score(y, intervals, self.confidence_level, sample_weight=sample_weight)

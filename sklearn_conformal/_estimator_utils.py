@@ -5,7 +5,7 @@ import numbers
 import numpy as np
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
-from sklearn.utils import _safe_indexing
+from sklearn.utils import _safe_indexing, get_tags
 
 from ._core import check_confidence_level
 
@@ -65,3 +65,29 @@ def resolve_confidence_level(estimator, confidence_level):
     if confidence_level is None:
         return estimator.confidence_level
     return check_confidence_level(confidence_level)
+
+
+def wrapped_input_tag(models, name):
+    """Whether every model in ``models`` sets the input tag ``name`` (e.g. ``"allow_nan"``).
+
+    Never raises: a meta-estimator's tags are read by scikit-learn's checks and ``clone`` on
+    objects that are not yet validated, so a model whose tags cannot be read (an odd user
+    object, a broken ``__sklearn_tags__``) counts as not setting the tag.
+    """
+    for model in models:
+        try:
+            if not bool(getattr(get_tags(model).input_tags, name)):
+                return False
+        except Exception:  # noqa: BLE001 - any failure reading foreign tags means "no"
+            return False
+    return True
+
+
+def wrapped_allows_nan(models):
+    """Whether every wrapped model accepts NaN in ``X`` (its ``allow_nan`` input tag).
+
+    Meta-estimators validate ``X`` with ``ensure_all_finite="allow-nan"`` when this holds, so
+    that NaN-capable models (``HistGradientBoostingRegressor``) see their missing values; never
+    raises (see :func:`wrapped_input_tag`).
+    """
+    return wrapped_input_tag(models, "allow_nan")

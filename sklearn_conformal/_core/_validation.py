@@ -14,7 +14,8 @@ def check_confidence_level(confidence_level, name="confidence_level"):
     Parameters
     ----------
     confidence_level : float
-        Target coverage probability ``1 - alpha``.
+        Target coverage probability ``1 - alpha``: a real number, a numpy scalar or a 0-d
+        array.
     name : str, default="confidence_level"
         Parameter name used in the error message.
 
@@ -22,7 +23,10 @@ def check_confidence_level(confidence_level, name="confidence_level"):
     -------
     level : float
     """
-    if isinstance(confidence_level, bool) or not isinstance(confidence_level, numbers.Real):
+    if isinstance(confidence_level, (bool, np.bool_)) or not (
+        isinstance(confidence_level, numbers.Real)
+        or (np.ndim(confidence_level) == 0 and np.asarray(confidence_level).dtype.kind in "iuf")
+    ):
         raise TypeError(f"{name} must be a float in (0, 1), got {confidence_level!r}.")
     level = float(confidence_level)
     if not (0.0 < level < 1.0) or not np.isfinite(level):

@@ -15,6 +15,7 @@ from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import check_array
 
 from .._core import check_confidence_level
 
@@ -26,10 +27,18 @@ __all__ = [
 ]
 
 
+def _is_int(value):
+    # True is an Integral in Python but never a meaningful count here
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 def _check_covered(X, covered):
-    X = np.asarray(X, dtype=float)
+    X = np.asarray(X)
     if X.ndim == 1:
         X = X.reshape(-1, 1)
+    # finite, at least one sample and one feature: NaN would poison k-means and the slab
+    # projections, and zero features leave nothing to condition on
+    X = check_array(X, dtype=float, input_name="X")
     covered = np.asarray(covered, dtype=float).ravel()
     if X.ndim != 2 or X.shape[0] != covered.shape[0]:
         raise ValueError(
@@ -90,7 +99,7 @@ def mean_squared_conditional_error(
     """
     level = check_confidence_level(confidence_level)
     X, covered = _check_covered(X, covered)
-    if not isinstance(n_clusters, numbers.Integral) or not 1 <= n_clusters <= len(X):
+    if not _is_int(n_clusters) or not 1 <= n_clusters <= len(X):
         raise ValueError(f"n_clusters must be an integer in [1, n_samples], got {n_clusters!r}.")
     labels = KMeans(n_clusters=n_clusters, n_init=10, random_state=random_state).fit_predict(
         StandardScaler().fit_transform(X)
@@ -104,41 +113,46 @@ def mean_squared_conditional_error(
 
 @njit(cache=True)
 def _min_window_mean(sorted_covered, min_size):
-    """Exact minimum mean of a contiguous window of at least ``min_size`` entries.
+    """Exact minimum mean of a contiguous window of at least ``min_size`` 0/1 entries.
 
-    Bisection on the threshold t: some window has mean <= t iff
-    ``min_j (Q_j - max_{i <= j - L} Q_i) <= 0`` with ``Q_k = P_k - t k`` (P the prefix sums), an
-    O(n) test. Window means of 0/1 data are fractions with denominators <= n, distinct ones differ
-    by >= 1/n**2, so once the bracket is narrower than that the witness window's mean is the
-    minimum, returned exactly.
+    Dinkelbach iteration on the ratio ``count / length``, in integer arithmetic. With the current
+    candidate ``a / b`` (the mean of some window; first the whole sample), a window of mean below
+    ``a / b`` exists iff ``min_{j - i >= L} (Q_j - Q_i) < 0`` with ``Q_k = b P_k - a k`` (``P`` the
+    prefix counts): an O(n) scan with a running maximum of ``Q_i``. The minimising window
+    becomes the next candidate. Each step strictly lowers ``a / b`` among the finitely many
+    window means, so the loop ends (after a few scans in practice) at the exact minimum. Every
+    comparison is between integers (``|Q_k| <= n**2 < 2**63`` for n < 3e9), so there is no
+    tolerance and no floating-point spacing to get stuck on (a bisection on a float threshold
+    cannot narrow its bracket below the spacing of doubles, which exceeds ``1/n**2`` near 1 for
+    n > ~4e7).
     """
     n = sorted_covered.shape[0]
-    prefix = np.zeros(n + 1)
+    prefix = np.zeros(n + 1, dtype=np.int64)
     for k in range(n):
-        prefix[k + 1] = prefix[k] + sorted_covered[k]
-    lo, hi = -1e-12, 1.0 + 1e-12
-    best = prefix[n] / n  # the whole sample is a valid window
-    tol = 0.25 / (float(n) * float(n))
-    while hi - lo > tol:
-        t = 0.5 * (lo + hi)
-        found = False
-        witness = 0.0
+        prefix[k + 1] = prefix[k] + (1 if sorted_covered[k] != 0 else 0)
+    a = prefix[n]  # the whole sample is a valid window
+    b = np.int64(n)
+    while True:
+        best = np.int64(0)
+        best_i = 0
+        best_j = 0
         arg_max = 0
+        q_max = np.int64(0)  # Q_0
         for j in range(min_size, n + 1):
             i = j - min_size
-            if prefix[i] - t * i > prefix[arg_max] - t * arg_max:
+            q_i = b * prefix[i] - a * i
+            if q_i > q_max:
+                q_max = q_i
                 arg_max = i
-            if (prefix[j] - t * j) - (prefix[arg_max] - t * arg_max) <= 0.0:
-                found = True
-                witness = (prefix[j] - prefix[arg_max]) / (j - arg_max)
-                break
-        if found:
-            hi = t
-            if witness < best:
-                best = witness
-        else:
-            lo = t
-    return best
+            value = (b * prefix[j] - a * j) - q_max
+            if value < best:
+                best = value
+                best_i = arg_max
+                best_j = j
+        if best >= 0:
+            return a / b
+        a = prefix[best_j] - prefix[best_i]
+        b = np.int64(best_j - best_i)
 
 
 def worst_slab_coverage(X, covered, *, delta=0.1, n_directions=1000, random_state=42):
@@ -167,9 +181,9 @@ def worst_slab_coverage(X, covered, *, delta=0.1, n_directions=1000, random_stat
     wsc : float
     """
     X, covered = _check_covered(X, covered)
-    if not isinstance(delta, numbers.Real) or not 0 < delta <= 1:
+    if isinstance(delta, bool) or not isinstance(delta, numbers.Real) or not 0 < delta <= 1:
         raise ValueError(f"delta must lie in (0, 1], got {delta!r}.")
-    if not isinstance(n_directions, numbers.Integral) or n_directions < 1:
+    if not _is_int(n_directions) or n_directions < 1:
         raise ValueError(f"n_directions must be a positive integer, got {n_directions!r}.")
     n = len(X)
     min_size = max(int(np.ceil(delta * n - 1e-9)), 1)
@@ -219,9 +233,14 @@ def excess_risk_target_coverage(
     X, covered = _check_covered(X, covered)
     if loss not in ("l1", "l2"):
         raise ValueError(f"loss must be 'l1' or 'l2', got {loss!r}.")
-    if not isinstance(n_splits, numbers.Integral) or not 2 <= n_splits <= len(X):
+    if not _is_int(n_splits) or not 2 <= n_splits <= len(X):
         raise ValueError(f"n_splits must be an integer in [2, n_samples], got {n_splits!r}.")
     base = LogisticRegression(max_iter=2000) if estimator is None else estimator
+    if not (hasattr(base, "fit") and hasattr(base, "predict_proba")):
+        raise TypeError(
+            "estimator must be a classifier with fit and predict_proba (the probability of "
+            f"coverage is what ERT compares), got {type(base).__name__}."
+        )
     values = []
     for train, test in KFold(n_splits, shuffle=True, random_state=random_state).split(X):
         z_train, z = covered[train], covered[test]

@@ -7,7 +7,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import cross_val_predict
-from sklearn.utils import check_random_state, get_tags
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -25,11 +25,16 @@ from .._estimator_utils import (
     keep_frame,
     resolve_confidence_level,
     split_calibration,
+    wrapped_allows_nan,
+    wrapped_input_tag,
 )
 
 # relative floor of the predicted spread for the normalized score: a spread model that predicts
 # ~0 somewhere would otherwise give a zero-width interval there
 _SCALE_FLOOR = 1e-3
+# folds of the out-of-fold residuals the spread model is fitted to (unshuffled KFold over the
+# already shuffled training split, so no extra randomness)
+_SCALE_FOLDS = 5
 
 
 class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
@@ -43,8 +48,11 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         quantile parameter (``quantile`` or, for gradient boosting, ``alpha``) set to
         ``(1 - confidence_level) / 2`` and ``(1 + confidence_level) / 2``, or a tuple
         ``(lower, upper)`` of regressors used as they are (``None`` means histogram gradient
-        boosting with the quantile loss). Wrap trained models in
-        ``sklearn.frozen.FrozenEstimator`` to calibrate on all of ``fit``'s data.
+        boosting with the quantile loss). The two quantile predictions are ordered per sample,
+        so crossing quantile regressors still give intervals with ``lower <= upper``. Wrap
+        trained models in ``sklearn.frozen.FrozenEstimator`` to calibrate on all of ``fit``'s
+        data. NaN in ``X`` is passed through when every wrapped model accepts it (its
+        ``allow_nan`` tag, e.g. histogram gradient boosting).
     confidence_level : float in (0, 1), default=0.9
         Target coverage.
     conformity_score : {"absolute", "normalized", "cqr"}, default="absolute"
@@ -57,7 +65,11 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
     calibration_size : float in (0, 1) or int, default=0.3
         Fraction (or number) of samples held out for calibration.
     random_state : int, RandomState instance or None, default=None
-        Controls the calibration split.
+        Controls the calibration split and seeds the default CQR quantile regressors (histogram
+        gradient boosting draws a validation split for early stopping above 10,000 samples),
+        so equal seeds give equal intervals. Estimators you pass are used with their own
+        ``random_state``, as scikit-learn's model-selection wrappers do: set it for
+        reproducible fits.
 
     Attributes
     ----------
@@ -123,10 +135,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         -------
         self : object
         """
-        X_checked, y = validate_data(
-            self, X, y, accept_sparse=SPARSE_FORMATS, dtype=None, y_numeric=True
-        )
-        X = keep_frame(X, X_checked)
+        X, y = self._validate(X, y, fitting=True)
         y = np.asarray(y, dtype=float)
         rng = check_random_state(self.random_state)
         models = self._models()
@@ -143,6 +152,8 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
             X_train, X_cal, y_train, y_cal = split_calibration(
                 X, y, self.calibration_size, rng.randint(2**31 - 1)
             )
+            # drawn after the split seed, so seeding the defaults leaves the split unchanged
+            models = self._models(default_seed=rng.randint(2**31 - 1))
             fitted = [clone(model).fit(X_train, y_train) for model in models]
         self.estimator_ = fitted[0] if len(fitted) == 1 else tuple(fitted)
         if self.conformity_score == "normalized":
@@ -164,8 +175,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         y_pred : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        X_checked = validate_data(self, X, reset=False, accept_sparse=SPARSE_FORMATS, dtype=None)
-        X = keep_frame(X, X_checked)
+        X = self._validate(X)
         parts = self._predictions(X)
         if self.conformity_score == "cqr":
             return (parts["lower"] + parts["upper"]) / 2.0
@@ -184,21 +194,77 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         Returns
         -------
         intervals : ndarray of shape (n_samples, 2)
-            ``[lower, upper]`` per sample.
+            ``[lower, upper]`` per sample, ``lower <= upper`` (a CQR set that the threshold
+            empties is returned as the point interval at the quantile midpoint).
         """
         check_is_fitted(self)
-        X_checked = validate_data(self, X, reset=False, accept_sparse=SPARSE_FORMATS, dtype=None)
-        X = keep_frame(X, X_checked)
+        X = self._validate(X)
         level = resolve_confidence_level(self, confidence_level)
         threshold = self.quantile_ if level == self.confidence_level else self._quantile(level)
         return regression_intervals(self.conformity_score, threshold, **self._predictions(X))
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = all(get_tags(model).input_tags.sparse for model in self._models())
+        models = self._wrapped_models()
+        tags.input_tags.sparse = wrapped_input_tag(models, "sparse")
+        tags.input_tags.allow_nan = wrapped_allows_nan(models)
         return tags
 
-    def _models(self):
+    def _wrapped_models(self):
+        """The models that see ``X``, read from the parameters without validating them.
+
+        Used for input tags, which must never raise (invalid parameters are reported by
+        ``fit``).
+        """
+        if isinstance(self.estimator, tuple):
+            models = list(self.estimator)
+        elif self.estimator is not None:
+            models = [self.estimator]
+        elif self.conformity_score == "cqr":
+            models = [HistGradientBoostingRegressor(loss="quantile")]
+        else:
+            models = [LinearRegression()]
+        if self.conformity_score == "normalized" and self.scale_estimator is not None:
+            models.append(self.scale_estimator)
+        return models
+
+    def _validate(self, X, y=None, fitting=False):
+        """Validated ``(X, y)`` in ``fit`` (``fitting=True``), ``X`` alone at prediction time.
+
+        NaN in ``X`` passes when every wrapped model accepts it (their ``allow_nan`` tags);
+        otherwise the error names the models that do not, rather than recommending a
+        NaN-capable model that may be wrapped already.
+        """
+        models = self._wrapped_models()
+        allow_nan = wrapped_allows_nan(models)
+        options = {
+            "accept_sparse": SPARSE_FORMATS,
+            "dtype": None,
+            "ensure_all_finite": "allow-nan" if allow_nan else True,
+        }
+        try:
+            if fitting:
+                checked = validate_data(self, X, y, y_numeric=True, **options)
+            else:
+                checked = validate_data(self, X, reset=False, **options)
+        except ValueError as exc:
+            if allow_nan or "Input X contains NaN" not in str(exc):
+                raise
+            refusing = [
+                type(model).__name__ for model in models if not wrapped_allows_nan([model])
+            ]
+            raise ValueError(
+                f"X contains NaN, which the wrapped model(s) {', '.join(refusing)} do not "
+                "accept (their allow_nan tag is False). Impute the missing values (e.g. wrap a "
+                "Pipeline(SimpleImputer(), model)) or wrap models that handle NaN, such as "
+                "HistGradientBoostingRegressor, for every role (estimator and scale_estimator)."
+            ) from exc
+        if fitting:
+            X_checked, y = checked
+            return keep_frame(X, X_checked), y
+        return keep_frame(X, checked)
+
+    def _models(self, default_seed=None):
         if self.conformity_score != "cqr":
             if isinstance(self.estimator, tuple):
                 raise ValueError(
@@ -212,7 +278,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                 )
             return list(self.estimator)
         base = (
-            HistGradientBoostingRegressor(loss="quantile")
+            HistGradientBoostingRegressor(loss="quantile", random_state=default_seed)
             if self.estimator is None
             else self.estimator
         )
@@ -220,10 +286,18 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         return [_with_quantile(base, alpha / 2), _with_quantile(base, 1 - alpha / 2)]
 
     def _fit_scale(self, X_train, y_train):
+        if len(y_train) < _SCALE_FOLDS:
+            raise ValueError(
+                f"conformity_score='normalized' fits the spread model on {_SCALE_FOLDS}-fold "
+                f"out-of-fold residuals of the training split, which needs at least "
+                f"{_SCALE_FOLDS} training samples; got {len(y_train)}. Use more data, a smaller "
+                "calibration_size, or conformity_score='absolute'."
+            )
         # out-of-fold residuals: in-sample residuals of a flexible model are too small
-        residuals = np.abs(
-            y_train - cross_val_predict(clone(self._models()[0]), X_train, y_train, cv=5)
+        out_of_fold = cross_val_predict(
+            clone(self._models()[0]), X_train, y_train, cv=_SCALE_FOLDS
         )
+        residuals = np.abs(y_train - out_of_fold)
         self._scale_floor = _SCALE_FLOOR * max(float(residuals.mean()), np.finfo(float).tiny)
         base = self._models()[0] if self.scale_estimator is None else self.scale_estimator
         return clone(base).fit(X_train, residuals)
