@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, St
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._core import min_calibration_size, warn_small_calibration
+from .._core._row_keys import keyed_uniforms, row_keys
 from .._core._validation import SmallCalibrationWarning
 from .._estimator_mixins import ConformalRegressorMixin
 from .._estimator_utils import is_frozen, resolve_confidence_level, split_calibration
@@ -84,7 +85,9 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     n_folds : int, default=5
         Folds of the gamma cross-validation.
     randomized : bool, default=True
-        Randomised cutoff (exact coverage) or the deterministic one (``U = 1 - alpha``).
+        Randomised cutoff (exact coverage) or the deterministic one (``U = 1 - alpha``). A test
+        row's ``U`` is a keyed hash of its content and a seed drawn at fit, so a row gets the
+        same interval however rows are batched, ordered or sent one at a time.
     confidence_level : float in (0, 1), default=0.9
         Target coverage.
     calibration_size : float in (0, 1) or int, default=0.3
@@ -368,6 +371,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         A negative value (possible with the randomised rule) means an empty set.
         """
         check_is_fitted(self)
+        X_raw = X
         X = validate_data(self, X, reset=False, dtype=np.float64)
         level = resolve_confidence_level(self, confidence_level)
         alpha = 1.0 - level
@@ -387,7 +391,9 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         Phi_t = Phi_raw @ self._phi_basis
         Z = self._embed(X)
         if self.randomized:
-            U = np.random.default_rng(self._u_seed).uniform(-alpha, 1.0 - alpha, size=n_t)
+            # one uniform per row content (not per position): a row gets the same cutoff in any
+            # batch, order or one-row-at-a-time; U = u - alpha is uniform on [-alpha, 1 - alpha]
+            U = keyed_uniforms(row_keys(X_raw), self._u_seed) - alpha
         else:
             U = np.full(n_t, 1.0 - alpha)
         solver = self._solver(alpha)
