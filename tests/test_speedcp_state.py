@@ -1,11 +1,24 @@
 """SpeedCPRegressor at predict time: per-row randomisation, no state mutation, bounded memory."""
 
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from concurrent.futures import ThreadPoolExecutor
+
+import joblib
 import numpy as np
 import pytest
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LinearRegression
 
 from sklearn_conformal import SpeedCPRegressor
+from sklearn_conformal._kqr import _core, _kernels
+from sklearn_conformal._kqr._path import kernel_kind, kernel_matrix, sq_dists
+from sklearn_conformal.exceptions import InsufficientMemoryError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _hetero(rng, n):
@@ -66,3 +79,126 @@ def test_one_row_at_a_time_coverage_small():
 @pytest.mark.slow
 def test_one_row_at_a_time_coverage_over_repeated_fits():
     _check_one_row_coverage(n_fits=40, n_cal=200, n_test=200)
+
+
+# --------------------------------------------------------------------------------------------
+# predict does not mutate the estimator
+# --------------------------------------------------------------------------------------------
+LEVELS = [None, 0.6, 0.75, 0.9, 0.95, 0.8]
+
+
+def test_predict_at_other_levels_leaves_the_estimator_unchanged():
+    reg = _fitted(lambda_="auto")
+    Xt, _ = _hetero(np.random.default_rng(3), 30)
+    before_pickle = pickle.dumps(reg)
+    before_state = joblib.hash(reg.__dict__)
+    names = set(vars(reg))
+    for level in LEVELS:
+        reg.predict_interval(Xt, confidence_level=level)
+        reg.predict_cutoff(Xt[:3], confidence_level=level)
+    reg.predict(Xt)
+    assert set(vars(reg)) == names
+    assert joblib.hash(reg.__dict__) == before_state
+    assert pickle.dumps(reg) == before_pickle
+
+
+def test_concurrent_predicts_at_different_levels_equal_serial():
+    reg = _fitted(lambda_="auto")
+    Xt, _ = _hetero(np.random.default_rng(4), 30)
+    serial = [reg.predict_interval(Xt, confidence_level=lv) for lv in LEVELS]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda lv: reg.predict_interval(Xt, confidence_level=lv),
+                                 LEVELS * 3))
+    for k, iv in enumerate(threaded):
+        np.testing.assert_array_equal(iv, serial[k % len(LEVELS)])
+    # a fresh copy, never used at other levels, agrees
+    fresh = pickle.loads(pickle.dumps(_fitted(lambda_="auto")))
+    for lv, iv in zip(LEVELS, serial):
+        np.testing.assert_array_equal(fresh.predict_interval(Xt, confidence_level=lv), iv)
+
+
+# --------------------------------------------------------------------------------------------
+# memory
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kernel", ["rbf", "laplacian", "matern32", "matern52", "imq"])
+def test_kernel_from_points_equals_kernel_of_distances(kernel):
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(203, 3)), rng.normal(size=(57, 3))
+    for A, B in [(X, X), (X, Y), (Y, X)]:
+        ref = _core.kernel_from_sq_dists(sq_dists(A, B), kernel_kind(kernel), 0.7, 0.5)
+        for n_jobs in (1, 3):
+            np.testing.assert_array_equal(kernel_matrix(A, B, kernel, 0.7, n_jobs=n_jobs), ref)
+    np.testing.assert_array_equal(kernel_matrix(X, None, kernel, 0.7), kernel_matrix(X, X.copy(),
+                                                                                      kernel, 0.7))
+
+
+_PEAK_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.linear_model import LinearRegression
+    from sklearn_conformal import SpeedCPRegressor
+    from sklearn_conformal._kqr._path import kernel_matrix
+
+    def hwm():
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(("VmHWM", "VmRSS")):
+                    yield int(line.split()[1]) * 1024
+
+    def reset():
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+
+    n = int(sys.argv[1])
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, size=(n, 2))
+    y = X[:, 0] + rng.normal(size=n)
+    reg = SpeedCPRegressor(FrozenEstimator(LinearRegression().fit(X, y)),
+                           gamma_grid=[0.5, 2.0], random_state=0)
+    reg.fit(X[:60], y[:60])
+    kernel_matrix(X[:60], X[:60])
+    out = {}
+    reset(); base = list(hwm())[1]
+    K = kernel_matrix(X, X, "rbf", 1.0); del K
+    out["kernel"] = list(hwm())[0] - base
+    reset(); base = list(hwm())[1]
+    reg.fit(X, y)
+    out["fit"] = list(hwm())[0] - base
+    out["kept"] = list(hwm())[1] - base
+    print(json.dumps(out))
+""")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="needs Linux /proc")
+def test_kernel_and_fit_peak_memory_is_about_one_kernel_matrix():
+    import json
+
+    n = 2500
+    # glibc keeps freed blocks under its (adaptive, up to 32 MiB) mmap threshold for reuse, which
+    # would count memory no longer in use; with a fixed low threshold the RSS is the live memory
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run([sys.executable, "-c", _PEAK_SCRIPT, str(n)], capture_output=True,
+                         text=True, env=env, check=True, timeout=300)
+    peak = json.loads(out.stdout.strip().splitlines()[-1])
+    one = n * n * 8
+    assert peak["kernel"] <= 1.1 * one, peak["kernel"] / one
+    assert peak["fit"] <= 1.25 * one, peak["fit"] / one
+    # the kernel is not kept after fit
+    assert peak["kept"] <= 0.2 * one, peak["kept"] / one
+
+
+def test_over_the_memory_limit_fit_and_predict_fail_early_with_the_remedy(monkeypatch):
+    reg = _fitted(n_cal=400)
+    Xt, _ = _hetero(np.random.default_rng(5), 5)
+    rng = np.random.default_rng(6)
+    X, y = _hetero(rng, 400)
+    monkeypatch.setattr(_kernels, "available_memory", lambda: 1_000_000)
+    with pytest.raises(InsufficientMemoryError, match=r"n_calibration=400.*calibration_size"):
+        SpeedCPRegressor(gamma=1.0, calibration_size=0.5, random_state=0).fit(
+            np.vstack([X, X]), np.concatenate([y, y]))
+    with pytest.raises(MemoryError, match="calibration_size"):
+        reg.predict_interval(Xt)
+    monkeypatch.setattr(_kernels, "available_memory", lambda: None)  # unknown: no check
+    assert np.all(np.isfinite(reg.predict_interval(Xt)))

@@ -28,8 +28,8 @@ from .._kqr import (
     linear_qr_start,
     phi_design,
     select_gamma_cv,
-    sq_dists,
 )
+from .._kqr._kernels import check_memory
 
 _CHUNK = 2048
 
@@ -92,7 +92,11 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         Target coverage.
     calibration_size : float in (0, 1) or int, default=0.3
         Fraction (or number) of samples held out for calibration (ignored for a frozen
-        estimator).
+        estimator). ``fit`` and each ``predict_cutoff``/``predict_interval`` call hold one
+        ``n_cal x n_cal`` float64 kernel matrix (``8 n_cal^2`` bytes: 3.2 GB at 20,000) while
+        they run; none is kept between calls. When it would not fit in the available memory
+        they raise :class:`~sklearn_conformal.exceptions.InsufficientMemoryError` before
+        allocating it.
     lambda_min_ratio : float, default=1e-3
         The lambda paths end at this fraction of their first breakpoint.
     max_steps : int, default=None
@@ -247,13 +251,13 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         too_small = n < min_calibration_size(self.confidence_level)
         if too_small:
             warn_small_calibration(n, self.confidence_level)
-        D2 = sq_dists(self._Z_cal, self._Z_cal)
+        self._check_memory(n, "fit")
         if self.gamma == "auto":
-            grid = gamma_grid(D2, self.gamma_grid)
+            grid = gamma_grid(self._Z_cal, self.gamma_grid)
             self.gamma_grid_ = grid
             if n >= 2 * self.n_folds and not too_small:
                 self.gamma_, self.cv_loss_, info = select_gamma_cv(
-                    D2, Phi, self._S, alpha, grid, kernel=self.kernel,
+                    self._Z_cal, Phi, self._S, alpha, grid, kernel=self.kernel,
                     n_folds=self.n_folds, random_state=cv_seed,
                     lam_min_ratio=self.lambda_min_ratio, max_steps=self._max_steps,
                     n_jobs=self.n_jobs,
@@ -264,32 +268,54 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
                 self.gamma_ = float(grid[grid.size // 2])
         else:
             self.gamma_ = float(self.gamma)
-        K = kernel_matrix(self._Z_cal, self._Z_cal, self.kernel, self.gamma_)
-        self._start = {}
-        path = self._lambda_path(K, alpha)
+        K = self._kernel_cal()
+        lam_stop = None if self.lambda_ == "auto" else float(self.lambda_)
+        path = self._lambda_path(K, alpha, lam_stop)
         self.lam_ = float(path.lam)
         self.path_lambdas_ = path.lambdas
         self.path_sic_ = path.sic
         self.path_elbow_sizes_ = path.elbow_sizes
         self.path_truncated_ = bool(path.truncated)
-        self._solvers = {alpha: SPathSolver(
-            K, self._Phi, self._S, alpha, self.lam_, path.state, path.v,
-            max_steps=self._max_steps,
-        )}
-        self._K = K
+        # the solution at lam_ (O(n)); the kernel matrix is not kept (O(n^2)): predict rebuilds
+        # it for the duration of the call. Preparing the S-path solver here raises on a
+        # singular elbow system at fit time rather than at the first predict.
+        self._path_state, self._path_v = path.state, path.v
+        SPathSolver(K, Phi, self._S, alpha, self.lam_, path.state, path.v,
+                    max_steps=self._max_steps)
         return self
 
-    def _lambda_path(self, K, alpha):
-        lo, hi = -alpha, 1.0 - alpha
-        if alpha not in self._start:
-            self._start[alpha] = linear_qr_start(self._S, self._Phi, lo, hi)
-        lam_stop = None if self.lambda_ == "auto" else float(self.lambda_)
-        if alpha != 1.0 - self.confidence_level and getattr(self, "lam_", None) is not None:
-            lam_stop = self.lam_
+    def _lambda_path(self, K, alpha, lam_stop):
+        start = linear_qr_start(self._S, self._Phi, -alpha, 1.0 - alpha)
         return lambda_path(
             K, self._Phi, self._S, alpha, lam_stop=lam_stop, lam_min_ratio=self.lambda_min_ratio,
-            max_steps=self._max_steps, start=self._start[alpha],
+            max_steps=self._max_steps, start=start,
         )
+
+    def _check_memory(self, n, when):
+        """Fail early, with the remedy, when the n_cal x n_cal kernel would not fit in memory."""
+        check_memory(
+            int(n * n * 8 * 1.05) + n * 64 * 8,
+            f"SpeedCPRegressor.{when} with n_calibration={n} (an {n} x {n} float64 kernel "
+            "matrix)",
+            "use a smaller calibration_size (the kernel grows as n_calibration**2) or free "
+            "memory.",
+        )
+
+    def _kernel_cal(self):
+        """The calibration kernel matrix, built for the caller (never stored on ``self``)."""
+        return kernel_matrix(self._Z_cal, None, self.kernel, self.gamma_, n_jobs=self.n_jobs)
+
+    def _solver(self, K, alpha):
+        """The S-path solver at level ``1 - alpha`` on ``K``, local to the calling method: at
+        the fitted level from the fitted solution, at another level from a lambda path run to
+        ``lam_`` (nothing is cached on the estimator, so predict never mutates it)."""
+        if alpha == 1.0 - self.confidence_level:
+            lam, state, v = self.lam_, self._path_state, self._path_v
+        else:
+            path = self._lambda_path(K, alpha, self.lam_)
+            lam, state, v = path.lam, path.state, path.v
+        return SPathSolver(K, self._Phi, self._S, alpha, lam, state, v,
+                           max_steps=self._max_steps)
 
     # ------------------------------------------------------------------------------------
     def _phi_fit(self, X):
@@ -329,27 +355,6 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         if not np.all(np.isfinite(Z)):
             raise ValueError("The embedding produced non-finite values.")
         return Z
-
-    def _solver(self, alpha):
-        if alpha not in self._solvers:
-            path = self._lambda_path(self._kernel_cal(), alpha)
-            self._solvers[alpha] = SPathSolver(
-                self._kernel_cal(), self._Phi, self._S, alpha, path.lam, path.state, path.v,
-                max_steps=self._max_steps,
-            )
-        return self._solvers[alpha]
-
-    def _kernel_cal(self):
-        if getattr(self, "_K", None) is None:
-            self._K = kernel_matrix(self._Z_cal, self._Z_cal, self.kernel, self.gamma_)
-        return self._K
-
-    def __getstate__(self):
-        state = super().__getstate__().copy()
-        # the kernel matrix and prepared solvers are rebuilt on demand (O(n^2) memory)
-        state.pop("_K", None)
-        state["_solvers"] = {}
-        return state
 
     # ------------------------------------------------------------------------------------
     def predict(self, X):
@@ -396,9 +401,12 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             U = keyed_uniforms(row_keys(X_raw), self._u_seed) - alpha
         else:
             U = np.full(n_t, 1.0 - alpha)
-        solver = self._solver(alpha)
         cut = np.full(n_t, np.inf)
         idx = np.flatnonzero(ok)
+        if idx.size == 0:
+            return cut
+        self._check_memory(self.n_calibration_, "predict_cutoff")
+        solver = self._solver(self._kernel_cal(), alpha)
         chunks = [idx[i:i + _CHUNK] for i in range(0, idx.size, _CHUNK)]
         if len(chunks) > 1 and self.n_jobs not in (None, 1):
             # one task per chunk; joblib's backend (threads by default, or e.g. a Dask/Ray
@@ -428,7 +436,8 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
         confidence_level : float in (0, 1), default=None
             Overrides the fitted level (the lambda path is re-run at the new level with the
-            fitted ``gamma_`` and ``lam_``).
+            fitted ``gamma_`` and ``lam_``, on every such call: predictions never modify the
+            estimator, so calls at any levels may run concurrently).
 
         Returns
         -------
@@ -453,6 +462,6 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
 
 
 def _chunk_cutoffs(solver, Z_cal, Z, Phi_t, U, kernel, gamma, n_jobs):
-    K_t = kernel_matrix(Z, Z_cal, kernel, gamma)
+    K_t = kernel_matrix(Z, Z_cal, kernel, gamma, n_jobs=1)
     cut, _, _, _ = solver.cutoffs(K_t, np.ones(Z.shape[0]), Phi_t, U, n_jobs=n_jobs)
     return cut
