@@ -202,3 +202,91 @@ def test_over_the_memory_limit_fit_and_predict_fail_early_with_the_remedy(monkey
         reg.predict_interval(Xt)
     monkeypatch.setattr(_kernels, "available_memory", lambda: None)  # unknown: no check
     assert np.all(np.isfinite(reg.predict_interval(Xt)))
+
+
+# --------------------------------------------------------------------------------------------
+# DataFrames and NaN reach the point model untouched; the kernel gets finite numbers
+# --------------------------------------------------------------------------------------------
+def _frame(rng, n, nan_rate=0.1):
+    pd = pytest.importorskip("pandas")
+    x = rng.uniform(-2, 2, n)
+    z = rng.normal(size=n)
+    g = rng.choice(["a", "b", "c"], n)
+    y = x + (g == "b") * 2.0 + rng.normal(size=n) * (0.2 + np.abs(x))
+    z[rng.random(n) < nan_rate] = np.nan
+    return pd.DataFrame({"x": x, "g": g, "z": z}), y
+
+
+def _embedding():
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    return ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(), StandardScaler()), ["x", "z"]),
+        ("cat", OneHotEncoder(sparse_output=False), ["g"]),
+    ])
+
+
+def test_dataframe_with_column_transformer_pipeline_and_nan():
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(0)
+    df, y = _frame(rng, 400)
+    df_test, _ = _frame(rng, 25)
+    # the point model selects columns by name: it must receive the DataFrame itself
+    model = make_pipeline(_embedding(), LinearRegression())
+    reg = SpeedCPRegressor(model, embedding=_embedding(), phi=1, gamma=0.5, lambda_=1.0,
+                           random_state=0).fit(df, y)
+    assert list(reg.phi_categories_) == ["a", "b", "c"]
+    iv = reg.predict_interval(df_test)
+    assert iv.shape == (25, 2) and np.all(np.isfinite(iv)) and np.all(iv[:, 1] >= iv[:, 0])
+    # the cutoffs are the row's own; the centres may differ in the last bits only through the
+    # point model's batched arithmetic
+    cut = np.concatenate([reg.predict_cutoff(df_test.iloc[[i]]) for i in range(len(df_test))])
+    np.testing.assert_array_equal(cut, reg.predict_cutoff(df_test))
+    rows = np.vstack([reg.predict_interval(df_test.iloc[[i]]) for i in range(len(df_test))])
+    np.testing.assert_allclose(rows, iv, rtol=1e-12, atol=1e-12)
+    # a model that handles NaN natively and an imputing embedding: NaN is accepted
+    numeric = df[["x", "z"]]
+    from sklearn.impute import SimpleImputer
+
+    hgb = SpeedCPRegressor(HistGradientBoostingRegressor(max_iter=20), embedding=SimpleImputer(),
+                           gamma=1.0, lambda_=1.0, random_state=0)
+    assert hgb.__sklearn_tags__().input_tags.allow_nan
+    iv = hgb.fit(numeric, y).predict_interval(df_test[["x", "z"]])
+    assert np.all(np.isfinite(iv))
+
+
+def test_nan_or_strings_the_kernel_cannot_take_are_named():
+    from sklearn.ensemble import HistGradientBoostingRegressor
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(1)
+    df, y = _frame(rng, 200)
+    model = make_pipeline(_embedding(), LinearRegression())
+    with pytest.raises(ValueError, match=r"kernel's input is X itself.*not numeric.*embedding="):
+        SpeedCPRegressor(model, gamma=1.0, random_state=0).fit(df, y)
+    numeric = df[["x", "z"]]
+    with pytest.raises(ValueError, match=r"kernel's input is X itself.*NaN.*embedding="):
+        SpeedCPRegressor(HistGradientBoostingRegressor(max_iter=10), gamma=1.0,
+                         random_state=0).fit(numeric, y)
+    # a point model without NaN support names itself
+    from sklearn.impute import SimpleImputer
+
+    with pytest.raises(ValueError, match="(?s)NaN.*LinearRegression does not accept"):
+        SpeedCPRegressor(LinearRegression(), embedding=SimpleImputer(), gamma=1.0,
+                         random_state=0).fit(numeric, y)
+    assert not SpeedCPRegressor().__sklearn_tags__().input_tags.allow_nan
+
+
+def test_row_keys_of_a_mixed_dataframe_are_per_row():
+    from sklearn_conformal._core._row_keys import row_keys
+
+    df, _ = _frame(np.random.default_rng(2), 12)
+    keys = row_keys(df)
+    assert keys.shape == (12,) and np.unique(keys).size == 12
+    np.testing.assert_array_equal(
+        np.concatenate([row_keys(df.iloc[[i]]) for i in range(12)]), keys)

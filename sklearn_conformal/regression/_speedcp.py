@@ -7,7 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.linear_model import LinearRegression
-from sklearn.utils import check_random_state
+from sklearn.utils import _safe_indexing, check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -15,7 +15,12 @@ from .._core import min_calibration_size, warn_small_calibration
 from .._core._row_keys import keyed_uniforms, row_keys
 from .._core._validation import SmallCalibrationWarning
 from .._estimator_mixins import ConformalRegressorMixin
-from .._estimator_utils import is_frozen, resolve_confidence_level, split_calibration
+from .._estimator_utils import (
+    is_frozen,
+    keep_frame,
+    resolve_confidence_level,
+    split_calibration,
+)
 from .._kqr import (
     KERNELS,
     SPathSolver,
@@ -32,6 +37,24 @@ from .._kqr import (
 from .._kqr._kernels import check_memory
 
 _CHUNK = 2048
+
+
+def _allows_nan(obj):
+    try:
+        return bool(get_tags(obj).input_tags.allow_nan)
+    except (AttributeError, TypeError):  # duck-typed objects without sklearn tags
+        return False
+
+
+def _column(X, col):
+    """Column ``col`` (by position) of an array or DataFrame, as an ndarray."""
+    vals = np.asarray(_safe_indexing(X, col, axis=1))
+    if vals.dtype.kind == "f" and np.any(np.isnan(vals)):
+        raise ValueError(
+            f"phi={col} names a column holding group labels, and it contains NaN; give every "
+            "row a group (e.g. a separate label for missing values)."
+        )
+    return vals
 
 
 def _as_float(Z):
@@ -65,12 +88,17 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     embedding : transformer, default=None
         Maps ``X`` to the kernel's input space (e.g. ``PCA(3)``); fitted on the training part
         only (on the calibration ``X`` when the estimator is frozen) and applied to calibration
-        and test points alike. ``None`` uses ``X`` as is.
+        and test points alike. ``None`` uses ``X`` as is. The point
+        regressor always receives ``X`` as passed (a DataFrame stays a DataFrame, e.g. for a
+        ``ColumnTransformer`` pipeline); only the kernel needs finite numbers, so ``X`` with
+        NaN or non-numeric columns needs an embedding that maps it to finite numbers (e.g. a
+        ``ColumnTransformer`` with ``OneHotEncoder`` and ``SimpleImputer``) and a point
+        regressor that accepts it.
     phi : "intercept", int or callable, default="intercept"
         Finite-dimensional part ``Phi(x)`` of the function class: an intercept (marginal
         coverage plus the kernel part), the index of a column of ``X`` holding group labels
         (intercept + one-hot of the groups seen in calibration: coverage holds within every
-        group), or a callable ``X -> array (n_samples, d)``.
+        group), or a callable ``X -> array (n_samples, d)`` (given ``X`` as passed).
     kernel : {"rbf", "laplacian", "matern32", "matern52", "imq"}, default="rbf"
         Kernel on the embedding; every choice has ``k(x, x) = 1``.
     gamma : float > 0 or "auto", default="auto"
@@ -213,7 +241,12 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         self : object
         """
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        # the point model and the embedding see X as passed (a DataFrame stays one, for column
+        # transformers); NaN is left to them (see _embed for the kernel's own input)
+        X_checked, y = validate_data(
+            self, X, y, y_numeric=True, dtype=None, ensure_all_finite="allow-nan"
+        )
+        X = keep_frame(X, X_checked)
         y = np.asarray(y, dtype=float)
         rng = check_random_state(self.random_state)
         estimator = LinearRegression() if self.estimator is None else self.estimator
@@ -326,7 +359,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             col = int(self.phi)
             if not -X.shape[1] <= col < X.shape[1]:
                 raise ValueError(f"phi={col} is not a column index of X ({X.shape[1]} columns).")
-            self.phi_categories_ = np.unique(X[:, col])
+            self.phi_categories_ = np.unique(_column(X, col))
             return self._phi_transform(X)
         self.phi_categories_ = None
         return self._phi_transform(X)
@@ -336,7 +369,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         if isinstance(self.phi, str):
             return np.ones((n, 1))
         if isinstance(self.phi, numbers.Integral):
-            vals = X[:, int(self.phi)]
+            vals = _column(X, int(self.phi))
             cats = self.phi_categories_
             onehot = (vals[:, None] == cats[None, :]).astype(float)
             return np.column_stack([np.ones(n), onehot])
@@ -348,15 +381,38 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         return out
 
     def _embed(self, X):
+        """The kernel's input: ``embedding_.transform(X)``, or ``X`` itself; finite numbers."""
+        source = (
+            "X itself (embedding=None)" if self.embedding_ is None
+            else f"the output of embedding={type(self.embedding_).__name__}"
+        )
+        remedy = (
+            "pass embedding= a transformer mapping X to finite numbers, e.g. a "
+            "ColumnTransformer with OneHotEncoder for categories and SimpleImputer for missing "
+            "values (the point estimator still receives X unchanged)."
+        )
         Z = X if self.embedding_ is None else self.embedding_.transform(X)
-        Z = _as_float(Z)
+        try:
+            Z = _as_float(Z)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"The kernel's input is {source}, which is not numeric ({exc}); {remedy}"
+            ) from None
         if Z.ndim == 1:
             Z = Z[:, None]
         if not np.all(np.isfinite(Z)):
-            raise ValueError("The embedding produced non-finite values.")
+            what = "NaN" if np.any(np.isnan(Z)) else "infinity"
+            raise ValueError(
+                f"The kernel's input is {source}, which contains {what}: the kernel cannot "
+                f"take NaN or infinity; {remedy}"
+            )
         return Z
 
     # ------------------------------------------------------------------------------------
+    def _check_X(self, X):
+        X_checked = validate_data(self, X, reset=False, dtype=None, ensure_all_finite="allow-nan")
+        return keep_frame(X, X_checked)
+
     def predict(self, X):
         """Point prediction of the regressor.
 
@@ -365,7 +421,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = self._check_X(X)
         return np.asarray(self.estimator_.predict(X), dtype=float).ravel()
 
     def predict_cutoff(self, X, confidence_level=None):
@@ -377,7 +433,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X_raw = X
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = self._check_X(X)
         level = resolve_confidence_level(self, confidence_level)
         alpha = 1.0 - level
         n_t = X.shape[0]
@@ -456,7 +512,11 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        # NaN reaches the point model and the embedding; the kernel itself never takes it
+        estimator = LinearRegression() if self.estimator is None else self.estimator
+        tags.input_tags.allow_nan = (
+            self.embedding is not None and _allows_nan(estimator) and _allows_nan(self.embedding)
+        )
         tags.non_deterministic = False
         return tags
 
