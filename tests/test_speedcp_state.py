@@ -290,3 +290,12 @@ def test_row_keys_of_a_mixed_dataframe_are_per_row():
     assert keys.shape == (12,) and np.unique(keys).size == 12
     np.testing.assert_array_equal(
         np.concatenate([row_keys(df.iloc[[i]]) for i in range(12)]), keys)
+
+
+def test_kernel_quantile_regressor_fails_early_over_the_memory_limit(monkeypatch):
+    from sklearn_conformal import KernelQuantileRegressor
+
+    X, y = _hetero(np.random.default_rng(7), 300)
+    monkeypatch.setattr(_kernels, "available_memory", lambda: 100_000)
+    with pytest.raises(InsufficientMemoryError, match=r"n_samples=300.*fewer samples"):
+        KernelQuantileRegressor(gamma=1.0).fit(X, y)

@@ -18,6 +18,7 @@ from .._kqr import (
     phi_design,
     select_gamma_cv,
 )
+from .._kqr._kernels import check_memory
 
 
 class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
@@ -151,6 +152,12 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
         S = break_ties(y)
         n = y.shape[0]
         max_steps = default_max_steps(n, self.max_steps)
+        check_memory(
+            int(n * n * 8 * 1.05) + n * 64 * 8,
+            f"KernelQuantileRegressor.fit with n_samples={n} (an {n} x {n} float64 kernel "
+            "matrix)",
+            "fit on fewer samples (the kernel grows as n_samples**2) or free memory.",
+        )
         if self.gamma == "auto":
             grid = gamma_grid(X, self.gamma_grid)
             if n >= 2 * self.n_folds:
