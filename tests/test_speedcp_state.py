@@ -87,8 +87,9 @@ def test_one_row_at_a_time_coverage_over_repeated_fits():
 LEVELS = [None, 0.6, 0.75, 0.9, 0.95, 0.8]
 
 
-def test_predict_at_other_levels_leaves_the_estimator_unchanged():
-    reg = _fitted(lambda_="auto")
+@pytest.mark.parametrize("keep_kernel", [False, True])
+def test_predict_at_other_levels_leaves_the_estimator_unchanged(keep_kernel):
+    reg = _fitted(lambda_="auto", keep_kernel=keep_kernel)
     Xt, _ = _hetero(np.random.default_rng(3), 30)
     before_pickle = pickle.dumps(reg)
     before_state = joblib.hash(reg.__dict__)
@@ -102,8 +103,9 @@ def test_predict_at_other_levels_leaves_the_estimator_unchanged():
     assert pickle.dumps(reg) == before_pickle
 
 
-def test_concurrent_predicts_at_different_levels_equal_serial():
-    reg = _fitted(lambda_="auto")
+@pytest.mark.parametrize("keep_kernel", [False, True])
+def test_concurrent_predicts_at_different_levels_equal_serial(keep_kernel):
+    reg = _fitted(lambda_="auto", keep_kernel=keep_kernel)
     Xt, _ = _hetero(np.random.default_rng(4), 30)
     serial = [reg.predict_interval(Xt, confidence_level=lv) for lv in LEVELS]
     with ThreadPoolExecutor(4) as pool:
@@ -115,6 +117,22 @@ def test_concurrent_predicts_at_different_levels_equal_serial():
     fresh = pickle.loads(pickle.dumps(_fitted(lambda_="auto")))
     for lv, iv in zip(LEVELS, serial):
         np.testing.assert_array_equal(fresh.predict_interval(Xt, confidence_level=lv), iv)
+
+
+def test_keep_kernel_gives_identical_results_and_never_pickles_the_kernel():
+    n_cal = 300
+    lean = _fitted(n_cal=n_cal, lambda_="auto")
+    kept = _fitted(n_cal=n_cal, lambda_="auto", keep_kernel=True)
+    Xt, _ = _hetero(np.random.default_rng(8), 40)
+    for level in LEVELS:
+        np.testing.assert_array_equal(kept.predict_interval(Xt, confidence_level=level),
+                                      lean.predict_interval(Xt, confidence_level=level))
+    blob = pickle.dumps(kept)
+    assert len(blob) < n_cal * n_cal * 8 / 4
+    assert abs(len(blob) - len(pickle.dumps(lean))) < 1000
+    loaded = pickle.loads(blob)
+    assert loaded._kept_solver is not None
+    np.testing.assert_array_equal(loaded.predict_interval(Xt), kept.predict_interval(Xt))
 
 
 # --------------------------------------------------------------------------------------------

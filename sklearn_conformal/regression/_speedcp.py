@@ -35,6 +35,7 @@ from .._kqr import (
     select_gamma_cv,
 )
 from .._kqr._kernels import check_memory
+from ..exceptions import InsufficientMemoryError
 
 _CHUNK = 2048
 
@@ -136,6 +137,13 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         ``(None, 1)``, chunks of test points are dispatched through ``joblib.Parallel``, so a
         joblib backend set by the caller (e.g. Dask or Ray) can spread them over a cluster;
         results are identical either way.
+    keep_kernel : bool, default=False
+        Keep the ``n_cal x n_cal`` kernel matrix and the solver prepared at the fitted level
+        after ``fit`` (``8 n_cal^2`` bytes held for the estimator's lifetime), so that each
+        prediction call at the fitted level skips their ``O(n_cal^2)`` rebuild: for serving
+        many small calls. Results are identical either way and prediction never modifies the
+        estimator. A pickle never contains the kernel; loading rebuilds it (when it fits in
+        memory).
     random_state : int, RandomState instance or None, default=None
         Controls the calibration split, the cross-validation folds and ``U``.
 
@@ -189,6 +197,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         "lambda_min_ratio": [Interval(Real, 0, 1, closed="left")],
         "max_steps": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
+        "keep_kernel": ["boolean"],
         "random_state": ["random_state"],
     }
 
@@ -209,6 +218,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         lambda_min_ratio=1e-3,
         max_steps=None,
         n_jobs=None,
+        keep_kernel=False,
         random_state=None,
     ):
         self.estimator = estimator
@@ -225,6 +235,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self.lambda_min_ratio = lambda_min_ratio
         self.max_steps = max_steps
         self.n_jobs = n_jobs
+        self.keep_kernel = keep_kernel
         self.random_state = random_state
 
     # ------------------------------------------------------------------------------------
@@ -309,13 +320,40 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self.path_sic_ = path.sic
         self.path_elbow_sizes_ = path.elbow_sizes
         self.path_truncated_ = bool(path.truncated)
-        # the solution at lam_ (O(n)); the kernel matrix is not kept (O(n^2)): predict rebuilds
-        # it for the duration of the call. Preparing the S-path solver here raises on a
-        # singular elbow system at fit time rather than at the first predict.
+        # the solution at lam_ (O(n)); unless keep_kernel, the kernel matrix (O(n^2)) is not
+        # kept: predict rebuilds it for the duration of the call. Preparing the S-path solver
+        # here raises on a singular elbow system at fit time rather than at the first predict.
         self._path_state, self._path_v = path.state, path.v
-        SPathSolver(K, Phi, self._S, alpha, self.lam_, path.state, path.v,
-                    max_steps=self._max_steps)
+        solver = SPathSolver(K, Phi, self._S, alpha, self.lam_, path.state, path.v,
+                             max_steps=self._max_steps)
+        self._kept_solver = solver if self.keep_kernel else None
         return self
+
+    def _prediction_solver(self, alpha):
+        """The S-path solver for a prediction call (the kept one, or one built for the call)."""
+        kept = getattr(self, "_kept_solver", None)
+        if kept is not None and alpha == 1.0 - self.confidence_level:
+            return kept
+        if kept is not None:
+            return self._solver(kept.K, alpha)
+        self._check_memory(self.n_calibration_, "predict_cutoff")
+        return self._solver(self._kernel_cal(), alpha)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if state.get("_kept_solver") is not None:
+            # the kernel (O(n^2)) never travels in a pickle; __setstate__ rebuilds it
+            state = dict(state, _kept_solver=None, _rebuild_kept_solver=True)
+        return state
+
+    def __setstate__(self, state):
+        rebuild = state.pop("_rebuild_kept_solver", False)
+        super().__setstate__(state)
+        if rebuild:
+            try:
+                self._kept_solver = self._prediction_solver(1.0 - self.confidence_level)
+            except InsufficientMemoryError:  # loads; predictions then rebuild per call
+                self._kept_solver = None
 
     def _lambda_path(self, K, alpha, lam_stop):
         start = linear_qr_start(self._S, self._Phi, -alpha, 1.0 - alpha)
@@ -461,8 +499,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         idx = np.flatnonzero(ok)
         if idx.size == 0:
             return cut
-        self._check_memory(self.n_calibration_, "predict_cutoff")
-        solver = self._solver(self._kernel_cal(), alpha)
+        solver = self._prediction_solver(alpha)
         chunks = [idx[i:i + _CHUNK] for i in range(0, idx.size, _CHUNK)]
         if len(chunks) > 1 and self.n_jobs not in (None, 1):
             # one task per chunk; joblib's backend (threads by default, or e.g. a Dask/Ray
