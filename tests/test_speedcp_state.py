@@ -55,6 +55,16 @@ def test_randomised_interval_of_a_row_does_not_depend_on_the_batch():
     assert np.unique(np.round(cut, 12)).size > len(Xt) // 2
 
 
+def test_threaded_chunks_equal_serial_calls():
+    """More than one chunk of test rows dispatched to threads gives the serial intervals."""
+    Xt, _ = _hetero(np.random.default_rng(9), 4500)
+    threaded = _fitted(n_jobs=2).predict_interval(Xt)
+    serial = _fitted(n_jobs=1)
+    np.testing.assert_array_equal(threaded, serial.predict_interval(Xt))
+    np.testing.assert_array_equal(
+        threaded, np.vstack([serial.predict_interval(Xt[i:i + 999]) for i in range(0, 4500, 999)]))
+
+
 def _one_row_coverage(seed, n_cal, n_test):
     reg = _fitted(seed=seed, n_cal=n_cal)
     Xt, yt = _hetero(np.random.default_rng(50_000 + seed), n_test)
