@@ -181,7 +181,7 @@ def run_scaling(ns, n_test=100):
         reg.predict_interval(Xf[te])
         t_pred = time.perf_counter() - t0
         # S-path alone (kernel rows precomputed), per test point
-        solver = reg._solver(1.0 - reg.confidence_level)
+        solver = reg._solver(reg._kernel_cal(), 1.0 - reg.confidence_level)
         Zt = reg._embed(Xf[te])
         Kt = kernel_matrix(Zt, reg._Z_cal, reg.kernel, reg.gamma_)
         Phi_t = reg._phi_transform(Xf[te]) @ reg._phi_basis

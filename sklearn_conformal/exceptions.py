@@ -8,6 +8,7 @@ __all__ = [
     "ClusteringFallbackWarning",
     "ConformalWarning",
     "DegenerateDataWarning",
+    "InsufficientMemoryError",
     "PathError",
     "PathStepCapWarning",
     "SmallCalibrationWarning",
@@ -57,4 +58,13 @@ class PathError(RuntimeError):
     Raised only when no correct answer can be returned; the message names the data property or
     parameter at fault and the remedy (e.g. ``max_steps=``, a larger ``lambda_``, another
     ``gamma``).
+    """
+
+
+class InsufficientMemoryError(MemoryError):
+    """An estimator would need more memory than the machine has available, so it did not start.
+
+    Raised before the large allocation (e.g. an ``n x n`` kernel matrix), instead of a bare
+    ``MemoryError`` from deep inside or the operating system killing the process. The message
+    gives the size needed, the memory available and the parameter that reduces the need.
     """

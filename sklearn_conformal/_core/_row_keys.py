@@ -83,7 +83,7 @@ def row_keys(X):
         try:
             X = X.to_numpy(dtype=np.float64)
         except (TypeError, ValueError):
-            return _object_keys(X.itertuples(index=False, name=None))
+            return _object_keys(list(X.itertuples(index=False, name=None)))
     X = np.asarray(X)
     if X.ndim == 1:
         X = X.reshape(-1, 1)

@@ -8,7 +8,7 @@ import numpy as np
 from scipy.optimize import linprog
 
 from ..exceptions import PathError
-from . import _core
+from . import _core, _kernels
 
 KERNELS = {"rbf": 0, "laplacian": 1, "matern32": 2, "matern52": 3, "imq": 4}
 
@@ -67,15 +67,31 @@ def sq_dists(X, Y):
     return _core.sq_dists(X, Y)
 
 
-def kernel_matrix(X, Y, kernel="rbf", gamma=1.0, beta=0.5):
+def kernel_matrix(X, Y, kernel="rbf", gamma=1.0, beta=0.5, *, n_jobs=1, out=None):
     """Kernel matrix ``k(X_i, Y_j)``; every kernel here has ``k(x, x) = 1``.
 
     ``rbf``: ``exp(-gamma d^2)``; ``laplacian``: ``exp(-r)``; ``matern32``/``matern52``: the
     Matern kernels of smoothness 3/2 and 5/2 in ``r``; ``imq``: ``(1 + gamma d^2)^(-beta)``;
     with ``r = sqrt(gamma) d``.
+
+    Built in place from the points (no squared-distance matrix: one ``len(X) x len(Y)`` buffer,
+    ``out`` when given), in row blocks over ``n_jobs`` threads; ``Y is X`` (or ``None``) fills
+    the symmetric matrix from its upper triangle. Equal bit for bit to the kernel of
+    :func:`sq_dists`.
     """
-    D2 = sq_dists(X, Y)
-    return _core.kernel_from_sq_dists(D2, kernel_kind(kernel), float(gamma), float(beta))
+    sym = Y is None or Y is X
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    Y = X if sym else np.ascontiguousarray(Y, dtype=np.float64)
+    if out is None:
+        out = np.empty((X.shape[0], Y.shape[0]))
+    elif out.shape != (X.shape[0], Y.shape[0]) or out.dtype != np.float64 or not (
+        out.flags.c_contiguous
+    ):
+        raise ValueError("out must be a C-contiguous float64 array of shape (len(X), len(Y)).")
+    return _kernels.fill_kernel(
+        X, None if sym else Y, kernel_kind(kernel), float(gamma), float(beta), out,
+        n_threads(n_jobs),
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,21 +1,23 @@
 """Hyper-parameter selection: gamma by K-fold cross-validation over exact lambda paths."""
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from sklearn.model_selection import KFold
 
-from . import _core
-from ._path import check_status, kernel_kind, linear_qr_start, n_threads, run_ranges
+from ._kernels import median_sq_dist
+from ._path import kernel_matrix, lambda_path, linear_qr_start, n_threads
 
 
-def gamma_grid(D2, grid=None, size=30):
+def gamma_grid(Z, grid=None, size=30):
     """The gamma candidates: ``grid`` checked, or ``size`` log-spaced values around the data scale.
 
-    The default spans ``[0.1, 100] / median(d^2)`` over the distinct pairs (``1 / median`` is
-    the usual median heuristic for the RBF bandwidth).
+    The default spans ``[0.1, 100] / median(d^2)`` over the distinct pairs of rows of ``Z``
+    (``1 / median`` is the usual median heuristic for the RBF bandwidth).
     """
     if grid is None:
-        off = D2[D2 > 0]
-        return np.logspace(-1.0, 2.0, size) / (np.median(off) if off.size else 1.0)
+        med = median_sq_dist(np.ascontiguousarray(Z, dtype=np.float64))
+        return np.logspace(-1.0, 2.0, size) / (1.0 if med is None else med)
     grid = np.asarray(grid, dtype=float).ravel()
     if grid.size == 0 or np.any(~np.isfinite(grid)) or np.any(grid <= 0):
         raise ValueError("gamma_grid must hold positive finite values.")
@@ -28,7 +30,7 @@ def default_max_steps(n, max_steps=None):
 
 
 def select_gamma_cv(
-    D2, Phi, S, alpha, gammas, *, kernel="rbf", beta=0.5, n_folds=5, random_state=None,
+    Z, Phi, S, alpha, gammas, *, kernel="rbf", beta=0.5, n_folds=5, random_state=None,
     lam_min_ratio=1e-4, max_steps=None, jitter=1e-10, refactor_every=64, n_jobs=None,
 ):
     """Pick ``gamma`` minimising the K-fold validation pinball loss.
@@ -36,8 +38,13 @@ def select_gamma_cv(
     For every ``gamma`` and fold, the exact lambda path is run on the training part and the
     validation pinball loss is evaluated at every breakpoint; a fold's score is its minimum over
     the path, and a ``gamma``'s score the mean over folds (the SpeedCP two-step rule; lambda is
-    then chosen by SIC on the full data). All ``len(gammas) * n_folds`` paths run in parallel
-    (numba threads).
+    then chosen by SIC on the full data).
+
+    Each fold's kernels (training x training, training x validation) are built from the points
+    ``Z`` for its own path, never copied out of a full ``n x n`` matrix: a path holds about
+    ``(1 - 1/n_folds) n^2`` floats. Paths run concurrently in threads while their kernels
+    together stay within one ``n x n`` matrix (or 64 MiB); otherwise one at a time, each
+    kernel built by all threads.
 
     Returns
     -------
@@ -45,6 +52,7 @@ def select_gamma_cv(
     cv_loss : ndarray of shape (n_gammas,)
     info : dict with ``n_breakpoints`` and ``mean_elbow`` arrays of shape (n_gammas, n_folds).
     """
+    Z = np.ascontiguousarray(Z, dtype=np.float64)
     S = np.ascontiguousarray(S, dtype=np.float64)
     Phi = np.ascontiguousarray(Phi, dtype=np.float64)
     gammas = np.ascontiguousarray(gammas, dtype=np.float64)
@@ -53,69 +61,51 @@ def select_gamma_cv(
     n_folds = int(min(n_folds, n))
     kf = KFold(n_folds, shuffle=True, random_state=random_state)
     fold_of = np.empty(n, dtype=np.int64)
-    init_states = np.zeros((n_folds, n), dtype=np.int8)
-    init_vs = np.zeros((n_folds, n))
     for f, (tr, va) in enumerate(kf.split(S)):
         fold_of[va] = f
+    folds = []
     for f in range(n_folds):
         tr = np.flatnonzero(fold_of != f)
-        st, v = linear_qr_start(S[tr], Phi[tr], lo, hi)
-        init_states[f, : tr.size] = st
-        init_vs[f, : tr.size] = v
+        va = np.flatnonzero(fold_of == f)
+        folds.append((tr, va, linear_qr_start(S[tr], Phi[tr], lo, hi)))
     if max_steps is None:
         max_steps = 20 * n + 100
     n_g = gammas.shape[0]
     loss = np.full((n_g, n_folds), np.inf)
     n_bp = np.zeros((n_g, n_folds), np.int64)
     mean_el = np.zeros((n_g, n_folds))
-    status = np.zeros((n_g, n_folds), np.int64)
-    D2 = np.ascontiguousarray(D2, dtype=np.float64)
-    kind = kernel_kind(kernel)
+    truncated = np.zeros((n_g, n_folds), dtype=bool)
     threads = n_threads(n_jobs)
-    K = np.empty_like(D2)
-    # one kernel matrix per gamma (the exp is the costly part), shared by its folds
-    for g in range(n_g):
-        _fill_symmetric_kernel(D2, kind, float(gammas[g]), float(beta), K, threads)
+    per_path = max(tr.size * n for tr, _, _ in folds) * 8
+    concurrent = max(1, min(threads, max(n * n * 8, 64 * 2**20) // max(per_path, 1)))
+    kernel_threads = 1 if concurrent > 1 else threads
 
-        def fold(a, b, g=g):
-            for f in range(a, b):
-                out = _core.cv_fold_path(
-                    K, Phi, S, lo, hi, 1.0 - float(alpha), fold_of, f, init_states[f],
-                    init_vs[f], float(lam_min_ratio), int(max_steps), float(jitter),
-                    int(refactor_every),
-                )
-                loss[g, f], n_bp[g, f], mean_el[g, f], status[g, f] = out
+    def run(task):
+        g, f = divmod(task, n_folds)
+        tr, va, start = folds[f]
+        Ztr = Z[tr]
+        K_tr = kernel_matrix(Ztr, None, kernel, gammas[g], beta, n_jobs=kernel_threads)
+        K_va = kernel_matrix(Ztr, Z[va], kernel, gammas[g], beta, n_jobs=kernel_threads)
+        res = lambda_path(
+            K_tr, Phi[tr], S[tr], alpha, lam_min_ratio=lam_min_ratio, max_steps=max_steps,
+            jitter=jitter, refactor_every=refactor_every, K_val=K_va, Phi_val=Phi[va],
+            S_val=S[va], start=start,
+        )
+        del K_tr, K_va
+        vl = res.val_loss[~np.isnan(res.val_loss)]
+        loss[g, f] = vl.min() if vl.size else np.inf
+        n_bp[g, f] = res.lambdas.shape[0]
+        mean_el[g, f] = res.elbow_sizes.sum() / max(res.lambdas.shape[0], 1)
+        truncated[g, f] = res.truncated
 
-        run_ranges(fold, n_folds, threads)
-    for s in np.unique(status):
-        if s not in (_core.STATUS_OK, _core.STATUS_STEP_CAP):
-            check_status(s, "A cross-validation lambda path")
+    tasks = range(n_g * n_folds)
+    if concurrent == 1:
+        for t in tasks:
+            run(t)
+    else:
+        with ThreadPoolExecutor(concurrent) as pool:
+            list(pool.map(run, tasks))
     cv_loss = loss.mean(axis=1)
     best = int(np.nanargmin(cv_loss)) if np.any(np.isfinite(cv_loss)) else 0
-    info = {"n_breakpoints": n_bp, "mean_elbow": mean_el, "truncated": status == 1}
+    info = {"n_breakpoints": n_bp, "mean_elbow": mean_el, "truncated": truncated}
     return float(gammas[best]), cv_loss, info
-
-
-def _fill_symmetric_kernel(D2, kind, gamma, beta, K, threads):
-    """Kernel of a symmetric squared-distance matrix, upper triangle split evenly in threads."""
-    n = D2.shape[0]
-    threads = max(1, min(threads, n // 64))
-    if threads == 1:
-        _core.kernel_sym_rows(D2, kind, gamma, beta, K, 0, n)
-        return
-    # row i costs n - i: cut so that every thread gets the same share of the triangle
-    total = n * (n + 1) / 2.0
-    cuts = [0]
-    for t in range(1, threads):
-        target = total * t / threads
-        # solve i n - i^2 / 2 = target for i
-        i = n - np.sqrt(max(n * n - 2.0 * target, 0.0))
-        cuts.append(int(round(i)))
-    cuts.append(n)
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(
-            lambda k: _core.kernel_sym_rows(D2, kind, gamma, beta, K, cuts[k], cuts[k + 1]),
-            range(threads),
-        ))

@@ -17,8 +17,8 @@ from .._kqr import (
     linear_qr_start,
     phi_design,
     select_gamma_cv,
-    sq_dists,
 )
+from .._kqr._kernels import check_memory
 
 
 class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
@@ -152,12 +152,17 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
         S = break_ties(y)
         n = y.shape[0]
         max_steps = default_max_steps(n, self.max_steps)
+        check_memory(
+            int(n * n * 8 * 1.05) + n * 64 * 8,
+            f"KernelQuantileRegressor.fit with n_samples={n} (an {n} x {n} float64 kernel "
+            "matrix)",
+            "fit on fewer samples (the kernel grows as n_samples**2) or free memory.",
+        )
         if self.gamma == "auto":
-            D2 = sq_dists(X, X)
-            grid = gamma_grid(D2, self.gamma_grid)
+            grid = gamma_grid(X, self.gamma_grid)
             if n >= 2 * self.n_folds:
                 self.gamma_, self.cv_loss_, _ = select_gamma_cv(
-                    D2, Phi, S, alpha, grid, kernel=self.kernel, n_folds=self.n_folds,
+                    X, Phi, S, alpha, grid, kernel=self.kernel, n_folds=self.n_folds,
                     random_state=self.random_state, lam_min_ratio=self.lambda_min_ratio,
                     max_steps=max_steps,
                 )

@@ -7,14 +7,20 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.linear_model import LinearRegression
-from sklearn.utils import check_random_state
+from sklearn.utils import _safe_indexing, check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._core import min_calibration_size, warn_small_calibration
+from .._core._row_keys import keyed_uniforms, row_keys
 from .._core._validation import SmallCalibrationWarning
 from .._estimator_mixins import ConformalRegressorMixin
-from .._estimator_utils import is_frozen, resolve_confidence_level, split_calibration
+from .._estimator_utils import (
+    is_frozen,
+    keep_frame,
+    resolve_confidence_level,
+    split_calibration,
+)
 from .._kqr import (
     KERNELS,
     SPathSolver,
@@ -27,10 +33,29 @@ from .._kqr import (
     linear_qr_start,
     phi_design,
     select_gamma_cv,
-    sq_dists,
 )
+from .._kqr._kernels import check_memory
+from ..exceptions import InsufficientMemoryError
 
 _CHUNK = 2048
+
+
+def _allows_nan(obj):
+    try:
+        return bool(get_tags(obj).input_tags.allow_nan)
+    except (AttributeError, TypeError):  # duck-typed objects without sklearn tags
+        return False
+
+
+def _column(X, col):
+    """Column ``col`` (by position) of an array or DataFrame, as an ndarray."""
+    vals = np.asarray(_safe_indexing(X, col, axis=1))
+    if vals.dtype.kind == "f" and np.any(np.isnan(vals)):
+        raise ValueError(
+            f"phi={col} names a column holding group labels, and it contains NaN; give every "
+            "row a group (e.g. a separate label for missing values)."
+        )
+    return vals
 
 
 def _as_float(Z):
@@ -64,12 +89,17 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     embedding : transformer, default=None
         Maps ``X`` to the kernel's input space (e.g. ``PCA(3)``); fitted on the training part
         only (on the calibration ``X`` when the estimator is frozen) and applied to calibration
-        and test points alike. ``None`` uses ``X`` as is.
+        and test points alike. ``None`` uses ``X`` as is. The point
+        regressor always receives ``X`` as passed (a DataFrame stays a DataFrame, e.g. for a
+        ``ColumnTransformer`` pipeline); only the kernel needs finite numbers, so ``X`` with
+        NaN or non-numeric columns needs an embedding that maps it to finite numbers (e.g. a
+        ``ColumnTransformer`` with ``OneHotEncoder`` and ``SimpleImputer``) and a point
+        regressor that accepts it.
     phi : "intercept", int or callable, default="intercept"
         Finite-dimensional part ``Phi(x)`` of the function class: an intercept (marginal
         coverage plus the kernel part), the index of a column of ``X`` holding group labels
         (intercept + one-hot of the groups seen in calibration: coverage holds within every
-        group), or a callable ``X -> array (n_samples, d)``.
+        group), or a callable ``X -> array (n_samples, d)`` (given ``X`` as passed).
     kernel : {"rbf", "laplacian", "matern32", "matern52", "imq"}, default="rbf"
         Kernel on the embedding; every choice has ``k(x, x) = 1``.
     gamma : float > 0 or "auto", default="auto"
@@ -84,12 +114,18 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     n_folds : int, default=5
         Folds of the gamma cross-validation.
     randomized : bool, default=True
-        Randomised cutoff (exact coverage) or the deterministic one (``U = 1 - alpha``).
+        Randomised cutoff (exact coverage) or the deterministic one (``U = 1 - alpha``). A test
+        row's ``U`` is a keyed hash of its content and a seed drawn at fit, so a row gets the
+        same interval however rows are batched, ordered or sent one at a time.
     confidence_level : float in (0, 1), default=0.9
         Target coverage.
     calibration_size : float in (0, 1) or int, default=0.3
         Fraction (or number) of samples held out for calibration (ignored for a frozen
-        estimator).
+        estimator). ``fit`` and each ``predict_cutoff``/``predict_interval`` call hold one
+        ``n_cal x n_cal`` float64 kernel matrix (``8 n_cal^2`` bytes: 3.2 GB at 20,000) while
+        they run; none is kept between calls. When it would not fit in the available memory
+        they raise :class:`~sklearn_conformal.exceptions.InsufficientMemoryError` before
+        allocating it.
     lambda_min_ratio : float, default=1e-3
         The lambda paths end at this fraction of their first breakpoint.
     max_steps : int, default=None
@@ -101,6 +137,13 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         ``(None, 1)``, chunks of test points are dispatched through ``joblib.Parallel``, so a
         joblib backend set by the caller (e.g. Dask or Ray) can spread them over a cluster;
         results are identical either way.
+    keep_kernel : bool, default=False
+        Keep the ``n_cal x n_cal`` kernel matrix and the solver prepared at the fitted level
+        after ``fit`` (``8 n_cal^2`` bytes held for the estimator's lifetime), so that each
+        prediction call at the fitted level skips their ``O(n_cal^2)`` rebuild: for serving
+        many small calls. Results are identical either way and prediction never modifies the
+        estimator. A pickle never contains the kernel; loading rebuilds it (when it fits in
+        memory).
     random_state : int, RandomState instance or None, default=None
         Controls the calibration split, the cross-validation folds and ``U``.
 
@@ -154,6 +197,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         "lambda_min_ratio": [Interval(Real, 0, 1, closed="left")],
         "max_steps": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
+        "keep_kernel": ["boolean"],
         "random_state": ["random_state"],
     }
 
@@ -174,6 +218,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         lambda_min_ratio=1e-3,
         max_steps=None,
         n_jobs=None,
+        keep_kernel=False,
         random_state=None,
     ):
         self.estimator = estimator
@@ -190,6 +235,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self.lambda_min_ratio = lambda_min_ratio
         self.max_steps = max_steps
         self.n_jobs = n_jobs
+        self.keep_kernel = keep_kernel
         self.random_state = random_state
 
     # ------------------------------------------------------------------------------------
@@ -206,7 +252,12 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         self : object
         """
-        X, y = validate_data(self, X, y, y_numeric=True, dtype=np.float64)
+        # the point model and the embedding see X as passed (a DataFrame stays one, for column
+        # transformers); NaN is left to them (see _embed for the kernel's own input)
+        X_checked, y = validate_data(
+            self, X, y, y_numeric=True, dtype=None, ensure_all_finite="allow-nan"
+        )
+        X = keep_frame(X, X_checked)
         y = np.asarray(y, dtype=float)
         rng = check_random_state(self.random_state)
         estimator = LinearRegression() if self.estimator is None else self.estimator
@@ -244,13 +295,13 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         too_small = n < min_calibration_size(self.confidence_level)
         if too_small:
             warn_small_calibration(n, self.confidence_level)
-        D2 = sq_dists(self._Z_cal, self._Z_cal)
+        self._check_memory(n, "fit")
         if self.gamma == "auto":
-            grid = gamma_grid(D2, self.gamma_grid)
+            grid = gamma_grid(self._Z_cal, self.gamma_grid)
             self.gamma_grid_ = grid
             if n >= 2 * self.n_folds and not too_small:
                 self.gamma_, self.cv_loss_, info = select_gamma_cv(
-                    D2, Phi, self._S, alpha, grid, kernel=self.kernel,
+                    self._Z_cal, Phi, self._S, alpha, grid, kernel=self.kernel,
                     n_folds=self.n_folds, random_state=cv_seed,
                     lam_min_ratio=self.lambda_min_ratio, max_steps=self._max_steps,
                     n_jobs=self.n_jobs,
@@ -261,32 +312,81 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
                 self.gamma_ = float(grid[grid.size // 2])
         else:
             self.gamma_ = float(self.gamma)
-        K = kernel_matrix(self._Z_cal, self._Z_cal, self.kernel, self.gamma_)
-        self._start = {}
-        path = self._lambda_path(K, alpha)
+        K = self._kernel_cal()
+        lam_stop = None if self.lambda_ == "auto" else float(self.lambda_)
+        path = self._lambda_path(K, alpha, lam_stop)
         self.lam_ = float(path.lam)
         self.path_lambdas_ = path.lambdas
         self.path_sic_ = path.sic
         self.path_elbow_sizes_ = path.elbow_sizes
         self.path_truncated_ = bool(path.truncated)
-        self._solvers = {alpha: SPathSolver(
-            K, self._Phi, self._S, alpha, self.lam_, path.state, path.v,
-            max_steps=self._max_steps,
-        )}
-        self._K = K
+        # the solution at lam_ (O(n)); unless keep_kernel, the kernel matrix (O(n^2)) is not
+        # kept: predict rebuilds it for the duration of the call. Preparing the S-path solver
+        # here raises on a singular elbow system at fit time rather than at the first predict.
+        self._path_state, self._path_v = path.state, path.v
+        solver = SPathSolver(K, Phi, self._S, alpha, self.lam_, path.state, path.v,
+                             max_steps=self._max_steps)
+        self._kept_solver = solver if self.keep_kernel else None
         return self
 
-    def _lambda_path(self, K, alpha):
-        lo, hi = -alpha, 1.0 - alpha
-        if alpha not in self._start:
-            self._start[alpha] = linear_qr_start(self._S, self._Phi, lo, hi)
-        lam_stop = None if self.lambda_ == "auto" else float(self.lambda_)
-        if alpha != 1.0 - self.confidence_level and getattr(self, "lam_", None) is not None:
-            lam_stop = self.lam_
+    def _prediction_solver(self, alpha):
+        """The S-path solver for a prediction call (the kept one, or one built for the call)."""
+        kept = getattr(self, "_kept_solver", None)
+        if kept is not None and alpha == 1.0 - self.confidence_level:
+            return kept
+        if kept is not None:
+            return self._solver(kept.K, alpha)
+        self._check_memory(self.n_calibration_, "predict_cutoff")
+        return self._solver(self._kernel_cal(), alpha)
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if state.get("_kept_solver") is not None:
+            # the kernel (O(n^2)) never travels in a pickle; __setstate__ rebuilds it
+            state = dict(state, _kept_solver=None, _rebuild_kept_solver=True)
+        return state
+
+    def __setstate__(self, state):
+        rebuild = state.pop("_rebuild_kept_solver", False)
+        super().__setstate__(state)
+        if rebuild:
+            try:
+                self._kept_solver = self._prediction_solver(1.0 - self.confidence_level)
+            except InsufficientMemoryError:  # loads; predictions then rebuild per call
+                self._kept_solver = None
+
+    def _lambda_path(self, K, alpha, lam_stop):
+        start = linear_qr_start(self._S, self._Phi, -alpha, 1.0 - alpha)
         return lambda_path(
             K, self._Phi, self._S, alpha, lam_stop=lam_stop, lam_min_ratio=self.lambda_min_ratio,
-            max_steps=self._max_steps, start=self._start[alpha],
+            max_steps=self._max_steps, start=start,
         )
+
+    def _check_memory(self, n, when):
+        """Fail early, with the remedy, when the n_cal x n_cal kernel would not fit in memory."""
+        check_memory(
+            int(n * n * 8 * 1.05) + n * 64 * 8,
+            f"SpeedCPRegressor.{when} with n_calibration={n} (an {n} x {n} float64 kernel "
+            "matrix)",
+            "use a smaller calibration_size (the kernel grows as n_calibration**2) or free "
+            "memory.",
+        )
+
+    def _kernel_cal(self):
+        """The calibration kernel matrix, built for the caller (never stored on ``self``)."""
+        return kernel_matrix(self._Z_cal, None, self.kernel, self.gamma_, n_jobs=self.n_jobs)
+
+    def _solver(self, K, alpha):
+        """The S-path solver at level ``1 - alpha`` on ``K``, local to the calling method: at
+        the fitted level from the fitted solution, at another level from a lambda path run to
+        ``lam_`` (nothing is cached on the estimator, so predict never mutates it)."""
+        if alpha == 1.0 - self.confidence_level:
+            lam, state, v = self.lam_, self._path_state, self._path_v
+        else:
+            path = self._lambda_path(K, alpha, self.lam_)
+            lam, state, v = path.lam, path.state, path.v
+        return SPathSolver(K, self._Phi, self._S, alpha, lam, state, v,
+                           max_steps=self._max_steps)
 
     # ------------------------------------------------------------------------------------
     def _phi_fit(self, X):
@@ -297,7 +397,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             col = int(self.phi)
             if not -X.shape[1] <= col < X.shape[1]:
                 raise ValueError(f"phi={col} is not a column index of X ({X.shape[1]} columns).")
-            self.phi_categories_ = np.unique(X[:, col])
+            self.phi_categories_ = np.unique(_column(X, col))
             return self._phi_transform(X)
         self.phi_categories_ = None
         return self._phi_transform(X)
@@ -307,7 +407,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         if isinstance(self.phi, str):
             return np.ones((n, 1))
         if isinstance(self.phi, numbers.Integral):
-            vals = X[:, int(self.phi)]
+            vals = _column(X, int(self.phi))
             cats = self.phi_categories_
             onehot = (vals[:, None] == cats[None, :]).astype(float)
             return np.column_stack([np.ones(n), onehot])
@@ -319,36 +419,38 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         return out
 
     def _embed(self, X):
+        """The kernel's input: ``embedding_.transform(X)``, or ``X`` itself; finite numbers."""
+        source = (
+            "X itself (embedding=None)" if self.embedding_ is None
+            else f"the output of embedding={type(self.embedding_).__name__}"
+        )
+        remedy = (
+            "pass embedding= a transformer mapping X to finite numbers, e.g. a "
+            "ColumnTransformer with OneHotEncoder for categories and SimpleImputer for missing "
+            "values (the point estimator still receives X unchanged)."
+        )
         Z = X if self.embedding_ is None else self.embedding_.transform(X)
-        Z = _as_float(Z)
+        try:
+            Z = _as_float(Z)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"The kernel's input is {source}, which is not numeric ({exc}); {remedy}"
+            ) from None
         if Z.ndim == 1:
             Z = Z[:, None]
         if not np.all(np.isfinite(Z)):
-            raise ValueError("The embedding produced non-finite values.")
+            what = "NaN" if np.any(np.isnan(Z)) else "infinity"
+            raise ValueError(
+                f"The kernel's input is {source}, which contains {what}: the kernel cannot "
+                f"take NaN or infinity; {remedy}"
+            )
         return Z
 
-    def _solver(self, alpha):
-        if alpha not in self._solvers:
-            path = self._lambda_path(self._kernel_cal(), alpha)
-            self._solvers[alpha] = SPathSolver(
-                self._kernel_cal(), self._Phi, self._S, alpha, path.lam, path.state, path.v,
-                max_steps=self._max_steps,
-            )
-        return self._solvers[alpha]
-
-    def _kernel_cal(self):
-        if getattr(self, "_K", None) is None:
-            self._K = kernel_matrix(self._Z_cal, self._Z_cal, self.kernel, self.gamma_)
-        return self._K
-
-    def __getstate__(self):
-        state = super().__getstate__().copy()
-        # the kernel matrix and prepared solvers are rebuilt on demand (O(n^2) memory)
-        state.pop("_K", None)
-        state["_solvers"] = {}
-        return state
-
     # ------------------------------------------------------------------------------------
+    def _check_X(self, X):
+        X_checked = validate_data(self, X, reset=False, dtype=None, ensure_all_finite="allow-nan")
+        return keep_frame(X, X_checked)
+
     def predict(self, X):
         """Point prediction of the regressor.
 
@@ -357,7 +459,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X = self._check_X(X)
         return np.asarray(self.estimator_.predict(X), dtype=float).ravel()
 
     def predict_cutoff(self, X, confidence_level=None):
@@ -368,7 +470,8 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         A negative value (possible with the randomised rule) means an empty set.
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float64)
+        X_raw = X
+        X = self._check_X(X)
         level = resolve_confidence_level(self, confidence_level)
         alpha = 1.0 - level
         n_t = X.shape[0]
@@ -387,12 +490,16 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         Phi_t = Phi_raw @ self._phi_basis
         Z = self._embed(X)
         if self.randomized:
-            U = np.random.default_rng(self._u_seed).uniform(-alpha, 1.0 - alpha, size=n_t)
+            # one uniform per row content (not per position): a row gets the same cutoff in any
+            # batch, order or one-row-at-a-time; U = u - alpha is uniform on [-alpha, 1 - alpha]
+            U = keyed_uniforms(row_keys(X_raw), self._u_seed) - alpha
         else:
             U = np.full(n_t, 1.0 - alpha)
-        solver = self._solver(alpha)
         cut = np.full(n_t, np.inf)
         idx = np.flatnonzero(ok)
+        if idx.size == 0:
+            return cut
+        solver = self._prediction_solver(alpha)
         chunks = [idx[i:i + _CHUNK] for i in range(0, idx.size, _CHUNK)]
         if len(chunks) > 1 and self.n_jobs not in (None, 1):
             # one task per chunk; joblib's backend (threads by default, or e.g. a Dask/Ray
@@ -422,7 +529,8 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         X : array-like of shape (n_samples, n_features)
         confidence_level : float in (0, 1), default=None
             Overrides the fitted level (the lambda path is re-run at the new level with the
-            fitted ``gamma_`` and ``lam_``).
+            fitted ``gamma_`` and ``lam_``, on every such call: predictions never modify the
+            estimator, so calls at any levels may run concurrently).
 
         Returns
         -------
@@ -441,12 +549,16 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.allow_nan = False
+        # NaN reaches the point model and the embedding; the kernel itself never takes it
+        estimator = LinearRegression() if self.estimator is None else self.estimator
+        tags.input_tags.allow_nan = (
+            self.embedding is not None and _allows_nan(estimator) and _allows_nan(self.embedding)
+        )
         tags.non_deterministic = False
         return tags
 
 
 def _chunk_cutoffs(solver, Z_cal, Z, Phi_t, U, kernel, gamma, n_jobs):
-    K_t = kernel_matrix(Z, Z_cal, kernel, gamma)
+    K_t = kernel_matrix(Z, Z_cal, kernel, gamma, n_jobs=1)
     cut, _, _, _ = solver.cutoffs(K_t, np.ones(Z.shape[0]), Phi_t, U, n_jobs=n_jobs)
     return cut
