@@ -126,7 +126,9 @@ class PredictionIntervalDisplay:
         lo, hi = _as_intervals(self.y_interval, n).T
         if kind == "feature":
             if self.x is None:
-                raise ValueError("kind='feature' needs x (the feature values); or use kind='truth'.")
+                raise ValueError(
+                    "kind='feature' needs x (the feature values); or use kind='truth'."
+                )
             h = _as_1d("x", self.x, n)
         else:
             h = y
