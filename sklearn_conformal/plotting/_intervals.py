@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._utils import _column, _get_ax, _style, check_matplotlib_support
+from ._utils import _column, _get_ax, _legend, _style, check_matplotlib_support
 
 
 def _as_1d(name, values, n=None):
@@ -175,7 +175,7 @@ class PredictionIntervalDisplay:
             self.oracle_lines_ = [low, high]
         xlabel = (self.feature_name or "Feature") if kind == "feature" else "Observed target"
         ax.set(xlabel=xlabel, ylabel="Target")
-        ax.legend(loc="best")
+        _legend(ax, loc="best")
         self.ax_ = ax
         self.figure_ = fig
         return self
@@ -360,7 +360,7 @@ class CutoffDisplay:
                      "label": f"Split conformal ({float(self.reference):.3g})"}
             self.reference_line_ = ax.axhline(float(self.reference), **_style(style, reference_kw))
         ax.set(xlabel=self.feature_name or "Feature", ylabel="Score cutoff")
-        ax.legend(loc="best")
+        _legend(ax, loc="best")
         self.ax_ = ax
         self.figure_ = fig
         return self

@@ -2,7 +2,14 @@
 
 import numpy as np
 
-from ._utils import _check_ci_level, _get_ax, _style, check_matplotlib_support, wilson_interval
+from ._utils import (
+    _check_ci_level,
+    _get_ax,
+    _legend,
+    _style,
+    check_matplotlib_support,
+    wilson_interval,
+)
 
 _BY = ("class", "group", "size")
 _XLABELS = {"class": "Class", "group": "Group", "size": "Set size"}
@@ -177,7 +184,7 @@ class CoverageDisplay:
         ax.set_xticks(pos)
         ax.set_xticklabels([str(label) for label in labels])
         ax.set(xlabel=_XLABELS.get(self.by, str(self.by)), ylabel="Coverage", ylim=(0.0, 1.05))
-        ax.legend(loc="lower right")
+        _legend(ax, loc="lower right")
         self.ax_ = ax
         self.figure_ = fig
         return self
@@ -361,7 +368,7 @@ class SetSizeDisplay:
         self.bars_ = ax.bar(pos, counts, **_style(style, kwargs))
         ax.set_xticks(pos)
         ax.set(xlabel="Set size", ylabel="Fraction of samples" if normalize else "Count")
-        ax.legend(loc="best")
+        _legend(ax, loc="best")
         self.ax_ = ax
         self.figure_ = fig
         return self

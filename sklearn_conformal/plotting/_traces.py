@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from ._utils import _get_ax, _style, check_matplotlib_support
+from ._utils import _get_ax, _legend, _style, check_matplotlib_support
 
 
 def _panel_axes(ax, n_panels, caller_name):
@@ -123,7 +123,7 @@ class CaCTTraceDisplay:
 
         self.multiplier_lines_ = draw(axes[0], np.arange(mult.shape[0]), mult, kwargs)
         axes[0].set(xlabel="Update", ylabel="Multiplier", title="Class-wise multipliers")
-        axes[0].legend(loc="best", fontsize="small")
+        _legend(axes[0], loc="best", fontsize="small")
         self.constraint_lines_ = self.zero_line_ = None
         if cons is not None:
             self.constraint_lines_ = draw(axes[1], np.arange(1, cons.shape[0] + 1), cons,
@@ -131,7 +131,7 @@ class CaCTTraceDisplay:
             self.zero_line_ = axes[1].axhline(0.0, color="black", linestyle=":", linewidth=1)
             axes[1].set(xlabel="Update", ylabel="Normalised constraint (feasible <= 0)",
                         title="Class-wise constraints")
-            axes[1].legend(loc="best", fontsize="small")
+            _legend(axes[1], loc="best", fontsize="small")
         self.axes_ = axes
         self.figure_ = fig
         return self

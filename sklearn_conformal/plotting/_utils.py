@@ -45,6 +45,12 @@ def _style(defaults, user):
     return out
 
 
+def _legend(ax, **kwargs):
+    """Draw the legend when some artist has a label (matplotlib warns otherwise)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
 def wilson_interval(coverage, n, ci_level=0.95):
     """Wilson score interval of a binomial proportion.
 
