@@ -217,6 +217,11 @@ def test_set_size_histogram(pyplot, iris_classifier):
     assert f"{sizes.mean():.2f}" in ax.get_legend().get_texts()[0].get_text()
     assert ax.get_xlabel() == "Set size" and ax.get_ylabel() == "Count"
 
+    # a display redraws on other axes, replacing its artists
+    _, other = pyplot.subplots()
+    first_bars = disp.bars_
+    assert disp.plot(ax=other) is disp and disp.ax_ is other and disp.bars_ is not first_bars
+
     disp = SetSizeDisplay.from_predictions(clf.predict_set(X), normalize=True)
     sizes = clf.predict_set(X).sum(axis=1)
     np.testing.assert_allclose(_bar_heights(disp.bars_), np.bincount(sizes, minlength=4) / 150)

@@ -109,6 +109,7 @@ class CaCTTraceDisplay:
         if labels.shape[0] != n_classes:
             raise ValueError(f"class_labels must have {n_classes} entries, got {labels.shape[0]}.")
         axes, fig = _panel_axes(ax, 1 if cons is None else 2, f"{type(self).__name__}.plot")
+        from matplotlib.ticker import MaxNLocator
         per_class = n_classes <= max_classes
 
         def draw(axis, steps, values, style):
@@ -123,6 +124,7 @@ class CaCTTraceDisplay:
 
         self.multiplier_lines_ = draw(axes[0], np.arange(mult.shape[0]), mult, kwargs)
         axes[0].set(xlabel="Update", ylabel="Multiplier", title="Class-wise multipliers")
+        axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))
         _legend(axes[0], loc="best", fontsize="small")
         self.constraint_lines_ = self.zero_line_ = None
         if cons is not None:
@@ -131,6 +133,7 @@ class CaCTTraceDisplay:
             self.zero_line_ = axes[1].axhline(0.0, color="black", linestyle=":", linewidth=1)
             axes[1].set(xlabel="Update", ylabel="Normalised constraint (feasible <= 0)",
                         title="Class-wise constraints")
+            axes[1].xaxis.set_major_locator(MaxNLocator(integer=True))
             _legend(axes[1], loc="best", fontsize="small")
         self.axes_ = axes
         self.figure_ = fig
