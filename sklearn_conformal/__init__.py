@@ -20,6 +20,7 @@ __getattr__, __dir__, __all__ = attach(
         "CoCPRegressor": ".regression",
         "metrics": ".metrics",
         "datasets": ".datasets",
+        "plotting": ".plotting",
         "exceptions": ".exceptions",
     },
 )
