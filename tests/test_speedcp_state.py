@@ -129,6 +129,14 @@ def test_concurrent_predicts_at_different_levels_equal_serial(keep_kernel):
         np.testing.assert_array_equal(fresh.predict_interval(Xt, confidence_level=lv), iv)
 
 
+def test_auto_keeps_the_kernel_only_within_its_memory_budget(monkeypatch):
+    from sklearn_conformal.regression import _speedcp
+
+    assert _fitted(lambda_=0.5)._kept_solver is not None
+    monkeypatch.setattr(_speedcp, "_KEEP_KERNEL_BYTES", 8 * 10**2)
+    assert _fitted(lambda_=0.5)._kept_solver is None
+
+
 def test_keep_kernel_gives_identical_results_and_never_pickles_the_kernel():
     n_cal = 300
     lean = _fitted(n_cal=n_cal, lambda_="auto")
@@ -183,7 +191,7 @@ _PEAK_SCRIPT = textwrap.dedent("""
     X = rng.uniform(-2, 2, size=(n, 2))
     y = X[:, 0] + rng.normal(size=n)
     reg = SpeedCPRegressor(FrozenEstimator(LinearRegression().fit(X, y)),
-                           gamma_grid=[0.5, 2.0], random_state=0)
+                           gamma_grid=[0.5, 2.0], keep_kernel=False, random_state=0)
     reg.fit(X[:60], y[:60])
     kernel_matrix(X[:60], X[:60])
     out = {}

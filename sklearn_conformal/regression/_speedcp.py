@@ -38,6 +38,8 @@ from .._kqr._kernels import check_memory
 from ..exceptions import InsufficientMemoryError
 
 _CHUNK = 2048
+# "auto" keeps the calibration kernel after fit up to this size (n_cal <= 5792)
+_KEEP_KERNEL_BYTES = 256 * 2**20
 
 
 def _allows_nan(obj):
@@ -137,13 +139,15 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         ``(None, 1)``, chunks of test points are dispatched through ``joblib.Parallel``, so a
         joblib backend set by the caller (e.g. Dask or Ray) can spread them over a cluster;
         results are identical either way.
-    keep_kernel : bool, default=False
+    keep_kernel : "auto" or bool, default="auto"
         Keep the ``n_cal x n_cal`` kernel matrix and the solver prepared at the fitted level
         after ``fit`` (``8 n_cal^2`` bytes held for the estimator's lifetime), so that each
-        prediction call at the fitted level skips their ``O(n_cal^2)`` rebuild: for serving
-        many small calls. Results are identical either way and prediction never modifies the
-        estimator. A pickle never contains the kernel; loading rebuilds it (when it fits in
-        memory).
+        prediction call at the fitted level skips their ``O(n_cal^2)`` rebuild: what serving
+        one row at a time needs. ``"auto"`` keeps them while they take at most 256 MiB
+        (``n_cal <= 5792``); ``False`` frees them after ``fit`` (predict rebuilds them for the
+        duration of each call). Results are identical either way and prediction never
+        modifies the estimator. A pickle never contains the kernel; loading rebuilds it (when
+        it fits in memory).
     random_state : int, RandomState instance or None, default=None
         Controls the calibration split, the cross-validation folds and ``U``.
 
@@ -197,7 +201,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         "lambda_min_ratio": [Interval(Real, 0, 1, closed="left")],
         "max_steps": [Interval(Integral, 1, None, closed="left"), None],
         "n_jobs": [Integral, None],
-        "keep_kernel": ["boolean"],
+        "keep_kernel": [StrOptions({"auto"}), "boolean"],
         "random_state": ["random_state"],
     }
 
@@ -218,7 +222,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         lambda_min_ratio=1e-3,
         max_steps=None,
         n_jobs=None,
-        keep_kernel=False,
+        keep_kernel="auto",
         random_state=None,
     ):
         self.estimator = estimator
@@ -326,8 +330,13 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self._path_state, self._path_v = path.state, path.v
         solver = SPathSolver(K, Phi, self._S, alpha, self.lam_, path.state, path.v,
                              max_steps=self._max_steps)
-        self._kept_solver = solver if self.keep_kernel else None
+        self._kept_solver = solver if self._keeps_kernel(n) else None
         return self
+
+    def _keeps_kernel(self, n_calibration):
+        if self.keep_kernel == "auto":
+            return 8 * n_calibration**2 <= _KEEP_KERNEL_BYTES
+        return bool(self.keep_kernel)
 
     def _prediction_solver(self, alpha):
         """The S-path solver for a prediction call (the kept one, or one built for the call)."""
