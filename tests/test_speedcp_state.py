@@ -226,7 +226,7 @@ def test_kernel_and_fit_peak_memory_is_about_one_kernel_matrix():
 
 
 def test_over_the_memory_limit_fit_and_predict_fail_early_with_the_remedy(monkeypatch):
-    reg = _fitted(n_cal=400)
+    reg = _fitted(n_cal=400, keep_kernel=False)
     Xt, _ = _hetero(np.random.default_rng(5), 5)
     rng = np.random.default_rng(6)
     X, y = _hetero(rng, 400)
