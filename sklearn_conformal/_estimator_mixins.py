@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ._core._row_keys import row_keys
 from ._estimator_utils import resolve_confidence_level
 
 
@@ -34,11 +35,14 @@ class ConformalClassifierMixin:
         Returns
         -------
         sets : ndarray of bool, shape (n_samples, n_classes)
-            ``sets[i, k]`` is True when ``classes_[k]`` is in the set of sample ``i``.
+            ``sets[i, k]`` is True when ``classes_[k]`` is in the set of sample ``i``. A row's
+            set depends on its content only, not on its position or on the other rows of ``X``.
         """
         proba = self.predict_proba(X)
         level = resolve_confidence_level(self, confidence_level)
-        return self.conformalizer_.predict_set(proba, level)
+        # randomized APS/RAPS key each row's uniform by the row as the user passed it
+        keys = row_keys(X) if self.conformalizer_.uses_test_uniforms else None
+        return self.conformalizer_.predict_set(proba, level, keys=keys)
 
     def score(self, X, y, sample_weight=None):
         """Efficiency under coverage: ``-mean set size - n_classes * shortfall / alpha``.

@@ -5,6 +5,7 @@ from sklearn.utils import check_random_state
 
 from ._calibrators import MODES, ClusterAssignment, class_thresholds, marginal_thresholds
 from ._classification_scores import SCORES, prediction_sets, true_label_scores
+from ._row_keys import keyed_uniforms, row_keys
 from ._validation import check_confidence_level, warn_small_calibration
 
 
@@ -114,7 +115,7 @@ class ClassificationConformalizer:
                 )
         return thresholds
 
-    def predict_set(self, proba, confidence_level=None, random_state=None):
+    def predict_set(self, proba, confidence_level=None, random_state=None, keys=None):
         """Boolean prediction sets of shape ``(n_samples, n_classes)``.
 
         Parameters
@@ -123,18 +124,44 @@ class ClassificationConformalizer:
         confidence_level : float or None
             Overrides the level used at fit time.
         random_state : int, RandomState, Generator or None
-            Seed of the test-time uniforms; by default one drawn at fit, so repeated calls on
-            the same data return the same sets.
+            Seed of the test-time uniforms; by default the one drawn at fit, so repeated calls
+            on the same data return the same sets.
+        keys : ndarray of uint64, shape (n_samples,), default=None
+            Content keys of the test rows (:func:`~._row_keys.row_keys` of the estimator's raw
+            ``X``). APS/RAPS draw each row's uniform from its key, so a row's set does not depend
+            on its position in the batch, and rows get independent uniforms however they are
+            batched. ``None`` keys the rows by their probabilities.
         """
+        proba = np.asarray(proba, dtype=np.float64)
         if confidence_level is None or confidence_level == self.confidence_level_:
             thresholds = self.thresholds_
         else:
             thresholds = self.thresholds(confidence_level)
-        seed = self.predict_seed_ if random_state is None else random_state
-        u = self._uniforms(check_random_state(seed), proba.shape[0])
+        u = self._test_uniforms(proba, random_state, keys)
         return prediction_sets(proba, thresholds, self.score, u, self.k_reg, self.lambda_reg)
 
+    def _test_uniforms(self, proba, random_state, keys):
+        """One uniform per test row from its content key (ones when not randomized)."""
+        n = proba.shape[0]
+        if not self.uses_test_uniforms:
+            return np.ones(n)
+        if keys is None:
+            keys = row_keys(proba)
+        keys = np.asarray(keys, dtype=np.uint64)
+        if keys.shape != (n,):
+            raise ValueError(f"keys must hold one key per row of proba ({n}), got shape {keys.shape}.")
+        seed = self.predict_seed_
+        if random_state is not None:
+            seed = int(check_random_state(random_state).randint(2**31 - 1))
+        return keyed_uniforms(keys, seed)
+
+    @property
+    def uses_test_uniforms(self):
+        """Whether sets depend on per-row uniforms (randomized APS/RAPS), hence on row keys."""
+        return bool(self.randomized) and self.score != "lac"
+
     def _uniforms(self, rng, n):
-        if self.randomized and self.score != "lac":
+        """Calibration uniforms, drawn in row order from the fit-time generator."""
+        if self.uses_test_uniforms:
             return rng.uniform(size=n)
         return np.ones(n)
