@@ -11,12 +11,17 @@
 import subprocess
 import sys
 import textwrap
+import warnings
 
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.datasets import load_iris
 from sklearn.dummy import DummyClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.exceptions import DataConversionWarning
 from sklearn.frozen import FrozenEstimator
+from sklearn.utils import get_tags
 
 from sklearn_conformal import SplitConformalClassifier
 from sklearn_conformal._core import (
@@ -25,6 +30,8 @@ from sklearn_conformal._core import (
     prediction_sets,
     true_label_scores,
 )
+from sklearn_conformal._core._row_keys import row_keys
+from sklearn_conformal.exceptions import ClusteringFallbackWarning
 
 LEVEL = 0.9
 # Monte-Carlo bounds are checked to this many standard errors (false alarm < 1e-5)
@@ -265,3 +272,185 @@ def test_dummy_prior_classifier_with_deterministic_aps_covers(score):
         coverages.append(sets[np.arange(n_test), y[n_cal:]].mean())
     se = _coverage_standard_error(n_cal, n_test, LEVEL, len(coverages))
     assert np.mean(coverages) >= LEVEL - Z * se
+
+
+# ------------------------------------------------------------------ label order of a model
+def _unsorted_model_data(model_classes, n, seed=0):
+    """Rows whose columns are probabilities of ``model_classes`` and labels drawn from them."""
+    proba, column = _calibrated_sample(np.random.default_rng(seed), n, len(model_classes))
+    return proba, np.asarray(model_classes)[column]
+
+
+def _frozen(model_classes):
+    return FrozenEstimator(ProbaIsX(classes=tuple(model_classes)).fit())
+
+
+def test_frozen_model_with_unsorted_classes_keeps_its_columns():
+    model_classes = np.array([2, 0, 1])
+    X, y = _unsorted_model_data(model_classes, 3000)
+    clf = SplitConformalClassifier(_frozen(model_classes), random_state=0).fit(X[:1000], y[:1000])
+    X_test, y_test = X[1000:], y[1000:]
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    # the column of label c is the model's column of c
+    np.testing.assert_array_equal(clf.predict_proba(X_test), X_test[:, [1, 2, 0]])
+    np.testing.assert_array_equal(clf.predict(X_test), model_classes[np.argmax(X_test, axis=1)])
+    sets = clf.predict_set(X_test)
+    coverage = sets[np.arange(len(y_test)), np.searchsorted(clf.classes_, y_test)].mean()
+    se = _coverage_standard_error(1000, len(y_test), LEVEL, 1)
+    assert LEVEL - Z * se <= coverage <= LEVEL + 1 / 1001 + Z * se
+
+
+def test_frozen_model_knowing_an_unsorted_subset_of_the_labels():
+    X, y = _unsorted_model_data([2, 0], 600)
+    y[:30] = 1  # a label the model never predicts
+    clf = SplitConformalClassifier(_frozen([2, 0]), random_state=0).fit(X, y)
+    np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
+    expected = np.column_stack([X[:, 1], np.zeros(len(X)), X[:, 0]])
+    np.testing.assert_array_equal(clf.predict_proba(X), expected)
+
+
+def test_frozen_model_whose_labels_are_of_another_kind_than_y():
+    X, y = _unsorted_model_data([0, 1, 2], 300)
+    with pytest.raises(ValueError, match="classes_"):
+        SplitConformalClassifier(_frozen([0, 1, 2])).fit(X, y.astype(str))
+
+
+# ---------------------------------------------------------------- cluster-mode fallbacks
+def _long_tailed_probabilities(n_frequent, n_rare, seed=0):
+    """Five frequent classes and one rare class (too rare for Ding et al.'s rule)."""
+    rng = np.random.default_rng(seed)
+    proba, y = _calibrated_sample(rng, 5 * n_frequent, 6)
+    proba_rare = rng.dirichlet(np.ones(6), size=n_rare)
+    y = np.concatenate([y[y != 5][: 5 * n_frequent - n_rare], np.full(n_rare, 5)])
+    return np.vstack([proba[: len(y) - n_rare], proba_rare]), y
+
+
+def test_cluster_mode_warns_when_it_falls_back_to_marginal():
+    proba, y = _long_tailed_probabilities(300, 12)
+    with pytest.warns(ClusteringFallbackWarning, match=r"rarest class has only \d+ calibration"):
+        cluster = ClassificationConformalizer("aps", "cluster").fit(proba, y, 6, LEVEL, random_state=0)
+    marginal = ClassificationConformalizer("aps", "marginal").fit(proba, y, 6, LEVEL, random_state=0)
+    assert cluster.clusters_.n_clusters_ == 0
+    # the fallback is exactly marginal calibration, on all calibration points
+    np.testing.assert_array_equal(cluster.thresholds_, marginal.thresholds_)
+    test, _ = _calibrated_sample(np.random.default_rng(5), 200, 6)
+    np.testing.assert_array_equal(cluster.predict_set(test), marginal.predict_set(test))
+
+
+def test_explicit_cluster_parameters_are_passed_and_cluster():
+    proba, y = _long_tailed_probabilities(300, 12)
+    clf = SplitConformalClassifier(
+        _frozen(range(6)), mode="cluster", n_clusters=2, clustering_fraction=0.3, random_state=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClusteringFallbackWarning)
+        clf.fit(proba, y)
+    clusters = clf.conformalizer_.clusters_
+    assert clusters.n_clusters_ == 2
+    assert clusters.cluster_of_class_[5] == -1  # the rare class stays in the null cluster
+    assert 0.25 < (~clusters.calibration_mask_).mean() < 0.35
+
+
+def test_more_clusters_than_frequent_classes_clamps_with_a_warning():
+    proba, y = _long_tailed_probabilities(300, 12)
+    with pytest.warns(ClusteringFallbackWarning, match="n_clusters=9 but only 5"):
+        conformalizer = ClassificationConformalizer(
+            "lac", "cluster", n_clusters=9, clustering_fraction=0.3
+        ).fit(proba, y, 6, LEVEL, random_state=0)
+    # one cluster per frequent class
+    np.testing.assert_array_equal(conformalizer.clusters_.cluster_of_class_, [0, 1, 2, 3, 4, -1])
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"n_clusters": 0}, "n_clusters"),
+    ({"n_clusters": 1.5}, "n_clusters"),
+    ({"clustering_fraction": 1.0}, "clustering_fraction"),
+    ({"clustering_fraction": 0}, "clustering_fraction"),
+])
+def test_bad_cluster_parameters_name_themselves(params, match):
+    proba, y = _long_tailed_probabilities(100, 12)
+    with pytest.raises(ValueError, match=match):
+        SplitConformalClassifier(_frozen(range(6)), mode="cluster", **params).fit(proba, y)
+    with pytest.raises(ValueError, match=match):
+        ClassificationConformalizer("lac", "cluster", **params).fit(proba, y, 6, LEVEL)
+
+
+# ------------------------------------------------------------- labels, targets and levels
+@pytest.fixture
+def iris():
+    return load_iris(return_X_y=True)
+
+
+@pytest.mark.parametrize("labels", [[1, "a", 2.5], [object(), object(), object()]])
+def test_unsortable_object_labels_name_y_and_the_remedy(iris, labels):
+    X, y = iris
+    y_objects = np.array([labels[v] for v in y], dtype=object)
+    with pytest.raises(ValueError, match=r"Unknown label type: y has dtype object.*astype\(str\)"):
+        SplitConformalClassifier(random_state=0).fit(X, y_objects)
+
+
+def test_score_labels_of_another_type_than_fit(iris):
+    X, y = iris
+    clf = SplitConformalClassifier(random_state=0).fit(X, y)
+    with pytest.raises(ValueError, match="cannot be compared with classes_"):
+        clf.score(X, np.array([str(v) for v in y], dtype=object))
+
+
+def test_score_with_a_column_vector_warns_and_equals_the_1d_score(iris):
+    X, y = iris
+    clf = SplitConformalClassifier(random_state=0).fit(X, y)
+    with pytest.warns(DataConversionWarning):
+        column = clf.score(X, y[:, None])
+    assert column == clf.score(X, y)
+    with pytest.raises(ValueError, match="1d array"):
+        clf.score(X, np.column_stack([y, y]))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        clf.score(X, y[:10])
+
+
+@pytest.mark.parametrize("level", [np.array(0.8), np.float32(0.8), np.float64(0.8)])
+def test_numpy_scalar_and_zero_d_confidence_levels(iris, level):
+    X, y = iris
+    reference = SplitConformalClassifier(confidence_level=0.8, random_state=0).fit(X, y)
+    clf = SplitConformalClassifier(confidence_level=level, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(clf.predict_set(X), reference.predict_set(X))
+    np.testing.assert_array_equal(
+        reference.predict_set(X, confidence_level=level), reference.predict_set(X, confidence_level=0.8)
+    )
+    assert clf.score(X, y) == reference.score(X, y)
+
+
+@pytest.mark.parametrize("bad", [True, np.array(True), np.array([0.8]), np.array(1.2), "0.8"])
+def test_bad_confidence_levels_stay_rejected(iris, bad):
+    X, y = iris
+    with pytest.raises((TypeError, ValueError), match="confidence_level"):
+        SplitConformalClassifier(confidence_level=bad).fit(X, y)
+
+
+# ------------------------------------------------------------------------- missing values
+def test_nan_goes_to_a_nan_capable_model(iris):
+    X, y = iris
+    X = X.copy()
+    X[::5, 0] = np.nan
+    clf = SplitConformalClassifier(
+        HistGradientBoostingClassifier(max_iter=15), conformity_score="aps", random_state=0
+    ).fit(X, y)
+    assert get_tags(clf).input_tags.allow_nan
+    np.testing.assert_array_equal(clf.predict_proba(X), clf.estimator_.predict_proba(X))
+    np.testing.assert_array_equal(
+        clf.predict_set(X),
+        clf.conformalizer_.predict_set(clf.estimator_.predict_proba(X), keys=row_keys(X)),
+    )
+    assert not get_tags(SplitConformalClassifier()).input_tags.allow_nan
+    with pytest.raises(ValueError, match="NaN"):
+        SplitConformalClassifier().fit(X, y)
+
+
+class _BrokenTags(ProbaIsX):
+    def __sklearn_tags__(self):
+        raise RuntimeError("no tags here")
+
+
+def test_tags_never_raise():
+    tags = get_tags(SplitConformalClassifier(_BrokenTags()))
+    assert not tags.input_tags.allow_nan

@@ -14,7 +14,7 @@ def check_confidence_level(confidence_level, name="confidence_level"):
     Parameters
     ----------
     confidence_level : float
-        Target coverage probability ``1 - alpha``.
+        Target coverage probability ``1 - alpha`` (a 0-d numeric array is taken as its value).
     name : str, default="confidence_level"
         Parameter name used in the error message.
 
@@ -22,7 +22,11 @@ def check_confidence_level(confidence_level, name="confidence_level"):
     -------
     level : float
     """
-    if isinstance(confidence_level, bool) or not isinstance(confidence_level, numbers.Real):
+    if isinstance(confidence_level, np.ndarray) and confidence_level.ndim == 0:
+        confidence_level = confidence_level[()]  # np.array(0.8) -> np.float64(0.8)
+    if isinstance(confidence_level, (bool, np.bool_)) or not isinstance(
+        confidence_level, numbers.Real
+    ):
         raise TypeError(f"{name} must be a float in (0, 1), got {confidence_level!r}.")
     level = float(confidence_level)
     if not (0.0 < level < 1.0) or not np.isfinite(level):
