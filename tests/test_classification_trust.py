@@ -454,3 +454,16 @@ class _BrokenTags(ProbaIsX):
 def test_tags_never_raise():
     tags = get_tags(SplitConformalClassifier(_BrokenTags()))
     assert not tags.input_tags.allow_nan
+
+
+@pytest.mark.parametrize("u", [1.0, 0.3])
+def test_prefix_sets_at_a_threshold_equal_to_a_rank_order_mass(u):
+    # the mass of these values summed range by range (0.2, 0.1, then the 0.05s) rounds one ulp
+    # above their rank-order sum 0.45, the score of the zero-probability labels
+    rows = np.array([[0.2, 0.05, 0.05, 0.1, 0.05, 0.0, 0.0], [0.05, 0.0, 0.2, 0.05, 0.1, 0.05, 0.0]])
+    u = np.full(2, u)
+    for score, k_reg in (("aps", 0), ("raps", 7)):
+        scores = all_label_scores(rows, score, u, k_reg, 0.01)
+        for threshold in np.unique(scores):
+            sets = prediction_sets(rows, np.full(7, threshold), score, u, k_reg, 0.01)
+            np.testing.assert_array_equal(sets, scores <= threshold)
