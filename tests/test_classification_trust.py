@@ -467,3 +467,25 @@ def test_prefix_sets_at_a_threshold_equal_to_a_rank_order_mass(u):
         for threshold in np.unique(scores):
             sets = prediction_sets(rows, np.full(7, threshold), score, u, k_reg, 0.01)
             np.testing.assert_array_equal(sets, scores <= threshold)
+
+
+class _NaNForSomeRows(ProbaIsX):
+    """A model whose probabilities are NaN where its first feature is negative."""
+
+    def predict_proba(self, X):
+        proba = np.asarray(X, dtype=np.float64)[:, 1:].copy()
+        proba[np.asarray(X)[:, 0] < 0] = np.nan
+        return proba
+
+
+def test_non_finite_model_probabilities_are_an_error_not_empty_sets():
+    proba, y = _calibrated_sample(np.random.default_rng(0), 300, 3)
+    X = np.column_stack([np.ones(300), proba])
+    model = FrozenEstimator(_NaNForSomeRows().fit())
+    clf = SplitConformalClassifier(model, random_state=0).fit(X, y)
+    X_test = X.copy()
+    X_test[[3, 7], 0] = -1.0
+    with pytest.raises(ValueError, match=r"NaN or infinite test probabilities in 2 row\(s\)"):
+        clf.predict_set(X_test)
+    with pytest.raises(ValueError, match="NaN or infinite calibration probabilities"):
+        SplitConformalClassifier(model, random_state=0).fit(X_test, y)

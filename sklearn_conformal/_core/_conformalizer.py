@@ -70,6 +70,7 @@ class ClassificationConformalizer:
         self.confidence_level_ = check_confidence_level(confidence_level)
         rng = check_random_state(random_state)
         self.n_classes_ = int(n_classes)
+        proba = _check_probabilities(proba, self.n_classes_, "calibration")
         y_idx = np.asarray(y_idx, dtype=np.int64)
         self.y_idx_ = y_idx
         self.conformity_scores_ = true_label_scores(
@@ -132,7 +133,7 @@ class ClassificationConformalizer:
             on its position in the batch, and rows get independent uniforms however they are
             batched. ``None`` keys the rows by their probabilities.
         """
-        proba = np.asarray(proba, dtype=np.float64)
+        proba = _check_probabilities(proba, self.n_classes_, "test")
         if confidence_level is None or confidence_level == self.confidence_level_:
             thresholds = self.thresholds_
         else:
@@ -165,3 +166,25 @@ class ClassificationConformalizer:
         if self.uses_test_uniforms:
             return rng.uniform(size=n)
         return np.ones(n)
+
+
+def _check_probabilities(proba, n_classes, part):
+    """``proba`` as float64 of shape ``(n, n_classes)``, or an error naming what is wrong.
+
+    Non-finite probabilities compare False with every threshold and would silently give empty
+    (LAC) or arbitrary (APS/RAPS) sets.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[1] != n_classes:
+        raise ValueError(
+            f"The {part} probabilities must have shape (n_samples, {n_classes}), got "
+            f"{proba.shape}."
+        )
+    if not np.isfinite(proba).all():
+        rows = np.flatnonzero(~np.isfinite(proba).all(axis=1))
+        raise ValueError(
+            f"The model's predict_proba returned NaN or infinite {part} probabilities in "
+            f"{rows.size} row(s) (first: {rows[:5].tolist()}); conformal sets need finite "
+            "probabilities. Check the model, or impute the inputs that produce them."
+        )
+    return proba
