@@ -31,7 +31,7 @@ from sklearn_conformal._core import (
     true_label_scores,
 )
 from sklearn_conformal._core._row_keys import row_keys
-from sklearn_conformal.exceptions import ClusteringFallbackWarning
+from sklearn_conformal.exceptions import ClusteringFallbackWarning, DegenerateDataWarning
 
 LEVEL = 0.9
 # Monte-Carlo bounds are checked to this many standard errors (false alarm < 1e-5)
@@ -303,7 +303,8 @@ def test_frozen_model_with_unsorted_classes_keeps_its_columns():
 def test_frozen_model_knowing_an_unsorted_subset_of_the_labels():
     X, y = _unsorted_model_data([2, 0], 600)
     y[:30] = 1  # a label the model never predicts
-    clf = SplitConformalClassifier(_frozen([2, 0]), random_state=0).fit(X, y)
+    with pytest.warns(DegenerateDataWarning, match=r"label\(s\) of y \(\[1\]\) are absent"):
+        clf = SplitConformalClassifier(_frozen([2, 0]), random_state=0).fit(X, y)
     np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
     expected = np.column_stack([X[:, 1], np.zeros(len(X)), X[:, 0]])
     np.testing.assert_array_equal(clf.predict_proba(X), expected)
@@ -489,3 +490,11 @@ def test_non_finite_model_probabilities_are_an_error_not_empty_sets():
         clf.predict_set(X_test)
     with pytest.raises(ValueError, match="NaN or infinite calibration probabilities"):
         SplitConformalClassifier(model, random_state=0).fit(X_test, y)
+
+
+def test_a_label_missing_from_the_training_split_is_reported(iris):
+    X, y = iris
+    X, y = np.vstack([X, X[:1] + 10.0]), np.append(y, 3)  # label 3 has a single sample
+    with pytest.warns(DegenerateDataWarning, match="absent from the training split"):
+        clf = SplitConformalClassifier(random_state=1, calibration_size=0.5).fit(X, y)
+    assert 3 in clf.classes_

@@ -2,6 +2,8 @@
 
 from numbers import Integral, Real
 
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.linear_model import LogisticRegression
@@ -20,6 +22,7 @@ from .._estimator_mixins import (
     sorted_labels,
 )
 from .._estimator_utils import SPARSE_FORMATS, is_frozen, keep_frame, split_calibration
+from ..exceptions import DegenerateDataWarning
 
 
 class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
@@ -188,6 +191,7 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         # column k of the model's probabilities is label model_classes[k], whatever their order;
         # labels the model never saw (absent from its training split) get probability 0
         self._model_columns = np.searchsorted(self.classes_, model_classes)
+        _warn_unknown_to_model(self.classes_, model_classes, is_frozen(estimator))
         self.conformalizer_ = ClassificationConformalizer(
             score=self.conformity_score,
             mode=self.mode,
@@ -261,3 +265,26 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         proba = np.zeros((model_proba.shape[0], len(self.classes_)))
         proba[:, self._model_columns] = model_proba
         return proba
+
+
+def _warn_unknown_to_model(classes, model_classes, frozen):
+    """Warn about labels of ``y`` the model has no probability column for.
+
+    They get probability 0: sets stay valid (marginal coverage holds), but such a label enters a
+    set only when the threshold admits every label, so its own coverage is usually 0.
+    """
+    unknown = np.setdiff1d(classes, model_classes)
+    if unknown.size == 0:
+        return
+    where = (
+        "the frozen model's classes_"
+        if frozen
+        else "the training split (each needs at least two samples to reach it)"
+    )
+    warnings.warn(
+        f"{unknown.size} label(s) of y ({unknown[:10].tolist()}) are absent from {where}; the "
+        "model gives them probability 0, so they are rarely in any prediction set. Provide "
+        "more samples of them, or a model that knows every label.",
+        DegenerateDataWarning,
+        stacklevel=3,
+    )
