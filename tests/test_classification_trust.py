@@ -498,3 +498,36 @@ def test_a_label_missing_from_the_training_split_is_reported(iris):
     with pytest.warns(DegenerateDataWarning, match="absent from the training split"):
         clf = SplitConformalClassifier(random_state=1, calibration_size=0.5).fit(X, y)
     assert 3 in clf.classes_
+
+
+def _assert_explicit_clusters_cover(score, n_repeats, n_cal=300, n_test=200):
+    rng = np.random.default_rng(2)
+    hits, per_cluster = [], np.zeros((2, 2))
+    for _ in range(n_repeats):
+        proba_cal, y_cal = _calibrated_sample(rng, n_cal, 4, concentration=1.0)
+        proba_test, y_test = _calibrated_sample(rng, n_test, 4, concentration=1.0)
+        conformalizer = ClassificationConformalizer(
+            score, "cluster", n_clusters=2, clustering_fraction=0.3
+        ).fit(proba_cal, y_cal, 4, LEVEL, random_state=int(rng.integers(2**31 - 1)))
+        covered = conformalizer.predict_set(proba_test)[np.arange(n_test), y_test]
+        hits.append(covered.mean())
+        cluster = conformalizer.clusters_.cluster_of_class_[y_test]
+        assert np.all(cluster >= 0)  # every class has enough clustering points here
+        # cluster ids are arbitrary per fit; each fit's per-cluster coverage is >= level in
+        # expectation, so their pooled average is too
+        np.add.at(per_cluster, (cluster, 0), covered)
+        np.add.at(per_cluster, (cluster, 1), 1)
+    # the proper-calibration part has about 0.7 * n_cal points, split between the clusters
+    se = _coverage_standard_error(0.7 * n_cal / 2, n_test / 2, LEVEL, n_repeats)
+    assert np.mean(hits) >= LEVEL - Z * se
+    assert np.all(per_cluster[:, 0] / per_cluster[:, 1] >= LEVEL - Z * se)
+
+
+def test_explicit_clusters_cover_within_every_cluster_quick():
+    _assert_explicit_clusters_cover("aps", n_repeats=30)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("score", ["lac", "aps", "raps"])
+def test_explicit_clusters_cover_within_every_cluster(score):
+    _assert_explicit_clusters_cover(score, n_repeats=200)

@@ -19,8 +19,9 @@ class ClassificationConformalizer:
     mode : {"marginal", "class", "cluster"}, default="marginal"
         Marginal split conformal, class-conditional (LabelCP) or cluster-conditional (ClusterCP).
     randomized : bool, default=True
-        Draw one uniform per sample for APS/RAPS (exact coverage); ``False`` uses ``u = 1``
-        (conservative).
+        One uniform per sample for APS/RAPS (exact coverage): calibration uniforms come from
+        the fit-time generator, test uniforms from each row's content key and a seed drawn at
+        fit (see :meth:`predict_set`). ``False`` uses ``u = 1`` (conservative).
     k_reg, lambda_reg : int, float, default=5, 0.01
         RAPS regularisation.
     n_clusters, clustering_fraction : int or "auto", float or "auto"

@@ -53,7 +53,10 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         calibrates rare classes marginally.
     randomized : bool, default=True
         APS/RAPS only: draw one uniform per sample so coverage is exact rather than
-        conservative. Sets are still prefixes of the ranking by probability.
+        conservative. Sets are still prefixes of the ranking by probability. A test row's
+        uniform is a hash of its content and of a seed drawn at fit, so the same row always gets
+        the same set however rows are batched, ordered or split across calls, while distinct
+        rows get independent uniforms. ``False`` uses ``u = 1``.
     k_reg : int, default=5
         RAPS: rank from which the penalty starts.
     lambda_reg : float, default=0.01
