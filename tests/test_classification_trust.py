@@ -27,6 +27,7 @@ from sklearn_conformal import SplitConformalClassifier
 from sklearn_conformal._core import (
     ClassificationConformalizer,
     all_label_scores,
+    conformal_quantile,
     prediction_sets,
     true_label_scores,
 )
@@ -531,3 +532,20 @@ def test_explicit_clusters_cover_within_every_cluster_quick():
 @pytest.mark.parametrize("score", ["lac", "aps", "raps"])
 def test_explicit_clusters_cover_within_every_cluster(score):
     _assert_explicit_clusters_cover(score, n_repeats=200)
+
+
+def test_auto_rule_with_more_clusters_than_classes_calibrates_each_class():
+    # plenty of data: Ding et al.'s rule asks for more clusters than there are classes, which
+    # used to skip clustering silently (marginal calibration); each class is now its own cluster
+    proba, y = _calibrated_sample(np.random.default_rng(4), 3000, 3, concentration=1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ClusteringFallbackWarning)
+        conformalizer = ClassificationConformalizer("lac", "cluster").fit(
+            proba, y, 3, LEVEL, random_state=0
+        )
+    clusters = conformalizer.clusters_
+    np.testing.assert_array_equal(clusters.cluster_of_class_, [0, 1, 2])
+    mask = clusters.calibration_mask_
+    scores = conformalizer.conformity_scores_[mask]
+    expected = [conformal_quantile(scores[y[mask] == label], LEVEL) for label in range(3)]
+    np.testing.assert_array_equal(conformalizer.thresholds_, expected)

@@ -62,7 +62,9 @@ class ClusterAssignment:
     Parameters
     ----------
     n_clusters : int or "auto"
-        Number of clusters; "auto" uses Ding et al.'s rule from the class counts.
+        Number of clusters; "auto" uses Ding et al.'s rule from the class counts. At most one
+        cluster per class with enough clustering points: a larger value makes each such class
+        its own cluster (with a warning when the value was explicit).
     clustering_fraction : float or "auto"
         Fraction of calibration points spent on clustering (the rest calibrates).
     random_state : int, Generator, RandomState or None
