@@ -3,8 +3,8 @@
 import numpy as np
 from sklearn.utils import check_consistent_length, column_or_1d
 
-from ._core._row_keys import row_keys
 from ._core import check_confidence_level
+from ._core._row_keys import row_keys
 from ._estimator_utils import resolve_confidence_level
 
 
@@ -31,8 +31,8 @@ def check_label_types(y):
     raise ValueError(
         f"Unknown label type: y has dtype object with labels of types {_label_types(y)}; object "
         "class labels must all be strings (numbers mixed with strings, or other objects, cannot "
-        "be ordered into classes_). Convert y to one type, e.g. y = np.asarray(y).astype(str) (or .astype(int) "
-        "for numbers), or encode it with sklearn.preprocessing.LabelEncoder."
+        "be ordered into classes_). Convert y to one type, e.g. y = np.asarray(y).astype(str) "
+        "(or .astype(int) for numbers), or encode it with sklearn.preprocessing.LabelEncoder."
     )
 
 

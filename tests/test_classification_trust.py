@@ -222,7 +222,8 @@ def test_calibration_scores_equal_the_set_kernels_scores_exactly(score, randomiz
     labels = np.arange(k)
     u = np.full(k, 0.37) if randomized else np.ones(k)
     scores = all_label_scores(proba, score, u, 2, 0.05)
-    np.testing.assert_array_equal(true_label_scores(proba, labels, score, u, 2, 0.05), scores[labels, labels])
+    calibration_scores = true_label_scores(proba, labels, score, u, 2, 0.05)
+    np.testing.assert_array_equal(calibration_scores, scores[labels, labels])
     # at a threshold equal to a label's own score the label is in its set
     for threshold in np.unique(scores):
         sets = prediction_sets(proba, np.full(k, threshold), score, u, 2, 0.05)
@@ -330,8 +331,10 @@ def _long_tailed_probabilities(n_frequent, n_rare, seed=0):
 def test_cluster_mode_warns_when_it_falls_back_to_marginal():
     proba, y = _long_tailed_probabilities(300, 12)
     with pytest.warns(ClusteringFallbackWarning, match=r"rarest class has only \d+ calibration"):
-        cluster = ClassificationConformalizer("aps", "cluster").fit(proba, y, 6, LEVEL, random_state=0)
-    marginal = ClassificationConformalizer("aps", "marginal").fit(proba, y, 6, LEVEL, random_state=0)
+        cluster = ClassificationConformalizer("aps", "cluster").fit(
+            proba, y, 6, LEVEL, random_state=0
+        )
+    marginal = ClassificationConformalizer("aps").fit(proba, y, 6, LEVEL, random_state=0)
     assert cluster.clusters_.n_clusters_ == 0
     # the fallback is exactly marginal calibration, on all calibration points
     np.testing.assert_array_equal(cluster.thresholds_, marginal.thresholds_)
@@ -417,7 +420,8 @@ def test_numpy_scalar_and_zero_d_confidence_levels(iris, level):
     clf = SplitConformalClassifier(confidence_level=level, random_state=0).fit(X, y)
     np.testing.assert_array_equal(clf.predict_set(X), reference.predict_set(X))
     np.testing.assert_array_equal(
-        reference.predict_set(X, confidence_level=level), reference.predict_set(X, confidence_level=0.8)
+        reference.predict_set(X, confidence_level=level),
+        reference.predict_set(X, confidence_level=0.8),
     )
     assert clf.score(X, y) == reference.score(X, y)
 
@@ -462,7 +466,9 @@ def test_tags_never_raise():
 def test_prefix_sets_at_a_threshold_equal_to_a_rank_order_mass(u):
     # the mass of these values summed range by range (0.2, 0.1, then the 0.05s) rounds one ulp
     # above their rank-order sum 0.45, the score of the zero-probability labels
-    rows = np.array([[0.2, 0.05, 0.05, 0.1, 0.05, 0.0, 0.0], [0.05, 0.0, 0.2, 0.05, 0.1, 0.05, 0.0]])
+    rows = np.array(
+        [[0.2, 0.05, 0.05, 0.1, 0.05, 0.0, 0.0], [0.05, 0.0, 0.2, 0.05, 0.1, 0.05, 0.0]]
+    )
     u = np.full(2, u)
     for score, k_reg in (("aps", 0), ("raps", 7)):
         scores = all_label_scores(rows, score, u, k_reg, 0.01)

@@ -151,7 +151,9 @@ class ClassificationConformalizer:
             keys = row_keys(proba)
         keys = np.asarray(keys, dtype=np.uint64)
         if keys.shape != (n,):
-            raise ValueError(f"keys must hold one key per row of proba ({n}), got shape {keys.shape}.")
+            raise ValueError(
+                f"keys must hold one key per row of proba ({n}), got shape {keys.shape}."
+            )
         seed = self.predict_seed_
         if random_state is not None:
             seed = int(check_random_state(random_state).randint(2**31 - 1))
