@@ -15,12 +15,16 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.datasets import load_iris
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.exceptions import DataConversionWarning
 from sklearn.frozen import FrozenEstimator
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils import get_tags
 
 from sklearn_conformal import SplitConformalClassifier
@@ -450,6 +454,19 @@ def test_nan_goes_to_a_nan_capable_model(iris):
     assert not get_tags(SplitConformalClassifier()).input_tags.allow_nan
     with pytest.raises(ValueError, match="NaN"):
         SplitConformalClassifier().fit(X, y)
+
+
+def test_nan_goes_to_a_pipeline_that_imputes_first(iris):
+    X, y = iris
+    X = X.copy()
+    X[::5, 0] = np.nan
+    pipeline = make_pipeline(SimpleImputer(), LogisticRegression(max_iter=500))
+    for model in (pipeline, FrozenEstimator(clone(pipeline).fit(X, y))):
+        clf = SplitConformalClassifier(model, random_state=0).fit(X, y)
+        assert get_tags(clf).input_tags.allow_nan
+        np.testing.assert_array_equal(clf.predict_proba(X), clf.estimator_.predict_proba(X))
+    with pytest.raises(ValueError, match="NaN"):
+        SplitConformalClassifier(make_pipeline(StandardScaler(), LogisticRegression())).fit(X, y)
 
 
 class _BrokenTags(ProbaIsX):

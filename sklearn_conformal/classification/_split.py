@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
@@ -235,24 +236,19 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        inner_tags = self._inner_tags()
+        inner = self._inner_model()
+        inner_tags = _tags_or_none(inner)
         if inner_tags is not None:
             tags.input_tags.sparse = inner_tags.input_tags.sparse
-            tags.input_tags.allow_nan = inner_tags.input_tags.allow_nan
+        tags.input_tags.allow_nan = _model_allows_nan(inner)
         return tags
 
-    def _inner_tags(self):
-        """Tags of the wrapped model, or None when it has none readable (tags never raise)."""
-        inner = LogisticRegression() if self.estimator is None else self.estimator
-        try:
-            return get_tags(inner)
-        except Exception:  # a third-party model with broken tags must not break ours
-            return None
+    def _inner_model(self):
+        return LogisticRegression() if self.estimator is None else self.estimator
 
     def _inner_allows_nan(self):
         """Whether missing values go to the wrapped model, which then decides about them."""
-        inner_tags = self._inner_tags()
-        return inner_tags is not None and bool(inner_tags.input_tags.allow_nan)
+        return _model_allows_nan(self._inner_model())
 
     def _proba(self, X):
         """The model's probabilities with column k for label ``classes_[k]``."""
@@ -268,6 +264,33 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         proba = np.zeros((model_proba.shape[0], len(self.classes_)))
         proba[:, self._model_columns] = model_proba
         return proba
+
+
+def _tags_or_none(model):
+    """Tags of ``model``, or None when it has none readable (our tags must never raise)."""
+    try:
+        return get_tags(model)
+    except Exception:  # a third-party model with broken tags must not break ours
+        return None
+
+
+def _model_allows_nan(model):
+    """Whether ``model`` takes NaN in ``X``.
+
+    A pipeline's own tag does not say (scikit-learn leaves it False), but its first step is the
+    one that sees ``X``: an imputer there makes the pipeline NaN-capable. A frozen model is
+    asked through the model it wraps.
+    """
+    if is_frozen(model):
+        return _model_allows_nan(model.estimator)
+    if isinstance(model, Pipeline):
+        try:
+            steps = [step for _, step in model.steps if step is not None and step != "passthrough"]
+        except (TypeError, ValueError):  # malformed steps: the pipeline's own fit will say so
+            return False
+        return bool(steps) and _model_allows_nan(steps[0])
+    tags = _tags_or_none(model)
+    return tags is not None and bool(tags.input_tags.allow_nan)
 
 
 def _warn_unknown_to_model(classes, model_classes, frozen):
