@@ -169,6 +169,28 @@ def test_core_predict_set_keys_rows_by_their_probabilities_without_keys():
         conformalizer.predict_set(test, keys=np.arange(3, dtype=np.uint64))
 
 
+@pytest.mark.filterwarnings("ignore:X has feature names")
+def test_keyed_sets_are_the_same_for_a_dataframe_and_its_array():
+    pd = pytest.importorskip("pandas")
+    clf, rng = _fitted_on_calibrated_model(2)
+    X_test, _ = _calibrated_sample(rng, 200, 5)
+    frame = pd.DataFrame(X_test, columns=[f"p{j}" for j in range(5)])
+    np.testing.assert_array_equal(clf.predict_set(frame), clf.predict_set(X_test))
+
+
+def test_core_predict_set_with_an_explicit_seed_is_reproducible_and_position_free():
+    rng = np.random.default_rng(3)
+    proba, y = _calibrated_sample(rng, 300, 4)
+    conformalizer = ClassificationConformalizer("raps").fit(proba, y, 4, LEVEL, random_state=0)
+    test, _ = _calibrated_sample(rng, 300, 4)
+    seeded = conformalizer.predict_set(test, random_state=11)
+    np.testing.assert_array_equal(conformalizer.predict_set(test, random_state=11), seeded)
+    np.testing.assert_array_equal(
+        conformalizer.predict_set(test[::-1], random_state=11)[::-1], seeded
+    )
+    assert not np.array_equal(conformalizer.predict_set(test, random_state=12), seeded)
+
+
 def _one_row_coverages(n_fits, n_test, score="aps"):
     """Coverage of each fit when its test points are served one row per call."""
     coverages = []
