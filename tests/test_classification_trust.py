@@ -256,6 +256,28 @@ def test_calibration_scores_equal_the_set_kernels_scores_exactly(score, randomiz
         np.testing.assert_array_equal(sets, scores <= threshold)
 
 
+@pytest.mark.parametrize("score", ["aps", "raps"])
+def test_many_labels_with_ties_use_one_order_in_every_kernel(score):
+    # more labels than the insertion-sort limit: the merge-sort path must keep the same order
+    rng = np.random.default_rng(7)
+    k = 60
+    proba = rng.integers(1, 6, size=(40, k)).astype(float)
+    proba /= proba.sum(axis=1, keepdims=True)
+    u = rng.uniform(size=40)
+    scores = all_label_scores(proba, score, u, 3, 0.002)
+    for label in (0, 17, 59):
+        y = np.full(40, label)
+        calibration = true_label_scores(proba, y, score, u, 3, 0.002)
+        np.testing.assert_array_equal(calibration, scores[:, label])
+    for threshold in np.quantile(scores, [0.1, 0.5, 0.9]):
+        sets = prediction_sets(proba, np.full(k, threshold), score, u, 3, 0.002)
+        np.testing.assert_array_equal(sets, scores <= threshold)
+    # ties are ranked by the smaller label first: along equal probabilities scores increase
+    order = np.lexsort((np.arange(k)[None, :].repeat(40, 0), -proba), axis=1)
+    ranked = np.take_along_axis(scores, order, axis=1)
+    assert np.all(np.diff(ranked, axis=1) >= 0)
+
+
 def _tied_coverage(p, score, mode, randomized, n_repeats=150, n_cal=60, n_test=100, seed=0):
     rng = np.random.default_rng(seed)
     k = p.size
