@@ -616,3 +616,15 @@ def test_auto_rule_with_more_clusters_than_classes_calibrates_each_class():
     scores = conformalizer.conformity_scores_[mask]
     expected = [conformal_quantile(scores[y[mask] == label], LEVEL) for label in range(3)]
     np.testing.assert_array_equal(conformalizer.thresholds_, expected)
+
+
+@pytest.mark.parametrize("y_idx, match", [
+    (np.array([0, 1, 3]), r"lie in \[0, 3\)"),
+    (np.array([0, -1, 2]), r"lie in \[0, 3\)"),
+    (np.array([0, 1]), "one per row"),
+    (np.array([0.0, 1.0, 2.0]), "integer column indices"),
+])
+def test_core_rejects_label_indices_outside_the_probability_columns(y_idx, match):
+    proba = np.full((3, 3), 1 / 3)
+    with pytest.raises(ValueError, match=match):
+        ClassificationConformalizer("aps").fit(proba, y_idx, 3, LEVEL, random_state=0)

@@ -72,7 +72,7 @@ class ClassificationConformalizer:
         rng = check_random_state(random_state)
         self.n_classes_ = int(n_classes)
         proba = _check_probabilities(proba, self.n_classes_, "calibration")
-        y_idx = np.asarray(y_idx, dtype=np.int64)
+        y_idx = _check_label_indices(y_idx, proba.shape[0], self.n_classes_)
         self.y_idx_ = y_idx
         self.conformity_scores_ = true_label_scores(
             proba, y_idx, self.score, self._uniforms(rng, len(y_idx)), self.k_reg, self.lambda_reg
@@ -191,3 +191,23 @@ def _check_probabilities(proba, n_classes, part):
             "probabilities. Check the model, or impute the inputs that produce them."
         )
     return proba
+
+
+def _check_label_indices(y_idx, n_samples, n_classes):
+    """``y_idx`` as int64 column indices in ``[0, n_classes)``, one per calibration row.
+
+    The compiled score kernels do not bounds-check, so an index out of range would read memory
+    outside the probability array instead of failing.
+    """
+    y_idx = np.asarray(y_idx)
+    if y_idx.shape != (n_samples,) or (y_idx.size and y_idx.dtype.kind not in "iu"):
+        raise ValueError(
+            f"y_idx must be {n_samples} integer column indices (one per row of proba), got "
+            f"shape {y_idx.shape} and dtype {y_idx.dtype}."
+        )
+    if y_idx.size and (y_idx.min() < 0 or y_idx.max() >= n_classes):
+        raise ValueError(
+            f"y_idx must lie in [0, {n_classes}) (column indices of proba), got values from "
+            f"{y_idx.min()} to {y_idx.max()}."
+        )
+    return y_idx.astype(np.int64, copy=False)
