@@ -180,7 +180,7 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         check_label_types(y)
         check_classification_targets(y)
         rng = check_random_state(self.random_state)
-        estimator = LogisticRegression() if self.estimator is None else self.estimator
+        estimator = self._inner_model()
         if is_frozen(estimator):
             self.estimator_ = estimator
             X_cal, y_cal = X, y
