@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 
 from . import metrics
 from .datasets import make_heteroscedastic_regression, make_long_tailed_classification
+from .exceptions import ClusteringFallbackWarning
 
 LEVEL = 0.9
 
@@ -50,7 +51,12 @@ def classification_demo(quick):
     rows = []
     for name, estimator in candidates:
         start = time.perf_counter()
-        estimator.fit(X_fit, y_fit)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ClusteringFallbackWarning)
+            estimator.fit(X_fit, y_fit)
+        if any(issubclass(w.category, ClusteringFallbackWarning) for w in caught):
+            # too few calibration points in the rarest class (e.g. --quick): say so in the table
+            name += " (no clusters: marginal)"
         sets = estimator.predict_set(X_test)
         y_idx = np.searchsorted(estimator.classes_, y_test)
         rows.append((name, f"{metrics.coverage(y_idx, sets):.3f}",

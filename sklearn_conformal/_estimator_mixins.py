@@ -1,8 +1,71 @@
 """Methods every conformal classifier / regressor shares, given its calibrated state."""
 
 import numpy as np
+from sklearn.utils import check_consistent_length, column_or_1d
 
+from ._core import check_confidence_level
+from ._core._row_keys import row_keys
 from ._estimator_utils import resolve_confidence_level
+
+
+def _label_types(labels):
+    """Names of the Python types found among ``labels`` (at most ten)."""
+    return sorted({type(label).__name__ for label in np.asarray(labels, dtype=object).ravel()})[:10]
+
+
+def check_label_types(y):
+    """Raise a clear error for labels that cannot be sorted into ``classes_``.
+
+    Object labels must all be strings (as scikit-learn requires); numbers mixed with strings, or
+    arbitrary objects, cannot be ordered, and NumPy's own error ("'<' not supported ...") names
+    neither ``y`` nor the remedy.
+
+    Parameters
+    ----------
+    y : ndarray
+        Target labels.
+    """
+    y = np.asarray(y)
+    if y.dtype != object or all(isinstance(label, str) for label in y.ravel()):
+        return
+    raise ValueError(
+        f"Unknown label type: y has dtype object with labels of types {_label_types(y)}; object "
+        "class labels must all be strings (numbers mixed with strings, or other objects, cannot "
+        "be ordered into classes_). Convert y to one type, e.g. y = np.asarray(y).astype(str) "
+        "(or .astype(int) for numbers), or encode it with sklearn.preprocessing.LabelEncoder."
+    )
+
+
+def check_same_label_kind(model_classes, y):
+    """Raise if a pre-trained model's ``classes_`` and ``y`` are not both numbers or both strings.
+
+    NumPy would otherwise turn the numbers into strings (``2`` into ``"2"``) when it joins
+    them, and attach the model's probabilities to labels it never predicts.
+    """
+    model_numeric = np.asarray(model_classes).dtype.kind in "biuf"
+    y_numeric = np.asarray(y).dtype.kind in "biuf"
+    if model_numeric != y_numeric:
+        raise ValueError(
+            f"The model's classes_ ({np.asarray(model_classes)[:5].tolist()}, dtype "
+            f"{np.asarray(model_classes).dtype}) and the labels of y (dtype {np.asarray(y).dtype}) "
+            "are not both numbers or both strings; pass y with the label type of classes_."
+        )
+
+
+def sorted_labels(labels):
+    """The distinct ``labels`` in sorted order (``classes_``), or a clear error if unsortable.
+
+    A frozen model's ``classes_`` and the labels of ``y`` may have types that cannot be compared
+    (numbers and strings): the error then names both and the remedy.
+    """
+    labels = np.asarray(labels)
+    try:
+        return np.unique(labels)
+    except TypeError as exc:
+        raise ValueError(
+            f"The labels of y and the model's classes_ have types {_label_types(labels)} that "
+            "cannot be sorted together; pass y with the same label type as the model's classes_."
+        ) from exc
 
 
 class ConformalClassifierMixin:
@@ -34,11 +97,14 @@ class ConformalClassifierMixin:
         Returns
         -------
         sets : ndarray of bool, shape (n_samples, n_classes)
-            ``sets[i, k]`` is True when ``classes_[k]`` is in the set of sample ``i``.
+            ``sets[i, k]`` is True when ``classes_[k]`` is in the set of sample ``i``. A row's
+            set depends on its content only, not on its position or on the other rows of ``X``.
         """
         proba = self.predict_proba(X)
-        level = resolve_confidence_level(self, confidence_level)
-        return self.conformalizer_.predict_set(proba, level)
+        level = check_confidence_level(resolve_confidence_level(self, confidence_level))
+        # randomized APS/RAPS key each row's uniform by the row as the user passed it
+        keys = row_keys(X) if self.conformalizer_.uses_test_uniforms else None
+        return self.conformalizer_.predict_set(proba, level, keys=keys)
 
     def score(self, X, y, sample_weight=None):
         """Efficiency under coverage: ``-mean set size - n_classes * shortfall / alpha``.
@@ -59,16 +125,30 @@ class ConformalClassifierMixin:
         from .metrics import coverage, mean_set_size
 
         sets = self.predict_set(X)
-        y_idx = self._encode(np.asarray(y))
+        y_idx = self._encode(y)
+        check_consistent_length(sets, y_idx)
+        level = check_confidence_level(self.confidence_level)
         cov = coverage(y_idx, sets, sample_weight=sample_weight)
         size = mean_set_size(sets, sample_weight=sample_weight)
-        shortfall = max(0.0, self.confidence_level - cov)
-        return -size - len(self.classes_) * shortfall / (1.0 - self.confidence_level)
+        shortfall = max(0.0, level - cov)
+        return -size - len(self.classes_) * shortfall / (1.0 - level)
 
     def _encode(self, y):
-        """Column index of each label in ``classes_``; unseen labels raise ``ValueError``."""
-        positions = np.minimum(np.searchsorted(self.classes_, y), len(self.classes_) - 1)
-        unseen = self.classes_[positions] != y
+        """Column index of each label in ``classes_``; unseen labels raise ``ValueError``.
+
+        ``y`` is validated as scikit-learn does: a column vector is ravelled with a
+        ``DataConversionWarning``, other 2-d shapes raise.
+        """
+        y = column_or_1d(y, warn=True)
+        try:
+            positions = np.minimum(np.searchsorted(self.classes_, y), len(self.classes_) - 1)
+            unseen = self.classes_[positions] != y
+        except TypeError as exc:  # e.g. strings against numeric classes_
+            raise ValueError(
+                f"y holds labels of types {_label_types(y)} that cannot be compared with "
+                f"classes_ (types {_label_types(self.classes_)}); pass labels of the type "
+                "seen during fit."
+            ) from exc
         if np.any(unseen):
             raise ValueError(
                 f"y contains labels not seen during fit: {np.unique(y[unseen])[:10].tolist()}; "

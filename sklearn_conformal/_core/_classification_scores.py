@@ -10,53 +10,93 @@ ranking; with one uniform ``u`` per sample shared by all its labels, every predi
 * RAPS: APS ``+ lambda_reg * max(0, rank(y) - k_reg)`` with the 1-based rank.
 
 The kernels are compiled with numba and run one sample at a time, so memory stays at the size of
-the output and no ``(n, K)`` argsort is ever materialised.
+the output and no ``(n, K)`` argsort is ever materialised. They are serial GIL-free kernels with
+no parallel region (fork safety, see :mod:`sklearn_conformal._numba`). A label's mass is always
+summed in rank order, at calibration as at prediction: summing it in another order can differ by
+an ulp, and the label whose score equals the threshold would then drop out of its own set.
 """
 
 import math
 
-import numba
 import numpy as np
+
+from .._numba import jit
 
 SCORES = ("lac", "aps", "raps")
 
-
-@numba.njit(cache=True, nogil=True)
-def _ranked_before(p_row, y):
-    """Mass of the labels ranked before ``y`` and the 1-based rank of ``y``."""
-    py = p_row[y]
-    mass = 0.0
-    rank = 1
-    for j in range(p_row.shape[0]):
-        pj = p_row[j]
-        if pj > py or (pj == py and j < y):
-            mass += pj
-            rank += 1
-    return mass, rank
+# candidate lists up to this length are insertion-sorted; longer ones merge-sorted
+_INSERTION_SORT_MAX = 24
 
 
-@numba.njit(cache=True, parallel=True)
+@jit(inline="always")
+def _score_at_rank(mass, u, p, rank, k_reg, lambda_reg):
+    """APS/RAPS score of the label at 1-based ``rank`` with probability ``p``.
+
+    ``mass`` is the running rank-order sum of the labels ranked before it. Every kernel calls
+    this one expression, so the calibration score of a label and its score at prediction time are
+    the same floating-point number.
+    """
+    return mass + u * p + lambda_reg * max(0, rank - k_reg)
+
+
+@jit()
+def _sort_by_rank(row, labels, count):
+    """Sort ``labels[:count]`` (gathered in increasing label order) into rank order, in place.
+
+    Rank order is decreasing probability, ties by the smaller label index; both sorts below
+    are stable, so labels gathered in label order keep the tie rule.
+    """
+    if count > _INSERTION_SORT_MAX:
+        labels[:count] = labels[:count][np.argsort(-row[labels[:count]], kind="mergesort")]
+        return
+    for a in range(1, count):
+        label = labels[a]
+        k = a
+        while k > 0 and row[labels[k - 1]] < row[label]:
+            labels[k] = labels[k - 1]
+            k -= 1
+        labels[k] = label
+
+
+@jit()
 def _aps_true_label_scores(proba, y_idx, u, k_reg, lambda_reg):
-    n = proba.shape[0]
+    """Score of each sample's own label, its mass summed in rank order as in the set kernels."""
+    n, n_classes = proba.shape
     out = np.empty(n)
-    for i in numba.prange(n):
-        mass, rank = _ranked_before(proba[i], y_idx[i])
-        out[i] = mass + u[i] * proba[i, y_idx[i]] + lambda_reg * max(0, rank - k_reg)
+    before = np.empty(n_classes, dtype=np.int64)
+    for i in range(n):
+        row = proba[i]
+        y = y_idx[i]
+        py = row[y]
+        count = 0
+        for j in range(n_classes):
+            pj = row[j]
+            if pj > py or (pj == py and j < y):
+                before[count] = j
+                count += 1
+        _sort_by_rank(row, before, count)
+        mass = 0.0
+        for r in range(count):
+            mass += row[before[r]]
+        out[i] = _score_at_rank(mass, u[i], py, count + 1, k_reg, lambda_reg)
     return out
 
 
-@numba.njit(cache=True, parallel=True)
+@jit()
 def _aps_all_label_scores(proba, u, k_reg, lambda_reg):
     n, n_classes = proba.shape
     out = np.empty((n, n_classes))
-    for i in numba.prange(n):
-        # stable argsort of -p gives the tie rule "smaller label index first"
-        order = np.argsort(-proba[i], kind="mergesort")
+    order = np.empty(n_classes, dtype=np.int64)
+    for i in range(n):
+        row = proba[i]
+        for j in range(n_classes):
+            order[j] = j
+        _sort_by_rank(row, order, n_classes)
         mass = 0.0
         for r in range(n_classes):
             label = order[r]
-            p = proba[i, label]
-            out[i, label] = mass + u[i] * p + lambda_reg * max(0, r + 1 - k_reg)
+            p = row[label]
+            out[i, label] = _score_at_rank(mass, u[i], p, r + 1, k_reg, lambda_reg)
             mass += p
     return out
 
@@ -64,13 +104,12 @@ def _aps_all_label_scores(proba, u, k_reg, lambda_reg):
 # a binade split in 4 by the mantissa: 4 * 62 ranges of p above ~1e-19, then one for the rest
 _SUB_BUCKETS = 4
 _N_BUCKETS = 256
-# candidate lists up to this length are insertion-sorted; longer ones merge-sorted
-_INSERTION_SORT_MAX = 24
-# rows are split into this many chunks for the threads (each with its own work buffers)
-_N_CHUNKS = 256
+# relative error bound of a float sum of at most n non-negative terms is about n * 2**-53; the
+# candidate search below stops only once the range-order mass exceeds the threshold by more
+_SUM_ERROR_PER_TERM = 4.0 * 2.0**-53
 
 
-@numba.njit(cache=True, nogil=True)
+@jit()
 def _bucket(p):
     """Index of a range of ``p``, non-increasing in ``p``: (0.875, 1] is 0, (0.75, 0.875] 1, ...
 
@@ -85,16 +124,17 @@ def _bucket(p):
     return min(-exponent * _SUB_BUCKETS + int((1.0 - mantissa) * 2 * _SUB_BUCKETS), _N_BUCKETS - 1)
 
 
-@numba.njit(cache=True, parallel=True)
+@jit()
 def _aps_prefix_sets(proba, threshold, u, k_reg, lambda_reg):
     """Sets ``{y : s(x, y) <= threshold}`` for one threshold shared by all labels.
 
-    The set is a prefix of the ranking, and so is every union of the top ranges of ``p``
-    (quarter binades, :func:`_bucket`). Once
-    such a union holds more mass than the threshold (the next label's score is that mass plus
-    non-negative terms), or more labels than the RAPS penalty allows, the set lies inside it.
-    One pass fills the binade histogram, a second gathers those candidates, and only they are
-    sorted.
+    Scores increase along the ranking (each is the previous label's mass plus non-negative
+    terms, and floating-point rounding is monotone), so the set is a prefix of the ranking, and
+    so is every union of the top ranges of ``p`` (quarter binades, :func:`_bucket`). Once such a
+    union holds more mass than the threshold, or more labels than the RAPS penalty allows, the
+    set lies inside it. One pass fills the range histogram, a second gathers those candidates,
+    and only they are sorted; the scores along them are :func:`_score_at_rank`'s, so the set is
+    exactly ``all_label_scores <= threshold``.
     """
     n, n_classes = proba.shape
     out = np.zeros((n, n_classes), dtype=np.bool_)
@@ -102,62 +142,51 @@ def _aps_prefix_sets(proba, threshold, u, k_reg, lambda_reg):
     max_size = n_classes
     if lambda_reg > 0.0 and np.isfinite(threshold):
         max_size = min(n_classes, k_reg + max(int(threshold / lambda_reg), 0) + 1)
-    # rows go in chunks so that the work buffers are allocated once per chunk, not per row
-    n_chunks = min(n, _N_CHUNKS)
-    for chunk in numba.prange(n_chunks):
-        mass_in = np.empty(_N_BUCKETS)
-        count_in = np.empty(_N_BUCKETS, dtype=np.int64)
-        buckets = np.empty(n_classes, dtype=np.int64)
-        candidates = np.empty(n_classes, dtype=np.int64)
-        for i in range(chunk * n // n_chunks, (chunk + 1) * n // n_chunks):
-            row = proba[i]
-            mass_in[:] = 0.0
-            count_in[:] = 0
-            for j in range(n_classes):
-                b = _bucket(row[j])
-                buckets[j] = b
-                mass_in[b] += row[j]
-                count_in[b] += 1
-            last, mass, count = _N_BUCKETS - 1, 0.0, 0
-            for b in range(_N_BUCKETS):
-                mass += mass_in[b]
-                count += count_in[b]
-                if mass > threshold or count > max_size:
-                    last = b
-                    break
-            c = 0
-            for j in range(n_classes):
-                if buckets[j] <= last:
-                    candidates[c] = j
-                    c += 1
-            if c > _INSERTION_SORT_MAX:
-                # a stable sort of labels gathered in label order keeps the tie rule
-                candidates[:c] = candidates[:c][np.argsort(-row[candidates[:c]], kind="mergesort")]
-            else:
-                for a in range(1, c):
-                    label = candidates[a]
-                    k = a
-                    while k > 0 and row[candidates[k - 1]] < row[label]:
-                        candidates[k] = candidates[k - 1]
-                        k -= 1
-                    candidates[k] = label
-            mass = 0.0
-            for r in range(c):
-                label = candidates[r]
-                p = row[label]
-                if mass + u[i] * p + lambda_reg * max(0, r + 1 - k_reg) > threshold:
-                    break
-                out[i, label] = True
-                mass += p
+    # the range-order mass may exceed the rank-order mass by rounding: stop with a margin
+    shrink = 1.0 - _SUM_ERROR_PER_TERM * (n_classes + 1)
+    mass_in = np.empty(_N_BUCKETS)
+    count_in = np.empty(_N_BUCKETS, dtype=np.int64)
+    buckets = np.empty(n_classes, dtype=np.int64)
+    candidates = np.empty(n_classes, dtype=np.int64)
+    for i in range(n):
+        row = proba[i]
+        mass_in[:] = 0.0
+        count_in[:] = 0
+        for j in range(n_classes):
+            b = _bucket(row[j])
+            buckets[j] = b
+            mass_in[b] += row[j]
+            count_in[b] += 1
+        last, mass, count = _N_BUCKETS - 1, 0.0, 0
+        for b in range(_N_BUCKETS):
+            mass += mass_in[b]
+            count += count_in[b]
+            if mass * shrink > threshold or count > max_size:
+                last = b
+                break
+        c = 0
+        for j in range(n_classes):
+            if buckets[j] <= last:
+                candidates[c] = j
+                c += 1
+        _sort_by_rank(row, candidates, c)
+        mass = 0.0
+        for r in range(c):
+            label = candidates[r]
+            p = row[label]
+            if _score_at_rank(mass, u[i], p, r + 1, k_reg, lambda_reg) > threshold:
+                break
+            out[i, label] = True
+            mass += p
     return out
 
 
-@numba.njit(cache=True, parallel=True)
+@jit()
 def _lac_sets(proba, thresholds):
     """``1 - p <= threshold`` element-wise, without an (n, K) temporary."""
     n, n_classes = proba.shape
     out = np.empty((n, n_classes), dtype=np.bool_)
-    for i in numba.prange(n):
+    for i in range(n):
         for j in range(n_classes):
             out[i, j] = 1.0 - proba[i, j] <= thresholds[j]
     return out

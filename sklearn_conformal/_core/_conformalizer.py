@@ -5,6 +5,7 @@ from sklearn.utils import check_random_state
 
 from ._calibrators import MODES, ClusterAssignment, class_thresholds, marginal_thresholds
 from ._classification_scores import SCORES, prediction_sets, true_label_scores
+from ._row_keys import keyed_uniforms, row_keys
 from ._validation import check_confidence_level, warn_small_calibration
 
 
@@ -18,8 +19,9 @@ class ClassificationConformalizer:
     mode : {"marginal", "class", "cluster"}, default="marginal"
         Marginal split conformal, class-conditional (LabelCP) or cluster-conditional (ClusterCP).
     randomized : bool, default=True
-        Draw one uniform per sample for APS/RAPS (exact coverage); ``False`` uses ``u = 1``
-        (conservative).
+        One uniform per sample for APS/RAPS (exact coverage): calibration uniforms come from
+        the fit-time generator, test uniforms from each row's content key and a seed drawn at
+        fit (see :meth:`predict_set`). ``False`` uses ``u = 1`` (conservative).
     k_reg, lambda_reg : int, float, default=5, 0.01
         RAPS regularisation.
     n_clusters, clustering_fraction : int or "auto", float or "auto"
@@ -69,7 +71,8 @@ class ClassificationConformalizer:
         self.confidence_level_ = check_confidence_level(confidence_level)
         rng = check_random_state(random_state)
         self.n_classes_ = int(n_classes)
-        y_idx = np.asarray(y_idx, dtype=np.int64)
+        proba = _check_probabilities(proba, self.n_classes_, "calibration")
+        y_idx = _check_label_indices(y_idx, proba.shape[0], self.n_classes_)
         self.y_idx_ = y_idx
         self.conformity_scores_ = true_label_scores(
             proba, y_idx, self.score, self._uniforms(rng, len(y_idx)), self.k_reg, self.lambda_reg
@@ -114,7 +117,7 @@ class ClassificationConformalizer:
                 )
         return thresholds
 
-    def predict_set(self, proba, confidence_level=None, random_state=None):
+    def predict_set(self, proba, confidence_level=None, random_state=None, keys=None):
         """Boolean prediction sets of shape ``(n_samples, n_classes)``.
 
         Parameters
@@ -123,18 +126,88 @@ class ClassificationConformalizer:
         confidence_level : float or None
             Overrides the level used at fit time.
         random_state : int, RandomState, Generator or None
-            Seed of the test-time uniforms; by default one drawn at fit, so repeated calls on
-            the same data return the same sets.
+            Seed of the test-time uniforms; by default the one drawn at fit, so repeated calls
+            on the same data return the same sets.
+        keys : ndarray of uint64, shape (n_samples,), default=None
+            Content keys of the test rows (:func:`~._row_keys.row_keys` of the estimator's raw
+            ``X``). APS/RAPS draw each row's uniform from its key, so a row's set does not depend
+            on its position in the batch, and rows get independent uniforms however they are
+            batched. ``None`` keys the rows by their probabilities.
         """
+        proba = _check_probabilities(proba, self.n_classes_, "test")
         if confidence_level is None or confidence_level == self.confidence_level_:
             thresholds = self.thresholds_
         else:
             thresholds = self.thresholds(confidence_level)
-        seed = self.predict_seed_ if random_state is None else random_state
-        u = self._uniforms(check_random_state(seed), proba.shape[0])
+        u = self._test_uniforms(proba, random_state, keys)
         return prediction_sets(proba, thresholds, self.score, u, self.k_reg, self.lambda_reg)
 
+    def _test_uniforms(self, proba, random_state, keys):
+        """One uniform per test row from its content key (ones when not randomized)."""
+        n = proba.shape[0]
+        if not self.uses_test_uniforms:
+            return np.ones(n)
+        if keys is None:
+            keys = row_keys(proba)
+        keys = np.asarray(keys, dtype=np.uint64)
+        if keys.shape != (n,):
+            raise ValueError(
+                f"keys must hold one key per row of proba ({n}), got shape {keys.shape}."
+            )
+        seed = self.predict_seed_
+        if random_state is not None:
+            seed = int(check_random_state(random_state).randint(2**31 - 1))
+        return keyed_uniforms(keys, seed)
+
+    @property
+    def uses_test_uniforms(self):
+        """Whether sets depend on per-row uniforms (randomized APS/RAPS), hence on row keys."""
+        return bool(self.randomized) and self.score != "lac"
+
     def _uniforms(self, rng, n):
-        if self.randomized and self.score != "lac":
+        """Calibration uniforms, drawn in row order from the fit-time generator."""
+        if self.uses_test_uniforms:
             return rng.uniform(size=n)
         return np.ones(n)
+
+
+def _check_probabilities(proba, n_classes, part):
+    """``proba`` as float64 of shape ``(n, n_classes)``, or an error naming what is wrong.
+
+    Non-finite probabilities compare False with every threshold and would silently give empty
+    (LAC) or arbitrary (APS/RAPS) sets.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[1] != n_classes:
+        raise ValueError(
+            f"The {part} probabilities must have shape (n_samples, {n_classes}), got "
+            f"{proba.shape}."
+        )
+    if not np.isfinite(proba).all():
+        rows = np.flatnonzero(~np.isfinite(proba).all(axis=1))
+        raise ValueError(
+            f"The model's predict_proba returned NaN or infinite {part} probabilities in "
+            f"{rows.size} row(s) (first: {rows[:5].tolist()}); conformal sets need finite "
+            "probabilities. Check the model, or impute the inputs that produce them."
+        )
+    return proba
+
+
+def _check_label_indices(y_idx, n_samples, n_classes):
+    """``y_idx`` as int64 column indices in ``[0, n_classes)``, one per calibration row.
+
+    The compiled score kernels do not bounds-check, so an index out of range would read memory
+    outside the probability array instead of failing.
+    """
+    y_idx = np.asarray(y_idx)
+    if y_idx.shape != (n_samples,) or (y_idx.size and y_idx.dtype.kind not in "iu"):
+        raise ValueError(
+            f"y_idx must be {n_samples} integer column indices (one per row of proba), got "
+            f"shape {y_idx.shape} and dtype {y_idx.dtype}."
+        )
+    if y_idx.size and (y_idx.min() < 0 or y_idx.max() >= n_classes):
+        raise ValueError(
+            f"y_idx must lie in [0, {n_classes}) (column indices of proba), got values from "
+            f"{y_idx.min()} to {y_idx.max()}."
+        )
+    return y_idx.astype(np.int64, copy=False)

@@ -2,19 +2,28 @@
 
 from numbers import Integral, Real
 
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._core import ClassificationConformalizer
+from .._core import ClassificationConformalizer, check_confidence_level
 from .._core._calibrators import MODES
 from .._core._classification_scores import SCORES
-from .._estimator_mixins import ConformalClassifierMixin
+from .._estimator_mixins import (
+    ConformalClassifierMixin,
+    check_label_types,
+    check_same_label_kind,
+    sorted_labels,
+)
 from .._estimator_utils import SPARSE_FORMATS, is_frozen, keep_frame, split_calibration
+from ..exceptions import DegenerateDataWarning
 
 
 class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
@@ -45,11 +54,22 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         calibrates rare classes marginally.
     randomized : bool, default=True
         APS/RAPS only: draw one uniform per sample so coverage is exact rather than
-        conservative. Sets are still prefixes of the ranking by probability.
+        conservative. Sets are still prefixes of the ranking by probability. A test row's
+        uniform is a hash of its content and of a seed drawn at fit, so the same row always gets
+        the same set however rows are batched, ordered or split across calls, while distinct
+        rows get independent uniforms. ``False`` uses ``u = 1``.
     k_reg : int, default=5
         RAPS: rank from which the penalty starts.
     lambda_reg : float, default=0.01
         RAPS: penalty per rank beyond ``k_reg``.
+    n_clusters : int >= 1 or "auto", default="auto"
+        ``mode="cluster"`` only: number of clusters of classes. ``"auto"`` is Ding et al.'s rule
+        from the calibration count of the rarest class; with too few calibration points per
+        class it yields at most one cluster, and calibration then falls back to marginal with
+        a :class:`~sklearn_conformal.exceptions.ClusteringFallbackWarning`.
+    clustering_fraction : float in (0, 1) or "auto", default="auto"
+        ``mode="cluster"`` only: fraction of the calibration points spent on clustering the
+        classes (the rest calibrates the thresholds). ``"auto"`` is Ding et al.'s rule.
     calibration_size : float in (0, 1) or int, default=0.3
         Fraction (or number) of samples held out for calibration. Ignored for a
         ``FrozenEstimator``.
@@ -86,12 +106,18 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
 
     _parameter_constraints = {
         "estimator": [HasMethods(["fit", "predict_proba"]), None],
-        "confidence_level": [Interval(Real, 0, 1, closed="neither")],
+        # checked in fit by check_confidence_level, which also takes 0-d arrays
+        "confidence_level": "no_validation",
         "conformity_score": [StrOptions(set(SCORES))],
         "mode": [StrOptions(set(MODES))],
         "randomized": ["boolean"],
         "k_reg": [Interval(Integral, 0, None, closed="left")],
         "lambda_reg": [Interval(Real, 0, None, closed="left")],
+        "n_clusters": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "clustering_fraction": [
+            Interval(RealNotInt, 0, 1, closed="neither"),
+            StrOptions({"auto"}),
+        ],
         "calibration_size": [
             Interval(RealNotInt, 0, 1, closed="neither"),
             Interval(Integral, 1, None, closed="left"),
@@ -109,6 +135,8 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         randomized=True,
         k_reg=5,
         lambda_reg=0.01,
+        n_clusters="auto",
+        clustering_fraction="auto",
         calibration_size=0.3,
         random_state=None,
     ):
@@ -119,6 +147,8 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         self.randomized = randomized
         self.k_reg = k_reg
         self.lambda_reg = lambda_reg
+        self.n_clusters = n_clusters
+        self.clustering_fraction = clustering_fraction
         self.calibration_size = calibration_size
         self.random_state = random_state
 
@@ -136,12 +166,21 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         -------
         self : object
         """
-        X_checked, y = validate_data(self, X, y, accept_sparse=SPARSE_FORMATS, dtype=None)
+        check_confidence_level(self.confidence_level)
+        X_checked, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=SPARSE_FORMATS,
+            dtype=None,
+            ensure_all_finite=not self._inner_allows_nan(),
+        )
         X = keep_frame(X, X_checked)
         y = np.asarray(y)
+        check_label_types(y)
         check_classification_targets(y)
         rng = check_random_state(self.random_state)
-        estimator = LogisticRegression() if self.estimator is None else self.estimator
+        estimator = self._inner_model()
         if is_frozen(estimator):
             self.estimator_ = estimator
             X_cal, y_cal = X, y
@@ -151,15 +190,20 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
             )
             self.estimator_ = clone(estimator).fit(X_train, y_train)
         model_classes = np.asarray(self.estimator_.classes_)
-        self.classes_ = np.unique(np.concatenate([model_classes, np.unique(y)]))
-        # probabilities of labels the model never saw (absent from its training split) are 0
+        check_same_label_kind(model_classes, y)
+        self.classes_ = sorted_labels(np.concatenate([model_classes, np.unique(y)]))
+        # column k of the model's probabilities is label model_classes[k], whatever their order;
+        # labels the model never saw (absent from its training split) get probability 0
         self._model_columns = np.searchsorted(self.classes_, model_classes)
+        _warn_unknown_to_model(self.classes_, model_classes, is_frozen(estimator))
         self.conformalizer_ = ClassificationConformalizer(
             score=self.conformity_score,
             mode=self.mode,
             randomized=self.randomized,
             k_reg=self.k_reg,
             lambda_reg=self.lambda_reg,
+            n_clusters=self.n_clusters,
+            clustering_fraction=self.clustering_fraction,
         ).fit(
             self._proba(X_cal),
             self._encode(y_cal),
@@ -179,20 +223,94 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         proba : ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self)
-        X_checked = validate_data(self, X, reset=False, accept_sparse=SPARSE_FORMATS, dtype=None)
+        X_checked = validate_data(
+            self,
+            X,
+            reset=False,
+            accept_sparse=SPARSE_FORMATS,
+            dtype=None,
+            ensure_all_finite=not self._inner_allows_nan(),
+        )
         X = keep_frame(X, X_checked)
         return self._proba(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        inner = LogisticRegression() if self.estimator is None else self.estimator
-        tags.input_tags.sparse = get_tags(inner).input_tags.sparse
+        inner = self._inner_model()
+        inner_tags = _tags_or_none(inner)
+        if inner_tags is not None:
+            tags.input_tags.sparse = inner_tags.input_tags.sparse
+        tags.input_tags.allow_nan = _model_allows_nan(inner)
         return tags
 
+    def _inner_model(self):
+        return LogisticRegression() if self.estimator is None else self.estimator
+
+    def _inner_allows_nan(self):
+        """Whether missing values go to the wrapped model, which then decides about them."""
+        return _model_allows_nan(self._inner_model())
+
     def _proba(self, X):
-        model_proba = self.estimator_.predict_proba(X)
-        if len(self._model_columns) == len(self.classes_):
-            return np.asarray(model_proba, dtype=np.float64)
+        """The model's probabilities with column k for label ``classes_[k]``."""
+        model_proba = np.asarray(self.estimator_.predict_proba(X), dtype=np.float64)
+        n_model_classes = len(self._model_columns)
+        if model_proba.ndim != 2 or model_proba.shape[1] != n_model_classes:
+            raise ValueError(
+                f"estimator.predict_proba returned shape {model_proba.shape}, expected "
+                f"(n_samples, {n_model_classes}) for its {n_model_classes} classes_."
+            )
+        if np.array_equal(self._model_columns, np.arange(len(self.classes_))):
+            return model_proba
         proba = np.zeros((model_proba.shape[0], len(self.classes_)))
         proba[:, self._model_columns] = model_proba
         return proba
+
+
+def _tags_or_none(model):
+    """Tags of ``model``, or None when it has none readable (our tags must never raise)."""
+    try:
+        return get_tags(model)
+    except Exception:  # a third-party model with broken tags must not break ours
+        return None
+
+
+def _model_allows_nan(model):
+    """Whether ``model`` takes NaN in ``X``.
+
+    A pipeline's own tag does not say (scikit-learn leaves it False), but its first step is the
+    one that sees ``X``: an imputer there makes the pipeline NaN-capable. A frozen model is
+    asked through the model it wraps.
+    """
+    if is_frozen(model):
+        return _model_allows_nan(model.estimator)
+    if isinstance(model, Pipeline):
+        try:
+            steps = [step for _, step in model.steps if step is not None and step != "passthrough"]
+        except (TypeError, ValueError):  # malformed steps: the pipeline's own fit will say so
+            return False
+        return bool(steps) and _model_allows_nan(steps[0])
+    tags = _tags_or_none(model)
+    return tags is not None and bool(tags.input_tags.allow_nan)
+
+
+def _warn_unknown_to_model(classes, model_classes, frozen):
+    """Warn about labels of ``y`` the model has no probability column for.
+
+    They get probability 0: sets stay valid (marginal coverage holds), but such a label enters a
+    set only when the threshold admits every label, so its own coverage is usually 0.
+    """
+    unknown = np.setdiff1d(classes, model_classes)
+    if unknown.size == 0:
+        return
+    where = (
+        "the frozen model's classes_"
+        if frozen
+        else "the training split (each needs at least two samples to reach it)"
+    )
+    warnings.warn(
+        f"{unknown.size} label(s) of y ({unknown[:10].tolist()}) are absent from {where}; the "
+        "model gives them probability 0, so they are rarely in any prediction set. Provide "
+        "more samples of them, or a model that knows every label.",
+        DegenerateDataWarning,
+        stacklevel=3,
+    )

@@ -9,7 +9,6 @@ clusters, worst-slab coverage (WSC) and the excess risk of the target coverage (
 import numbers
 
 import numpy as np
-from numba import njit
 from sklearn.base import clone
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
@@ -18,6 +17,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_array
 
 from .._core import check_confidence_level
+from .._numba import jit
 
 __all__ = [
     "conditional_mae",
@@ -111,7 +111,7 @@ def mean_squared_conditional_error(
     return float(total)
 
 
-@njit(cache=True)
+@jit()
 def _min_window_mean(sorted_covered, min_size):
     """Exact minimum mean of a contiguous window of at least ``min_size`` 0/1 entries.
 
