@@ -35,7 +35,7 @@ def _encode(y, classes):
 
 def _stratified_coverage(y_true, y_pred_set, by, groups, display_labels):
     """``(labels, coverages, counts)`` of the strata present in the data, in sorted order."""
-    from ..metrics._sets import _hits
+    from ..metrics._checks import hits as _hits
 
     y_true = np.asarray(y_true)
     y_pred_set = np.asarray(y_pred_set)
