@@ -26,7 +26,7 @@ consecutive zero-length steps), 3 singular elbow system.
 """
 
 import numpy as np
-from numba import njit
+from .._numba import jit
 
 SET_L = 0
 SET_E = 1
@@ -43,7 +43,7 @@ _SLOPE_RTOL = 1e-12
 # --------------------------------------------------------------------------------------------
 # kernels
 # --------------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def sq_dists(X, Y):
     """Squared Euclidean distances between the rows of ``X`` and ``Y``."""
     nx, p = X.shape
@@ -59,7 +59,7 @@ def sq_dists(X, Y):
     return out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _kernel_value(d2, kind, gamma, beta):
     if kind == 0:  # rbf
         return np.exp(-gamma * d2)
@@ -76,7 +76,7 @@ def _kernel_value(d2, kind, gamma, beta):
     return (1.0 + gamma * d2) ** (-beta)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def kernel_from_sq_dists(D2, kind, gamma, beta):
     """Elementwise kernel of a squared-distance matrix (``kind``: 0 rbf, 1 laplacian,
     2 matern32, 3 matern52, 4 imq)."""
@@ -91,7 +91,7 @@ def kernel_from_sq_dists(D2, kind, gamma, beta):
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _kij(K, kt, ktt, n, a, b):
     """Kernel entry between augmented points ``a`` and ``b``; index ``n`` is the test point."""
     if a == n:
@@ -103,14 +103,14 @@ def _kij(K, kt, ktt, n, a, b):
     return K[a, b]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _phi(Phi, phit, n, j, k):
     if j == n:
         return phit[k]
     return Phi[j, k]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _grow(B, need):
     cap = B.shape[0]
     if need <= cap:
@@ -121,7 +121,7 @@ def _grow(B, need):
     return out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _refactor(B, Eidx, m, d, K, kt, ktt, Phi, phit, n, jitter):
     """Re-invert ``M_E`` into ``B[:d+m, :d+m]``; returns False when it is singular."""
     p = d + m
@@ -144,7 +144,7 @@ def _refactor(B, Eidx, m, d, K, kt, ktt, Phi, phit, n, jitter):
     return True
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _invert(A):
     """Gauss-Jordan inverse with partial pivoting (single-threaded, no LAPACK call overhead).
 
@@ -188,7 +188,7 @@ def _invert(A):
     return Inv
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _border_add(B, p, bvec, c):
     """Bordered update of ``B = M^{-1}`` (size ``p``) for a new last row/column ``[bvec; c]``.
 
@@ -213,7 +213,7 @@ def _border_add(B, p, bvec, c):
     return s
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _border_remove(B, p, idx):
     """Remove row/column ``idx`` from ``B = M^{-1}`` (size ``p``): swap it last, Schur-downdate.
 
@@ -238,14 +238,14 @@ def _border_remove(B, p, idx):
     return piv
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _pinball(r, tau):
     if r > 0:
         return tau * r
     return (tau - 1.0) * r
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _matvec(B, p, rhs, out):
     for a in range(p):
         acc = 0.0
@@ -254,7 +254,7 @@ def _matvec(B, p, rhs, out):
         out[a] = acc
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _fit_dir(K, Phi, kt, n, d, Eidx, m, x, dw):
     """dw = Phi x_u + K[:, E] x_v over calibration rows (test column is ``kt``): the rate of
     change of ``w`` along a segment of direction ``x``, shared by the lambda and S paths."""
@@ -276,7 +276,7 @@ def _fit_dir(K, Phi, kt, n, d, Eidx, m, x, dw):
                 dw[i] += K[j, i] * xa
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _absmax(x, p):
     """max(0, |x[0]|, ..., |x[p-1]|): the scale of a direction, for relative slope tolerances."""
     xmax = 0.0
@@ -285,7 +285,7 @@ def _absmax(x, p):
     return xmax
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _residual_step(si, slope, tol, num):
     """Step (>= 0) at which the residual numerator ``num`` of a point of set ``si`` (L or R),
     falling by ``slope`` per unit step, reaches zero; inf when it moves away or too slowly."""
@@ -300,7 +300,7 @@ def _residual_step(si, slope, tol, num):
     return st
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _bound_step(vj, rate, lo, hi, tol):
     """Step (>= 0) at which an elbow dual ``vj``, moving by ``rate`` per unit step, reaches
     ``hi`` (joining R) or ``lo`` (joining L); ``(inf, SET_E)`` when it moves too slowly."""
@@ -317,7 +317,7 @@ def _bound_step(vj, rate, lo, hi, tol):
     return st, to
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _advance(Eidx, m, d, n, x, dw, step, u, v, w):
     """(u, v_E, w) += step * (x_u, x_v, dw): move along one linear segment of a path (the
     lambda path passes ``-delta`` since its direction is taken per unit increase of lam)."""
@@ -329,7 +329,7 @@ def _advance(Eidx, m, d, n, x, dw, step, u, v, w):
         w[i] += step * dw[i]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _zero_steps(is_zero, zero_run, n):
     """Count consecutive zero-length steps; returns ``(zero_run, cycling)`` with ``cycling``
     True once the run is too long for a degenerate tie to resolve (status 2)."""
@@ -339,7 +339,7 @@ def _zero_steps(is_zero, zero_run, n):
     return 0, False
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _elbow_add(B, K, Phi, kt, ktt, phit, n, d, Eidx, pos, m, j, jitter):
     """Point ``j`` (``n``: the test point) joins E last: border ``B`` and append it to
     ``Eidx``/``pos``. Returns ``(B, m + 1, s)``, ``s`` the Schur complement (caller checks)."""
@@ -356,7 +356,7 @@ def _elbow_add(B, K, Phi, kt, ktt, phit, n, d, Eidx, pos, m, j, jitter):
     return B, m + 1, s
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _elbow_drop(B, Eidx, pos, m, d, j):
     """Elbow point ``j`` leaves E: Schur-downdate ``B`` and move the last elbow point into its
     slot. Returns ``(m - 1, pivot)`` (the caller checks the pivot)."""
@@ -369,7 +369,7 @@ def _elbow_drop(B, Eidx, pos, m, d, j):
     return m - 1, piv
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _shift_sums(K, Phi, n, d, q, bal, j, dv, skip_zero):
     """q += dv K[j], bal -= dv Phi[j]: point ``j`` adds ``dv`` to the fixed duals of L u R
     (``-v_j`` when it enters E); ``skip_zero`` leaves ``q`` alone when ``dv == 0``."""
@@ -383,7 +383,7 @@ def _shift_sums(K, Phi, n, d, q, bal, j, dv, skip_zero):
 # --------------------------------------------------------------------------------------------
 # lambda path
 # --------------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _fit_from_coef(K, Phi, n, d, Eidx, m, u, v, q, out):
     """out = Phi u + K[:, E] v_E + q  (= lam * g at the calibration points)."""
     for i in range(n):
@@ -399,7 +399,7 @@ def _fit_from_coef(K, Phi, n, d, Eidx, m, u, v, q, out):
                 out[i] += K[j, i] * vj
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _lam_direction(B, Eidx, m, d, S, rhs, x):
     """x = B [0; S_E] = d(u, v_E)/dlam: the direction of the current lambda-path segment."""
     for k in range(d):
@@ -409,7 +409,7 @@ def _lam_direction(B, Eidx, m, d, S, rhs, x):
     _matvec(B, d + m, rhs, x)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _lam_scan_events(S, lo, hi, lam, state, v, w, h, x, d, Eidx, m, n):
     """Smallest decrease of lam (>= 0) to the next lambda-path event: an elbow dual reaching
     a bound or a residual of L u R reaching zero. Returns ``(delta, point, target set)``."""
@@ -439,7 +439,7 @@ def _lam_scan_events(S, lo, hi, lam, state, v, w, h, x, d, Eidx, m, n):
     return best, best_i, best_to
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _lam_losses(S, tau, lam, state, w, u, v, Eidx, m, n, d, logn_2n, Kval, Phival, Sval, qv):
     """Training pinball loss, SIC and validation pinball loss (NaN without validation data)
     of the fit at a lambda-path breakpoint. Returns ``(loss, sic, vloss)``."""
@@ -464,7 +464,7 @@ def _lam_losses(S, tau, lam, state, w, u, v, Eidx, m, n, d, logn_2n, Kval, Phiva
     return loss, sic, vloss
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _lam_event_step(
     B, K, Phi, S, lo, hi, lam, Eidx, pos, m, state, v, u, w, q, bal, qv, Kval, j, to, jitter,
     rhs, x, steps, updates, refactor_every, empty,
@@ -504,7 +504,7 @@ def _lam_event_step(
     return B, m, STATUS_OK, steps, updates
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def lambda_path_core(
     K, Phi, S, lo, hi, tau, state_in, v_in, lam_stop, lam_min, lam_min_ratio, max_steps, jitter,
     refactor_every, Kval, Phival, Sval, store_path,
@@ -706,7 +706,7 @@ def lambda_path_core(
     )
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _exact_state(B, Eidx, m, d, S, lam, bal, q, u, v, rhs, x):
     """(u, v_E) = B [bal; lam S_E - q_E] (no drift)."""
     p = d + m
@@ -722,21 +722,21 @@ def _exact_state(B, Eidx, m, d, S, lam, bal, q, u, v, rhs, x):
         v[Eidx[a]] = x[d + a]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _grow1(a, cap):
     out = np.empty(cap)
     out[: a.shape[0]] = a
     return out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _grow1i(a, cap):
     out = np.empty(cap, np.int64)
     out[: a.shape[0]] = a
     return out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _grow2(a, cap):
     out = np.empty((cap, a.shape[1]))
     out[: a.shape[0], :] = a
@@ -746,7 +746,7 @@ def _grow2(a, cap):
 # --------------------------------------------------------------------------------------------
 # batched lambda paths (cross-validation over a gamma grid)
 # --------------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def kernel_rows(D2, kind, gamma, beta, out, lo, hi):
     """``out[i] = k(D2[i])`` for rows ``lo <= i < hi`` (threads fill disjoint row ranges)."""
     ny = D2.shape[1]
@@ -755,7 +755,7 @@ def kernel_rows(D2, kind, gamma, beta, out, lo, hi):
             out[i, j] = _kernel_value(D2[i, j], kind, gamma, beta)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def kernel_sym_rows(D2, kind, gamma, beta, out, lo, hi):
     """Symmetric ``D2``: fill ``out[i, j]`` and ``out[j, i]`` for ``j >= i``, ``lo <= i < hi``
     (half the kernel evaluations; callers balance the triangle across threads)."""
@@ -768,7 +768,7 @@ def kernel_sym_rows(D2, kind, gamma, beta, out, lo, hi):
             out[j, i] = val
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def cv_fold_path(
     K, Phi, S, lo, hi, tau, fold_of, f, init_state, init_v, lam_min_ratio, max_steps, jitter,
     refactor_every,
@@ -831,7 +831,7 @@ def cv_fold_path(
 # --------------------------------------------------------------------------------------------
 # S path (one test point)
 # --------------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def prepare_state(K, Phi, S, lam, state_in, v_in, jitter):
     """Exact solution at ``lam`` for the given sets: ``(ok, Eidx, m, B, v, u, q, bal, w)``."""
     n, d = Phi.shape
@@ -866,7 +866,7 @@ def prepare_state(K, Phi, S, lam, state_in, v_in, jitter):
     return ok, Eidx, m, B, v, u, q, bal, w
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _trace_point(trace_S, trace_v, n_trace, S_t, v_t):
     """Record a stage-2 breakpoint ``(S_t, v_t)`` while the trace arrays (possibly empty: no
     trace) have room; returns the new count."""
@@ -877,7 +877,7 @@ def _trace_point(trace_S, trace_v, n_trace, S_t, v_t):
     return n_trace
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def s_path_one(
     K, Phi, S, lo, hi, lam, state0, Eidx0, m0, B0, v0, u0, q0, bal0, w0, kt, ktt, phit, U,
     max_steps, jitter, refactor_every, trace_S, trace_v,
@@ -1029,7 +1029,7 @@ def s_path_one(
     return cutoff, status, steps, sum_m, n_trace, S0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n):
     """Smallest step (parameter increasing) to the next calibration event of an S-path stage.
 
@@ -1061,7 +1061,7 @@ def _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n):
     return best, best_i, best_to
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _apply_event(
     B, K, Phi, kt, ktt, phit, n, d, lo, hi, Eidx, pos, m, state, v, q, bal, j, to, jitter, qt,
 ):
@@ -1083,7 +1083,7 @@ def _apply_event(
 
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _load_phi_row(Phi, phit, n, k, d, row):
     """row = Phi[k] (``phit`` for the test point ``k == n``); returns its squared norm."""
     nrm0 = 0.0
@@ -1093,7 +1093,7 @@ def _load_phi_row(Phi, phit, n, k, d, row):
     return nrm0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _project_out(Q, r, d, row):
     """Gram-Schmidt sweep: remove from ``row`` its components along the orthonormal columns
     ``Q[:, :r]``, one column at a time (the rank test of ``_critical_dir``)."""
@@ -1105,7 +1105,7 @@ def _project_out(Q, r, d, row):
             row[c] -= dot * Q[c, b]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _critical_dir(Phi, phit, n, d, Eidx, m, j):
     """Whether removing elbow point ``j`` makes ``Phi_E`` rank deficient, and if so the
     direction ``delta`` with ``Phi_k delta = 0`` (k in E, k != j) and ``Phi_j delta = 1``."""
@@ -1145,7 +1145,7 @@ def _critical_dir(Phi, phit, n, d, Eidx, m, j):
     return True, delta
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _pivot_enter(Phi, S, lam, state, w, n, d, delta, sigma, j):
     """Dual-simplex ratio test: moving ``u`` by ``sigma * tau * delta`` (tau >= 0), the first
     point of L u R (other than ``j``) whose residual reaches zero; -1 if none."""
@@ -1174,7 +1174,7 @@ def _pivot_enter(Phi, S, lam, state, w, n, d, delta, sigma, j):
     return best_i
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _exact_stage(K, Phi, S, lam, B, Eidx, m, d, n, bal, q, u, v, w, kt, phit, c, S_t, qt, rhs, x):
     """Exact (u, v_E, w) of an S-path stage: test dual fixed at ``c`` (stage 1, test not in E)
     or test in E with imputed score ``S_t`` (stage 2, ``c`` ignored)."""
@@ -1217,7 +1217,7 @@ def _exact_stage(K, Phi, S, lam, B, Eidx, m, d, n, bal, q, u, v, w, kt, phit, c,
             w[i] += c * kt[i]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _s_event(
     B, K, Phi, S, kt, ktt, phit, n, d, lo, hi, lam, Eidx, pos, m, state, v, q, bal, w, u, j, to,
     jitter, qt, c, S_t, rhs, x,
@@ -1251,7 +1251,7 @@ def _s_event(
     return B, m, qt, ok, False
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _s_event_step(
     B, K, Phi, S, kt, ktt, phit, n, d, lo, hi, lam, Eidx, pos, m, state, v, q, bal, w, u, j, to,
     jitter, qt, c, S_t, rhs, x, steps, updates, max_steps, refactor_every,
@@ -1280,7 +1280,7 @@ def _s_event_step(
     return B, m, qt, STATUS_OK, steps, updates
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def s_path_batch(
     K, Phi, S, lo, hi, lam, state0, Eidx0, m0, B0, v0, u0, q0, bal0, w0, Kt, ktt, Phit, U,
     max_steps, jitter, refactor_every, t_lo, t_hi, cut, status, nsteps, mean_elbow, s0,
