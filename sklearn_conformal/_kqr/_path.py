@@ -1,13 +1,14 @@
 """Python layer of the exact path solvers: input preparation, the linear-QR start, results."""
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linprog
 
-from ..exceptions import PathError
+from ..exceptions import DegenerateDataWarning, PathError
 from . import _core
 
 KERNELS = {"rbf": 0, "laplacian": 1, "matern32": 2, "matern52": 3, "imq": 4}
@@ -112,7 +113,10 @@ def in_row_space(phi, V, rtol=1e-8):
 
 
 def break_ties(S, rel=1e-9):
-    """Break exact ties in ``S`` by tiny index-ordered offsets (``rel`` times the scale).
+    """Break exact ties in ``S`` by tiny index-ordered offsets (``rel`` times the range of S).
+
+    The offsets scale with the range of ``S`` (not its magnitude), so ``c * S + b`` gets the
+    offsets of ``S`` times ``c``; constant ``S`` is returned unchanged.
 
     Ties make the linear-QR start and the path degenerate; the perturbation selects one of the
     optimal solutions (the lexicographic one) and moves cutoffs by about ``rel`` relative. It
@@ -123,7 +127,10 @@ def break_ties(S, rel=1e-9):
     Ss = S[order]
     if S.size < 2 or not np.any(Ss[1:] == Ss[:-1]):
         return S.copy()
-    scale = max(np.max(np.abs(S)), np.ptp(S), 1e-300)
+    scale = float(np.ptp(S))
+    if not scale > 0.0:
+        # all scores equal: nothing to order (the solvers treat constant scores exactly)
+        return S.copy()
     out = S.copy()
     run = 0
     for k in range(1, S.size):
@@ -131,6 +138,70 @@ def break_ties(S, rel=1e-9):
         if run:
             out[order[k]] = Ss[k] + run * rel * scale
     return out
+
+
+class ScoreScale:
+    """Affine standardisation ``S = a + s * S_std`` that makes the path solvers scale-free.
+
+    The kernel quantile regression is equivariant: with the constant in the span of ``Phi``,
+    ``c * S + b`` has the duals of ``S``, the penalty ``lam / c``, the fit ``c g + b`` and the
+    cutoffs ``c S* + b``. The solvers therefore run on ``S_std = (S - a) / s`` (``a``: the
+    median when the constant is in the span of ``Phi``, else 0; ``s``: the median absolute
+    deviation from ``a``, or the mean one when that is 0) with ``lam_std = lam * s``, and map
+    back; every tolerance then sees scores of order one whatever the units of ``S``.
+    ``constant`` is True when ``S`` is constant (``s == 0``; ``S_std`` is then 0).
+    """
+
+    def __init__(self, S, Phi):
+        S = np.asarray(S, dtype=np.float64)
+        if not np.all(np.isfinite(S)):
+            raise ValueError("The scores (targets) must be finite.")
+        self.c1 = intercept_coef(Phi)
+        self.a = float(np.median(S)) if (self.c1 is not None and S.size) else 0.0
+        dev = np.abs(S - self.a)
+        s = float(np.median(dev)) if S.size else 0.0
+        if not s > 0.0:
+            s = float(np.mean(dev)) if S.size else 0.0
+        self.s = s if np.isfinite(s) else 0.0
+        self.constant = not self.s > 0.0
+        self.S = (S - self.a) / self.s if not self.constant else np.zeros_like(S)
+
+    def to_std(self, S):
+        S = np.asarray(S, dtype=np.float64)
+        return (S - self.a) / self.s if not self.constant else S - self.a
+
+    def lam_std(self, lam):
+        return lam * self.s
+
+    def values(self, Z):
+        """Scores (cutoffs, fits) in the original units from standardised ones."""
+        return self.a + self.s * np.asarray(Z, dtype=np.float64)
+
+    def eta(self, eta_std):
+        """Linear coefficients in the original units (rows of ``eta_std`` if 2-d)."""
+        out = self.s * np.asarray(eta_std, dtype=np.float64)
+        if self.c1 is not None and self.a != 0.0:
+            out = out + self.a * self.c1
+        return out
+
+
+def intercept_coef(Phi, rtol=1e-8):
+    """``c`` with ``Phi @ c = 1`` when the constant lies in the column span of ``Phi``, else None."""
+    Phi = np.asarray(Phi, dtype=np.float64)
+    n = Phi.shape[0]
+    if n == 0 or Phi.shape[1] == 0:
+        return None
+    ones = np.ones(n)
+    const = np.flatnonzero((np.ptp(Phi, axis=0) == 0.0) & (Phi[0] != 0.0))
+    if const.size:
+        # a constant column: the exact coefficient (fits of constant data stay exact)
+        c = np.zeros(Phi.shape[1])
+        c[const[0]] = 1.0 / Phi[0, const[0]]
+        return c
+    c = np.linalg.lstsq(Phi, ones, rcond=None)[0]
+    if np.linalg.norm(Phi @ c - ones) > rtol * np.sqrt(n):
+        return None
+    return c
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,11 +216,16 @@ def linear_qr_start(S, Phi, lo, hi, max_pivots=None):
 
     Returns ``(state, v)`` with ``state`` in {0: L, 1: E, 2: R}.
     """
-    S = np.asarray(S, dtype=np.float64)
     Phi = np.asarray(Phi, dtype=np.float64)
+    # the optimal vertex is invariant under S -> c S + b: solve with scores of order one
+    sc = ScoreScale(S, Phi)
+    S = sc.S
     n, d = Phi.shape
     if n < d:
         raise ValueError("fewer calibration points than linear features")
+    if sc.constant:
+        # every point fits exactly: v = 0 with all points in the elbow (see lambda_path)
+        return np.full(n, _core.SET_E, np.int8), np.zeros(n)
     basis = None
     try:
         res = linprog(
@@ -278,10 +354,13 @@ def lambda_path(
     ``Phi`` must have full column rank (see :func:`reduce_phi`) and ``S`` no exact ties (see
     :func:`break_ties`). ``K_val`` has shape (n, n_val).
     """
-    S = np.ascontiguousarray(S, dtype=np.float64)
     Phi = np.ascontiguousarray(Phi, dtype=np.float64)
     K = np.ascontiguousarray(K, dtype=np.float64)
     n, d = Phi.shape
+    sc = ScoreScale(S, Phi)
+    if sc.constant:
+        return _constant_path(sc, n, d, lam_stop, K_val, S_val, alpha, store_path)
+    S = np.ascontiguousarray(sc.S)
     lo, hi = -float(alpha), 1.0 - float(alpha)
     if max_steps is None:
         max_steps = 20 * n + 100
@@ -294,11 +373,12 @@ def lambda_path(
         S_val = np.zeros(0)
     res = _core.lambda_path_core(
         K, Phi, S, lo, hi, 1.0 - float(alpha), np.asarray(state0, np.int8),
-        np.asarray(v0, np.float64), -1.0 if lam_stop is None else float(lam_stop),
-        float(lam_min), 0.0 if lam_stop is not None else float(lam_min_ratio), int(max_steps),
-        float(jitter), int(refactor_every), np.ascontiguousarray(K_val, dtype=np.float64),
+        np.asarray(v0, np.float64), -1.0 if lam_stop is None else sc.lam_std(float(lam_stop)),
+        sc.lam_std(float(lam_min)), 0.0 if lam_stop is not None else float(lam_min_ratio),
+        int(max_steps), float(jitter), int(refactor_every),
+        np.ascontiguousarray(K_val, dtype=np.float64),
         np.ascontiguousarray(Phi_val, dtype=np.float64),
-        np.ascontiguousarray(S_val, dtype=np.float64), bool(store_path),
+        np.ascontiguousarray(sc.to_std(S_val), dtype=np.float64), bool(store_path),
     )
     (lams, sics, losses, vlosses, esizes, b_state, b_v, b_eta, b_lam,
      f_state, f_v, f_eta, f_lam, v_path, eta_path, status, steps) = res
@@ -308,11 +388,39 @@ def lambda_path(
         state, v, eta, lam = f_state, f_v, f_eta, float(f_lam)
     else:
         state, v, eta, lam = b_state, b_v, b_eta, float(b_lam)
+    # back to the units of S: lam_std = lam * s, losses and fits scale with s
     return LambdaPathResult(
-        lambdas=lams, sic=sics, train_loss=losses, val_loss=vlosses, elbow_sizes=esizes,
-        best_index=int(np.argmin(sics)) if sics.size else -1, state=state, v=v, eta=eta,
-        lam=lam, truncated=int(status) == _core.STATUS_STEP_CAP, n_steps=int(steps),
-        v_path=v_path if store_path else None, eta_path=eta_path if store_path else None,
+        lambdas=lams / sc.s, sic=sics + np.log(sc.s), train_loss=losses * sc.s,
+        val_loss=vlosses * sc.s, elbow_sizes=esizes,
+        best_index=int(np.argmin(sics)) if sics.size else -1, state=state, v=v,
+        eta=sc.eta(eta), lam=lam / sc.s, truncated=int(status) == _core.STATUS_STEP_CAP,
+        n_steps=int(steps), v_path=v_path if store_path else None,
+        eta_path=sc.eta(eta_path) if store_path else None,
+    )
+
+
+def _constant_path(sc, n, d, lam_stop, K_val, S_val, alpha, store_path):
+    """The exact solution for constant scores: the fit is the constant for every lam.
+
+    With ``S = a`` (the constant in the span of ``Phi``, or ``a = 0``) the fit ``g = a`` has
+    zero loss and zero penalty, so ``v = 0`` with every point in the elbow; a single
+    breakpoint is reported (at ``lam_stop``, else at ``lam = inf``).
+    """
+    lam = float(lam_stop) if lam_stop is not None else np.inf
+    eta = sc.eta(np.zeros(d))
+    v = np.zeros(n)
+    if S_val is not None and np.asarray(S_val).size:
+        r = np.asarray(S_val, dtype=np.float64) - sc.a
+        tau = 1.0 - float(alpha)
+        vloss = float(np.mean(np.where(r > 0, tau * r, (tau - 1.0) * r)))
+    else:
+        vloss = np.nan
+    return LambdaPathResult(
+        lambdas=np.array([lam]), sic=np.array([-np.inf]), train_loss=np.zeros(1),
+        val_loss=np.array([vloss]), elbow_sizes=np.array([n]), best_index=0,
+        state=np.full(n, _core.SET_E, np.int8), v=v, eta=eta, lam=lam, truncated=False,
+        n_steps=0, v_path=np.zeros((1, n)) if store_path else None,
+        eta_path=eta[None, :].copy() if store_path else None,
     )
 
 
@@ -331,13 +439,38 @@ class SPathSolver:
                  max_steps=None):
         self.K = np.ascontiguousarray(K, dtype=np.float64)
         self.Phi = np.ascontiguousarray(Phi, dtype=np.float64)
-        self.S = np.ascontiguousarray(S, dtype=np.float64)
+        # scale-free: the path runs on S_std = (S - a) / s at lam * s and maps back
+        self.scale = ScoreScale(S, self.Phi)
         self.lo, self.hi = -float(alpha), 1.0 - float(alpha)
-        self.lam = float(lam)
         self.jitter = float(jitter)
         self.refactor_every = int(refactor_every)
-        n = self.S.shape[0]
+        n = self.scale.S.shape[0]
         self.max_steps = int(max_steps if max_steps is not None else 20 * n + 100)
+        if self.scale.constant:
+            # constant scores: S* = a + s * (cutoff of any scores) with s = 0, i.e. the constant
+            # wherever the cutoff is finite; which test points have an infinite one does not
+            # depend on the scores, so a fixed non-degenerate pattern decides it
+            warnings.warn(
+                f"All {n} calibration scores are equal (to {self.scale.a!r}); every finite "
+                "cutoff equals that value (zero-width intervals when it is 0). Check that the "
+                "point predictor was not fitted on the calibration data.",
+                DegenerateDataWarning, stacklevel=3,
+            )
+            pattern = np.arange(n, dtype=np.float64) / max(n, 1)
+            ref = lambda_path(self.K, self.Phi, pattern, alpha, max_steps=self.max_steps,
+                              lam_min_ratio=0.1)
+            self._pattern = SPathSolver(
+                self.K, self.Phi, pattern, alpha, ref.lam, ref.state, ref.v, jitter=jitter,
+                refactor_every=refactor_every, max_steps=max_steps,
+            )
+            self.S = self.scale.S
+            self.lam = float(lam)
+            self.state = np.asarray(state, dtype=np.int8).copy()
+            self._prep = (None, n, None, None, None, None, None, None)
+            return
+        self._pattern = None
+        self.S = np.ascontiguousarray(self.scale.S)
+        self.lam = self.scale.lam_std(float(lam))
         self.state = np.asarray(state, dtype=np.int8).copy()
         ok, Eidx, m, B, v_, u, q, bal, w = _core.prepare_state(
             self.K, self.Phi, self.S, self.lam, self.state, np.asarray(v, np.float64),
@@ -353,6 +486,10 @@ class SPathSolver:
 
     def cutoffs(self, K_test, k_tt, Phi_test, U, n_jobs=None):
         """``(cutoffs, n_steps, mean_elbow, S0)`` for test rows ``K_test`` (n_test, n)."""
+        if self._pattern is not None:
+            cut, nsteps, mel, s0 = self._pattern.cutoffs(K_test, k_tt, Phi_test, U, n_jobs)
+            cut = np.where(np.isfinite(cut), self.scale.a, cut)
+            return cut, nsteps, mel, np.full_like(s0, self.scale.a)
         Eidx, m, B, v, u, q, bal, w = self._prep
         K_test = np.ascontiguousarray(K_test, dtype=np.float64)
         k_tt = np.ascontiguousarray(k_tt, dtype=np.float64)
@@ -376,10 +513,14 @@ class SPathSolver:
         bad = status != _core.STATUS_OK
         if np.any(bad):
             check_status(status[bad][0], "The S-path", cap_name="max_steps", cap=self.max_steps)
-        return cut, nsteps, mel, s0
+        return self.scale.values(cut), nsteps, mel, self.scale.values(s0)
 
     def trace(self, k_t, k_tt, phi_t, U):
         """``(cutoff, S_breakpoints, v_t_at_breakpoints, S0)`` for one test point."""
+        if self._pattern is not None:
+            cut, tS, tv, S0 = self._pattern.trace(k_t, k_tt, phi_t, U)
+            a = self.scale.a
+            return (a if np.isfinite(cut) else cut), np.full_like(tS, a), tv, a
         Eidx, m, B, v, u, q, bal, w = self._prep
         tS = np.zeros(self.max_steps + 4)
         tv = np.zeros(self.max_steps + 4)
@@ -391,4 +532,6 @@ class SPathSolver:
         )
         check_status(res[1], "The S-path", cap=self.max_steps)
         k = int(res[4])
-        return float(res[0]), tS[:k].copy(), tv[:k].copy(), float(res[5])
+        sc = self.scale
+        return (float(sc.values(res[0])), sc.values(tS[:k]), tv[:k].copy(),
+                float(sc.values(res[5])))

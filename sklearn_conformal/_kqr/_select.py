@@ -4,7 +4,7 @@ import numpy as np
 from sklearn.model_selection import KFold
 
 from . import _core
-from ._path import check_status, kernel_kind, linear_qr_start, n_threads, run_ranges
+from ._path import ScoreScale, check_status, kernel_kind, linear_qr_start, n_threads, run_ranges
 
 
 def gamma_grid(D2, grid=None, size=30):
@@ -45,10 +45,19 @@ def select_gamma_cv(
     cv_loss : ndarray of shape (n_gammas,)
     info : dict with ``n_breakpoints`` and ``mean_elbow`` arrays of shape (n_gammas, n_folds).
     """
-    S = np.ascontiguousarray(S, dtype=np.float64)
     Phi = np.ascontiguousarray(Phi, dtype=np.float64)
     gammas = np.ascontiguousarray(gammas, dtype=np.float64)
     n, d = Phi.shape
+    # scale-free: the paths run on standardised scores, the losses are reported in S's units
+    sc = ScoreScale(S, Phi)
+    if sc.constant:
+        # constant scores: every gamma fits them exactly (zero validation loss)
+        mid = gammas.shape[0] // 2
+        zeros = np.zeros((gammas.shape[0], int(min(n_folds, n))))
+        info = {"n_breakpoints": zeros.astype(np.int64), "mean_elbow": zeros + n,
+                "truncated": zeros.astype(bool)}
+        return float(gammas[mid]), np.zeros(gammas.shape[0]), info
+    S = np.ascontiguousarray(sc.S)
     lo, hi = -float(alpha), 1.0 - float(alpha)
     n_folds = int(min(n_folds, n))
     kf = KFold(n_folds, shuffle=True, random_state=random_state)
@@ -90,7 +99,7 @@ def select_gamma_cv(
     for s in np.unique(status):
         if s not in (_core.STATUS_OK, _core.STATUS_STEP_CAP):
             check_status(s, "A cross-validation lambda path")
-    cv_loss = loss.mean(axis=1)
+    cv_loss = loss.mean(axis=1) * sc.s
     best = int(np.nanargmin(cv_loss)) if np.any(np.isfinite(cv_loss)) else 0
     info = {"n_breakpoints": n_bp, "mean_elbow": mean_el, "truncated": status == 1}
     return float(gammas[best]), cv_loss, info

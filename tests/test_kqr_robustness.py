@@ -1,0 +1,64 @@
+"""Invariances and degenerate data of the exact KQR path solvers and their estimators."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.dummy import DummyRegressor
+from sklearn.frozen import FrozenEstimator
+
+from sklearn_conformal import KernelQuantileRegressor, SpeedCPRegressor
+from sklearn_conformal.exceptions import DegenerateDataWarning
+
+
+def _hetero(n, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.uniform(-2, 2, size=(n, 1))
+    return X, X[:, 0] + rng.normal(size=n) * (0.2 + np.abs(X[:, 0]))
+
+
+X_TEST = np.linspace(-2, 2, 7)[:, None]
+
+
+@pytest.mark.parametrize("c", [1e-12, 1e-6, 1e6, 1e11, 1e12])
+def test_speedcp_cutoffs_scale_equivariant(c):
+    """y -> c y gives cutoffs c S*(x) (lambda_="auto" follows the scale)."""
+    X, y = _hetero(150)
+    base = SpeedCPRegressor(gamma=1.0, random_state=0).fit(X, y).predict_cutoff(X_TEST)
+    cut = SpeedCPRegressor(gamma=1.0, random_state=0).fit(X, c * y).predict_cutoff(X_TEST)
+    np.testing.assert_allclose(cut / c, base, rtol=1e-6)
+
+
+@pytest.mark.parametrize("c", [1e-12, 1e11, 1e12])
+def test_kqr_scale_and_shift_equivariant(c):
+    X, y = _hetero(120, seed=1)
+    base = KernelQuantileRegressor(quantile=0.9, gamma=1.0).fit(X, y).predict(X_TEST)
+    scaled = KernelQuantileRegressor(quantile=0.9, gamma=1.0).fit(X, c * y).predict(X_TEST)
+    np.testing.assert_allclose(scaled / c, base, rtol=1e-6, atol=1e-9 * np.abs(base).max())
+    for b in (1e3, -1e6):
+        shifted = KernelQuantileRegressor(quantile=0.9, gamma=1.0).fit(X, y + b).predict(X_TEST)
+        np.testing.assert_allclose(shifted - b, base, atol=1e-9 * abs(b))
+
+
+@pytest.mark.parametrize("value", [0.0, 3.0, -1e9])
+@pytest.mark.parametrize("gamma", [1.0, "auto"])
+def test_kqr_constant_target_is_predicted_exactly(value, gamma):
+    X, _ = _hetero(60, seed=2)
+    kqr = KernelQuantileRegressor(quantile=0.9, gamma=gamma, random_state=0)
+    pred = kqr.fit(X, np.full(60, value)).predict(X_TEST)
+    assert np.all(pred == value), pred
+
+
+@pytest.mark.parametrize("gamma", [1.0, "auto"])
+def test_speedcp_all_zero_scores_give_zero_cutoffs(gamma):
+    """A predictor that fits the calibration data exactly: zero-width intervals, with a
+    public warning naming the property."""
+    X, _ = _hetero(120, seed=3)
+    y = np.zeros(120)
+    est = FrozenEstimator(DummyRegressor(strategy="constant", constant=0.0).fit(X, y))
+    with pytest.warns(DegenerateDataWarning, match="calibration scores are equal"):
+        reg = SpeedCPRegressor(est, gamma=gamma, random_state=0).fit(X, y)
+        cut = reg.predict_cutoff(X_TEST)
+    assert np.all(cut == 0.0), cut
+    iv = reg.predict_interval(X_TEST)
+    assert np.all(iv == 0.0)
