@@ -62,3 +62,35 @@ def test_speedcp_all_zero_scores_give_zero_cutoffs(gamma):
     assert np.all(cut == 0.0), cut
     iv = reg.predict_interval(X_TEST)
     assert np.all(iv == 0.0)
+
+
+@pytest.mark.parametrize("shift, scale", [(1e8, 1.0), (0.0, 1e8), (-1e9, 1e8), (0.0, 1e-8)])
+def test_kqr_linear_phi_affine_equivariant_in_a_feature(shift, scale):
+    """phi="linear" spans {1, x}: an affine change of x (the kernel kept equal through gamma)
+    must not drop the intercept or change the fit."""
+    X, y = _hetero(80, seed=4)
+    y = y + 3.0 * X[:, 0]
+    kw = dict(quantile=0.7, lambda_=0.5, phi="linear")
+    base = KernelQuantileRegressor(gamma=1.0, **kw).fit(X, y).predict(X_TEST)
+    kqr = KernelQuantileRegressor(gamma=1.0 / scale**2, **kw).fit(X * scale + shift, y)
+    pred = kqr.predict(X_TEST * scale + shift)
+    np.testing.assert_allclose(pred, base, atol=1e-6 * np.abs(base).max())
+
+
+def test_reduce_phi_keeps_the_intercept_next_to_a_large_feature():
+    from sklearn_conformal._kqr import in_row_space, reduce_phi
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=50)
+    for big in (1e8, 1e12):
+        Phi = np.column_stack([np.ones(50), x + big])
+        V = reduce_phi(Phi)
+        assert V.shape == (2, 2)
+        # orthonormal up to the rounding of x + big
+        np.testing.assert_allclose((Phi @ V).T @ (Phi @ V), np.eye(2), atol=1e-14 * big)
+        # rank deficient: the rank and the row space survive
+        Phi = np.column_stack([Phi, 2 * (x + big) - 1])
+        V = reduce_phi(Phi)
+        assert V.shape == (3, 2)
+        assert in_row_space(np.array([[1.0, big, 2 * big - 1]]), V).all()
+        assert not in_row_space(np.array([[1.0, big, 0.0]]), V).any()

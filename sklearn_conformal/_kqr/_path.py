@@ -83,15 +83,52 @@ def kernel_matrix(X, Y, kernel="rbf", gamma=1.0, beta=0.5):
 # linear features and ties
 # --------------------------------------------------------------------------------------------
 def reduce_phi(Phi, rtol=1e-10):
-    """Orthonormal basis ``V`` (d, r) of the row space of ``Phi``; ``Phi @ V`` has full rank r."""
+    """Basis ``V`` (d, r) of the row space of ``Phi`` with ``Phi @ V`` orthonormal (rank r).
+
+    The rank is decided on the standardised columns (centred against a constant column when
+    there is one, then scaled to unit norm), so an affine change of a feature (``x -> a x + b``,
+    e.g. a feature of order 1e8 next to the intercept) changes neither the rank nor the span.
+    ``V`` spans the row space exactly and makes the reduced design perfectly conditioned.
+    """
     Phi = np.asarray(Phi, dtype=np.float64)
-    if Phi.shape[1] == 0:
+    d = Phi.shape[1]
+    if d == 0:
         return np.zeros((0, 0))
-    _, s, Vt = np.linalg.svd(Phi, full_matrices=False)
+    T = _phi_standardizer(Phi)
+    _, s, Vt = np.linalg.svd(Phi @ T, full_matrices=False)
     if s.size == 0 or s[0] == 0.0:
-        return np.zeros((Phi.shape[1], 0))
+        return np.zeros((d, 0))
     r = int(np.sum(s > s[0] * rtol * max(Phi.shape)))
-    return Vt[:r].T.copy()
+    if r == d:
+        # full rank: Phi @ T @ Vt' / s is orthonormal, with coefficients of the size of T
+        # (no cancellation beyond the centring of the features)
+        return np.ascontiguousarray(T @ (Vt.T / s[None, :]))
+    # rank deficient: V must lie in the row space (see in_row_space), which is
+    # T^{-T} (row space of Phi @ T)
+    V, _ = np.linalg.qr(np.linalg.solve(T.T, Vt[:r].T))
+    # recombine the columns so that the reduced design is orthonormal (same span)
+    _, R = np.linalg.qr(Phi @ V)
+    V = np.linalg.solve(R.T, V.T).T
+    return np.ascontiguousarray(V)
+
+
+def _phi_standardizer(Phi):
+    """Invertible ``T`` (d, d): ``Phi @ T`` has the non-constant columns centred (when a
+    constant column exists) and every non-zero column of unit norm."""
+    d = Phi.shape[1]
+    T = np.eye(d)
+    if Phi.shape[0] == 0:
+        return T
+    const = np.flatnonzero((np.ptp(Phi, axis=0) == 0.0) & (Phi[0] != 0.0))
+    if const.size:
+        k = const[0]
+        means = Phi.mean(axis=0) / Phi[0, k]
+        for j in range(d):
+            if j != k:
+                T[k, j] = -means[j]
+    norms = np.linalg.norm(Phi @ T, axis=0)
+    norms[norms == 0.0] = 1.0
+    return T / norms[None, :]
 
 
 def phi_design(Phi_raw):
@@ -108,7 +145,8 @@ def phi_design(Phi_raw):
 def in_row_space(phi, V, rtol=1e-8):
     """Whether each row of ``phi`` lies in the span of the columns of ``V``."""
     phi = np.atleast_2d(phi)
-    resid = phi - (phi @ V) @ V.T
+    Q, _ = np.linalg.qr(V)  # V spans the row space but need not be orthonormal
+    resid = phi - (phi @ Q) @ Q.T
     return np.linalg.norm(resid, axis=1) <= rtol * (1.0 + np.linalg.norm(phi, axis=1))
 
 
