@@ -94,3 +94,33 @@ def test_reduce_phi_keeps_the_intercept_next_to_a_large_feature():
         assert V.shape == (3, 2)
         assert in_row_space(np.array([[1.0, big, 2 * big - 1]]), V).all()
         assert not in_row_space(np.array([[1.0, big, 0.0]]), V).any()
+
+
+def _constant_predictor(n):
+    return FrozenEstimator(DummyRegressor(strategy="constant", constant=0.0).fit(
+        np.zeros((n, 1)), np.zeros(n)))
+
+
+@pytest.mark.parametrize("spread", [0.0, 2.0])
+def test_near_constant_kernel_gives_the_intercept_only_answer(spread):
+    """All X equal (kernel exactly constant) or a huge lengthscale: the automatic lambda must
+    not interpolate the jitter; the answer is the intercept-only one (split conformal
+    quantile / sample quantile), with a public warning."""
+    rng = np.random.default_rng(0)
+    n = 199
+    y = rng.normal(size=n)
+    X = rng.uniform(-spread, spread, size=(n, 1))
+    gamma = 1.0 if spread == 0.0 else 1e-12
+    S = np.sort(np.abs(y))
+    k = int(np.ceil(0.9 * (n + 1)))
+    with pytest.warns(DegenerateDataWarning, match="numerically constant"):
+        reg = SpeedCPRegressor(_constant_predictor(n), gamma=gamma, randomized=False)
+        reg.fit(X, y)
+    cut = reg.predict_cutoff(np.zeros((1, 1)))
+    # the intercept-only S-path stops where the test point would join R: at S_(k+1)
+    np.testing.assert_allclose(cut, S[k], rtol=1e-3)
+    with pytest.warns(DegenerateDataWarning, match="numerically constant"):
+        kqr = KernelQuantileRegressor(quantile=0.9, gamma=gamma).fit(X, y)
+    # the linear quantile regression with an intercept: the ceil(0.9 n)-th order statistic
+    np.testing.assert_allclose(kqr.predict(np.zeros((1, 1))), np.sort(y)[int(np.ceil(0.9 * n)) - 1],
+                               rtol=1e-3)

@@ -449,7 +449,8 @@ def _lam_losses(S, tau, lam, state, w, u, v, Eidx, m, n, d, logn_2n, Kval, Phiva
         if state[i] != SET_E:
             loss += _pinball((lam * S[i] - w[i]) / lam, tau)
     loss /= n
-    sic = np.log(max(loss, 1e-300)) + logn_2n * m
+    # the SIC is ill-posed at an interpolating fit (log 0): never select one
+    sic = np.log(loss) + logn_2n * m if loss > 0.0 else np.inf
     vloss = np.nan
     if nv > 0:
         vloss = 0.0
@@ -770,8 +771,8 @@ def kernel_sym_rows(D2, kind, gamma, beta, out, lo, hi):
 
 @jit(error_model="numpy")
 def cv_fold_path(
-    K, Phi, S, lo, hi, tau, fold_of, f, init_state, init_v, lam_min_ratio, max_steps, jitter,
-    refactor_every,
+    K, Phi, S, lo, hi, tau, fold_of, f, init_state, init_v, lam_min, lam_min_ratio, max_steps,
+    jitter, refactor_every,
 ):
     """Lambda path on the training part of fold ``f`` (rows with ``fold_of != f``) of the full
     kernel matrix ``K``; returns ``(min validation pinball loss, n_breakpoints, mean elbow,
@@ -814,8 +815,8 @@ def cv_fold_path(
         for k in range(d):
             Phiva[i, k] = Phi[va[i], k]
     res = lambda_path_core(
-        Ktr, Phitr, Str, lo, hi, tau, init_state[:n_tr].copy(), init_v[:n_tr].copy(), -1.0, 0.0,
-        lam_min_ratio, max_steps, jitter, refactor_every, Kva, Phiva, Sva, False,
+        Ktr, Phitr, Str, lo, hi, tau, init_state[:n_tr].copy(), init_v[:n_tr].copy(), -1.0,
+        lam_min, lam_min_ratio, max_steps, jitter, refactor_every, Kva, Phiva, Sva, False,
     )
     vl = res[3]
     es = res[4]

@@ -178,6 +178,22 @@ def break_ties(S, rel=1e-9):
     return out
 
 
+# the smallest standardised lam an automatic choice may reach, in units of the jitter
+JITTER_FLOOR = 1e4
+
+
+def jitter_floor(jitter):
+    """Smallest standardised ``lam`` for the automatic choice: ``JITTER_FLOOR * jitter``.
+
+    The jitter adds a fake identity kernel of weight ``jitter`` (``k(x, x) = 1`` here); with
+    scores of order one its components are fitted in proportion to ``jitter / lam``, so below
+    this floor the path would explore the jitter rather than the kernel. A near-constant kernel
+    (huge lengthscale, all ``x`` equal) has its whole path there: the floor then returns the
+    linear (intercept-only) fit instead of an interpolation of the jitter.
+    """
+    return JITTER_FLOOR * float(jitter)
+
+
 class ScoreScale:
     """Affine standardisation ``S = a + s * S_std`` that makes the path solvers scale-free.
 
@@ -412,7 +428,8 @@ def lambda_path(
     res = _core.lambda_path_core(
         K, Phi, S, lo, hi, 1.0 - float(alpha), np.asarray(state0, np.int8),
         np.asarray(v0, np.float64), -1.0 if lam_stop is None else sc.lam_std(float(lam_stop)),
-        sc.lam_std(float(lam_min)), 0.0 if lam_stop is not None else float(lam_min_ratio),
+        sc.lam_std(float(lam_min)) if lam_stop is not None else max(
+            sc.lam_std(float(lam_min)), jitter_floor(jitter)), 0.0 if lam_stop is not None else float(lam_min_ratio),
         int(max_steps), float(jitter), int(refactor_every),
         np.ascontiguousarray(K_val, dtype=np.float64),
         np.ascontiguousarray(Phi_val, dtype=np.float64),
@@ -426,6 +443,14 @@ def lambda_path(
         state, v, eta, lam = f_state, f_v, f_eta, float(f_lam)
     else:
         state, v, eta, lam = b_state, b_v, b_eta, float(b_lam)
+        if lams.size and lams[0] <= jitter_floor(jitter) * (1.0 + 1e-12):
+            warnings.warn(
+                "The kernel is numerically constant on these points beyond the linear part "
+                "phi (gamma too small for the spread of X, or all X equal): the whole "
+                "regularisation path lies below the jitter floor and the linear fit is "
+                "returned. Use a larger gamma (or gamma='auto') for a kernel fit.",
+                DegenerateDataWarning, stacklevel=2,
+            )
     # back to the units of S: lam_std = lam * s, losses and fits scale with s
     return LambdaPathResult(
         lambdas=lams / sc.s, sic=sics + np.log(sc.s), train_loss=losses * sc.s,

@@ -4,7 +4,7 @@ import numpy as np
 from sklearn.model_selection import KFold
 
 from . import _core
-from ._path import ScoreScale, check_status, kernel_kind, linear_qr_start, n_threads, run_ranges
+from ._path import ScoreScale, check_status, jitter_floor, kernel_kind, linear_qr_start, n_threads, run_ranges
 
 
 def gamma_grid(D2, grid=None, size=30):
@@ -90,7 +90,7 @@ def select_gamma_cv(
             for f in range(a, b):
                 out = _core.cv_fold_path(
                     K, Phi, S, lo, hi, 1.0 - float(alpha), fold_of, f, init_states[f],
-                    init_vs[f], float(lam_min_ratio), int(max_steps), float(jitter),
+                    init_vs[f], jitter_floor(jitter), float(lam_min_ratio), int(max_steps), float(jitter),
                     int(refactor_every),
                 )
                 loss[g, f], n_bp[g, f], mean_el[g, f], status[g, f] = out
