@@ -8,7 +8,8 @@ from sklearn.dummy import DummyRegressor
 from sklearn.frozen import FrozenEstimator
 
 from sklearn_conformal import KernelQuantileRegressor, SpeedCPRegressor
-from sklearn_conformal.exceptions import DegenerateDataWarning
+from sklearn_conformal._kqr import kernel_matrix, lambda_path
+from sklearn_conformal.exceptions import DegenerateDataWarning, PathStepCapWarning
 
 
 def _hetero(n, seed=0):
@@ -124,3 +125,28 @@ def test_near_constant_kernel_gives_the_intercept_only_answer(spread):
     # the linear quantile regression with an intercept: the ceil(0.9 n)-th order statistic
     np.testing.assert_allclose(kqr.predict(np.zeros((1, 1))), np.sort(y)[int(np.ceil(0.9 * n)) - 1],
                                rtol=1e-3)
+
+
+def test_fixed_lambda_is_reached_beyond_the_step_cap():
+    """A fixed lambda_ is never silently replaced: the cap grows until the path gets there."""
+    X, y = _hetero(80, seed=5)
+    ref = KernelQuantileRegressor(quantile=0.8, gamma=2.0, lambda_=1e-3, store_path=False)
+    ref.fit(X, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PathStepCapWarning)
+        kqr = KernelQuantileRegressor(quantile=0.8, gamma=2.0, lambda_=1e-3, max_steps=2,
+                                      store_path=False, lambda_min_ratio=0.5)
+        kqr.fit(X, y)
+    assert kqr.lam_ == 1e-3
+    np.testing.assert_allclose(kqr.predict(X_TEST), ref.predict(X_TEST), rtol=1e-9, atol=1e-9)
+
+
+def test_step_cap_without_growth_warns_naming_the_cap_and_the_value_used():
+    X, y = _hetero(80, seed=5)
+    K = kernel_matrix(X, X, "rbf", 2.0)
+    Phi = np.ones((80, 1))
+    with pytest.warns(PathStepCapWarning, match=r"max_steps=2 before the requested lambda_=0.001"):
+        res = lambda_path(K, Phi, y, 0.2, lam_stop=1e-3, max_steps=2, grow_cap=False)
+    assert res.lam > 1e-3
+    with pytest.warns(PathStepCapWarning, match=r"max_steps=2 before its end"):
+        lambda_path(K, Phi, y, 0.2, max_steps=2)

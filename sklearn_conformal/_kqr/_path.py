@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linprog
 
-from ..exceptions import DegenerateDataWarning, PathError
+from ..exceptions import DegenerateDataWarning, PathError, PathStepCapWarning
 from . import _core
 
 KERNELS = {"rbf": 0, "laplacian": 1, "matern32": 2, "matern52": 3, "imq": 4}
@@ -401,12 +401,17 @@ class LambdaPathResult:
 def lambda_path(
     K, Phi, S, alpha, *, lam_stop=None, lam_min=0.0, lam_min_ratio=1e-4, max_steps=None,
     jitter=1e-10, refactor_every=64, K_val=None, Phi_val=None, S_val=None, store_path=False,
-    start=None,
+    start=None, grow_cap=True,
 ):
     """Exact lambda path of the RKHS quantile regression at level ``tau = 1 - alpha``.
 
     ``Phi`` must have full column rank (see :func:`reduce_phi`) and ``S`` no exact ties (see
     :func:`break_ties`). ``K_val`` has shape (n, n_val).
+
+    A path that reaches ``max_steps`` before a fixed ``lam_stop`` is re-run with the cap raised
+    eightfold (up to ``200 n + 1000``; ``grow_cap=False``: never); a path still capped warns
+    with :class:`~sklearn_conformal.exceptions.PathStepCapWarning` naming the cap and the
+    lambda actually used.
     """
     Phi = np.ascontiguousarray(Phi, dtype=np.float64)
     K = np.ascontiguousarray(K, dtype=np.float64)
@@ -425,20 +430,42 @@ def lambda_path(
         K_val = np.zeros((n, 0))
         Phi_val = np.zeros((0, d))
         S_val = np.zeros(0)
-    res = _core.lambda_path_core(
-        K, Phi, S, lo, hi, 1.0 - float(alpha), np.asarray(state0, np.int8),
-        np.asarray(v0, np.float64), -1.0 if lam_stop is None else sc.lam_std(float(lam_stop)),
-        sc.lam_std(float(lam_min)) if lam_stop is not None else max(
-            sc.lam_std(float(lam_min)), jitter_floor(jitter)), 0.0 if lam_stop is not None else float(lam_min_ratio),
-        int(max_steps), float(jitter), int(refactor_every),
-        np.ascontiguousarray(K_val, dtype=np.float64),
-        np.ascontiguousarray(Phi_val, dtype=np.float64),
-        np.ascontiguousarray(sc.to_std(S_val), dtype=np.float64), bool(store_path),
-    )
+    lam_stop_std = -1.0 if lam_stop is None else sc.lam_std(float(lam_stop))
+    lam_min_std = sc.lam_std(float(lam_min))
+    if lam_stop is None:
+        lam_min_std = max(lam_min_std, jitter_floor(jitter))
+    cap = int(max_steps)
+    cap_limit = max(cap, 200 * n + 1000) if grow_cap else cap
+    while True:
+        res = _core.lambda_path_core(
+            K, Phi, S, lo, hi, 1.0 - float(alpha), np.asarray(state0, np.int8),
+            np.asarray(v0, np.float64), lam_stop_std, lam_min_std,
+            0.0 if lam_stop is not None else float(lam_min_ratio), cap, float(jitter),
+            int(refactor_every), np.ascontiguousarray(K_val, dtype=np.float64),
+            np.ascontiguousarray(Phi_val, dtype=np.float64),
+            np.ascontiguousarray(sc.to_std(S_val), dtype=np.float64), bool(store_path),
+        )
+        status = int(res[15])
+        if status != _core.STATUS_STEP_CAP or lam_stop is None or cap >= cap_limit:
+            break
+        # a fixed lambda must be reached: raise the cap (the path is exact, only longer)
+        cap = min(8 * cap, cap_limit)
     (lams, sics, losses, vlosses, esizes, b_state, b_v, b_eta, b_lam,
      f_state, f_v, f_eta, f_lam, v_path, eta_path, status, steps) = res
     if int(status) not in (_core.STATUS_OK, _core.STATUS_STEP_CAP):
         check_status(status, "The lambda path")
+    if int(status) == _core.STATUS_STEP_CAP:
+        reached = float(lams[-1]) / sc.s if lams.size else np.nan
+        if lam_stop is not None:
+            what = (f"before the requested lambda_={float(lam_stop):.6g}; the solution at "
+                    f"lam={reached:.6g} is used instead")
+        else:
+            what = (f"before its end; lambda is chosen among the breakpoints reached "
+                    f"(lam >= {reached:.6g})")
+        warnings.warn(
+            f"The lambda path reached its step cap max_steps={cap} {what}. Raise max_steps.",
+            PathStepCapWarning, stacklevel=2,
+        )
     if lam_stop is not None:
         state, v, eta, lam = f_state, f_v, f_eta, float(f_lam)
     else:

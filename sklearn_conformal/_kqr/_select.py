@@ -1,8 +1,11 @@
 """Hyper-parameter selection: gamma by K-fold cross-validation over exact lambda paths."""
 
+import warnings
+
 import numpy as np
 from sklearn.model_selection import KFold
 
+from ..exceptions import PathStepCapWarning
 from . import _core
 from ._path import ScoreScale, check_status, jitter_floor, kernel_kind, linear_qr_start, n_threads, run_ranges
 
@@ -99,6 +102,14 @@ def select_gamma_cv(
     for s in np.unique(status):
         if s not in (_core.STATUS_OK, _core.STATUS_STEP_CAP):
             check_status(s, "A cross-validation lambda path")
+    n_capped = int(np.sum(status == _core.STATUS_STEP_CAP))
+    if n_capped:
+        warnings.warn(
+            f"{n_capped} of {status.size} cross-validation lambda paths reached the step cap "
+            f"max_steps={int(max_steps)}; their validation loss is the minimum over the "
+            "breakpoints reached. Raise max_steps.",
+            PathStepCapWarning, stacklevel=2,
+        )
     cv_loss = loss.mean(axis=1) * sc.s
     best = int(np.nanargmin(cv_loss)) if np.any(np.isfinite(cv_loss)) else 0
     info = {"n_breakpoints": n_bp, "mean_elbow": mean_el, "truncated": status == 1}

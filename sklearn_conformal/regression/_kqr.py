@@ -49,7 +49,9 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
     n_folds : int, default=5
     lambda_min_ratio : float, default=1e-3
     max_steps : int, default=None
-        Step cap of the path (``20 n + 100``); reaching it sets ``truncated_``.
+        Step cap of the path (``20 n + 100``); reaching it sets ``truncated_`` and warns
+        (:class:`~sklearn_conformal.exceptions.PathStepCapWarning`). A fixed ``lambda_`` is
+        always reached: the cap is raised automatically for that path.
     store_path : bool, default=True
         Keep the dual coefficients at every breakpoint (``predict_path``).
     random_state : int, RandomState instance or None, default=None
