@@ -150,3 +150,74 @@ def test_step_cap_without_growth_warns_naming_the_cap_and_the_value_used():
     assert res.lam > 1e-3
     with pytest.warns(PathStepCapWarning, match=r"max_steps=2 before its end"):
         lambda_path(K, Phi, y, 0.2, max_steps=2)
+
+
+def _cases():
+    """(name, X, y, params): duplicated rows, binary targets, extreme gamma and lambda."""
+    out = []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(25, 1))
+        y = X[:, 0] + rng.normal(size=25)
+        reps = rng.integers(1, 4, size=25)  # every row 1 to 3 times
+        out.append((f"duplicates-{seed}", np.repeat(X, reps, 0), np.repeat(y, reps), {}))
+    rng = np.random.default_rng(100)
+    X = rng.normal(size=(60, 2))
+    y_bin = (rng.uniform(size=60) < 1 / (1 + np.exp(-X[:, 0]))).astype(float)
+    y = X[:, 0] + rng.normal(size=60)
+    out += [
+        ("binary", X, y_bin, {}),
+        ("binary-discrete-x", np.round(X, 0), y_bin, {}),
+        ("gamma=1e-6", X, y, {"gamma": 1e-6}),
+        ("gamma=1e6", X, y, {"gamma": 1e6}),
+        ("lambda=1e-6", X, y, {"gamma": 1.0, "lambda_": 1e-6}),
+        ("lambda=1e6", X, y, {"gamma": 1.0, "lambda_": 1e6}),
+    ]
+    return out
+
+
+@pytest.mark.parametrize("name, X, y, params", _cases(), ids=[c[0] for c in _cases()])
+def test_speedcp_survives_degenerate_paths_and_matches_the_qp(name, X, y, params):
+    """Duplicated (x, y) rows, binary targets, extreme gamma / lambda: fit and predict succeed
+    and the cutoffs are those of the dense QP (v_t crosses U = 1 - alpha there)."""
+    pytest.importorskip("cvxpy")
+    from ._qp_reference import qp_test_dual
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        reg = SpeedCPRegressor(randomized=False, random_state=0, calibration_size=0.5,
+                               **params).fit(X, y)
+        cut = reg.predict_cutoff(X)
+    assert np.all(np.isfinite(cut))
+    # sane coverage on the fitted data (deterministic rule: at least the level, roughly)
+    assert np.mean(np.abs(y - reg.predict(X)) <= cut + 1e-9) >= 0.8
+    alpha = 1 - reg.confidence_level
+    Z, Phi, S = reg._Z_cal, reg._Phi, reg._S
+    K = kernel_matrix(Z, Z, reg.kernel, reg.gamma_)
+    for t in (0, 1, 2):
+        if np.isinf(reg.lam_):  # constant scores: exact constant cutoffs (checked elsewhere)
+            break
+        kt = kernel_matrix(X[t:t + 1], Z, reg.kernel, reg.gamma_)[0]
+        K_aug = np.block([[K, kt[:, None]], [kt[None, :], np.ones((1, 1))]])
+        Phi_aug = np.vstack([Phi, Phi[:1]])
+        delta = 1e-5 * max(1.0, abs(cut[t]))
+        v_below = qp_test_dual(K_aug, Phi_aug, S, cut[t] - delta, alpha, reg.lam_)
+        v_above = qp_test_dual(K_aug, Phi_aug, S, cut[t] + delta, alpha, reg.lam_)
+        assert v_below <= 1 - alpha + 1e-5, (t, cut[t], v_below)
+        # just above the cutoff the test point has joined R (v_t = 1 - alpha)
+        assert v_above >= 1 - alpha - 1e-4, (t, cut[t], v_above)
+
+
+def test_kqr_on_doubled_rows_equals_half_the_penalty():
+    """Every row twice: sum rho counts twice, i.e. the original problem at lambda / 2."""
+    X, y = _hetero(50, seed=6)
+    X2, y2 = np.repeat(X, 2, axis=0), np.repeat(y, 2)
+    kw = dict(quantile=0.8, gamma=1.5)
+    ref = KernelQuantileRegressor(lambda_=0.05, **kw).fit(X, y).predict(X_TEST)
+    pred = KernelQuantileRegressor(lambda_=0.1, **kw).fit(X2, y2).predict(X_TEST)
+    np.testing.assert_allclose(pred, ref, rtol=1e-7, atol=1e-7)
+    for seed in range(3):  # and the automatic choices survive repeated rows
+        rng = np.random.default_rng(seed)
+        reps = rng.integers(1, 4, size=50)
+        kqr = KernelQuantileRegressor(quantile=0.9, gamma="auto", random_state=0)
+        assert np.all(np.isfinite(kqr.fit(np.repeat(X, reps, 0), np.repeat(y, reps)).predict(X)))

@@ -420,7 +420,7 @@ def _lam_scan_events(S, lo, hi, lam, state, v, w, h, x, d, Eidx, m, n):
     for a in range(m):
         j = Eidx[a]
         # lowering lam by dl moves v_j by -x_a dl
-        dl, to = _bound_step(v[j], -x[d + a], lo, hi, tol_e)
+        dl, to = _bound_step(v[j], -x[d + a], lo[j], hi[j], tol_e)
         if dl < best:
             best = dl
             best_i = j
@@ -440,28 +440,34 @@ def _lam_scan_events(S, lo, hi, lam, state, v, w, h, x, d, Eidx, m, n):
 
 
 @jit(error_model="numpy")
-def _lam_losses(S, tau, lam, state, w, u, v, Eidx, m, n, d, logn_2n, Kval, Phival, Sval, qv):
+def _lam_losses(S, tau, lam, state, w, u, v, Eidx, m, n, d, logn_2n, Kval, Phival, Sval, qv,
+                lo, hi, Wval):
     """Training pinball loss, SIC and validation pinball loss (NaN without validation data)
-    of the fit at a lambda-path breakpoint. Returns ``(loss, sic, vloss)``."""
+    of the fit at a lambda-path breakpoint, each point weighted by its multiplicity (the width
+    ``hi - lo`` of its box; ``Wval`` for validation points). Returns ``(loss, sic, vloss)``."""
     nv = Sval.shape[0]
     loss = 0.0
+    wsum = 0.0
     for i in range(n):
+        wsum += hi[i] - lo[i]
         if state[i] != SET_E:
-            loss += _pinball((lam * S[i] - w[i]) / lam, tau)
-    loss /= n
+            loss += (hi[i] - lo[i]) * _pinball((lam * S[i] - w[i]) / lam, tau)
+    loss /= wsum
     # the SIC is ill-posed at an interpolating fit (log 0): never select one
     sic = np.log(loss) + logn_2n * m if loss > 0.0 else np.inf
     vloss = np.nan
     if nv > 0:
         vloss = 0.0
+        vsum = 0.0
         for i in range(nv):
             acc = qv[i]
             for k in range(d):
                 acc += Phival[i, k] * u[k]
             for a in range(m):
                 acc += Kval[Eidx[a], i] * v[Eidx[a]]
-            vloss += _pinball(Sval[i] - acc / lam, tau)
-        vloss /= nv
+            vloss += Wval[i] * _pinball(Sval[i] - acc / lam, tau)
+            vsum += Wval[i]
+        vloss /= vsum
     return loss, sic, vloss
 
 
@@ -483,7 +489,7 @@ def _lam_event_step(
     else:
         m, piv = _elbow_drop(B, Eidx, pos, m, d, j)
         ok = np.isfinite(piv) and piv != 0.0
-        dv = lo if to == SET_L else hi
+        dv = lo[j] if to == SET_L else hi[j]
         v[j] = dv
         state[j] = to
     _shift_sums(K, Phi, n, d, q, bal, j, dv, False)
@@ -508,10 +514,12 @@ def _lam_event_step(
 @jit(error_model="numpy")
 def lambda_path_core(
     K, Phi, S, lo, hi, tau, state_in, v_in, lam_stop, lam_min, lam_min_ratio, max_steps, jitter,
-    refactor_every, Kval, Phival, Sval, store_path,
+    refactor_every, Kval, Phival, Sval, store_path, Wval,
 ):
     """Exact regularisation path of the kernel quantile regression from ``lam = inf`` downwards.
 
+    ``lo``/``hi`` are per-point bounds (a point standing for ``w`` identical rows has the box
+    ``w [lo, hi]``; its loss counts ``w`` times), ``Wval`` the validation weights.
     ``state_in``/``v_in`` is the linear-quantile-regression (``lam -> inf``) solution whose elbow
     has zero residual. The path stops at ``max(lam_stop, lam_min, lam_min_ratio * lam_0)`` (lam_0
     is the first breakpoint), when no event is left, or
@@ -580,7 +588,10 @@ def lambda_path_core(
     rhs = np.zeros(d + n + 1)
     x = np.zeros(d + n + 1)
     lam = np.inf
-    logn_2n = np.log(n) / (2.0 * n) if n > 0 else 0.0
+    n_eff = 0.0
+    for i in range(n):
+        n_eff += hi[i] - lo[i]
+    logn_2n = np.log(n_eff) / (2.0 * n_eff) if n_eff > 0 else 0.0
     lam_floor = max(lam_stop, lam_min)
 
     if status == STATUS_OK:
@@ -664,6 +675,7 @@ def lambda_path_core(
                     u_path = _grow2(u_path, new_cap)
             loss, sic, vloss = _lam_losses(
                 S, tau, lam, state, w, u, v, Eidx, m, n, d, logn_2n, Kval, Phival, Sval, qv,
+                lo, hi, Wval,
             )
             lams[n_rec] = lam
             sics[n_rec] = sic
@@ -810,13 +822,20 @@ def cv_fold_path(
             Phitr[i, k] = Phi[tr[i], k]
     Phiva = np.empty((n_va, d))
     Sva = np.empty(n_va)
+    Wva = np.empty(n_va)
+    lotr = np.empty(n_tr)
+    hitr = np.empty(n_tr)
+    for i in range(n_tr):
+        lotr[i] = lo[tr[i]]
+        hitr[i] = hi[tr[i]]
     for i in range(n_va):
         Sva[i] = S[va[i]]
+        Wva[i] = hi[va[i]] - lo[va[i]]
         for k in range(d):
             Phiva[i, k] = Phi[va[i], k]
     res = lambda_path_core(
-        Ktr, Phitr, Str, lo, hi, tau, init_state[:n_tr].copy(), init_v[:n_tr].copy(), -1.0,
-        lam_min, lam_min_ratio, max_steps, jitter, refactor_every, Kva, Phiva, Sva, False,
+        Ktr, Phitr, Str, lotr, hitr, tau, init_state[:n_tr].copy(), init_v[:n_tr].copy(), -1.0,
+        lam_min, lam_min_ratio, max_steps, jitter, refactor_every, Kva, Phiva, Sva, False, Wva,
     )
     vl = res[3]
     es = res[4]
@@ -881,7 +900,7 @@ def _trace_point(trace_S, trace_v, n_trace, S_t, v_t):
 @jit(error_model="numpy")
 def s_path_one(
     K, Phi, S, lo, hi, lam, state0, Eidx0, m0, B0, v0, u0, q0, bal0, w0, kt, ktt, phit, U,
-    max_steps, jitter, refactor_every, trace_S, trace_v,
+    max_steps, jitter, refactor_every, trace_S, trace_v, clo, chi,
 ):
     """Cutoff ``S* = sup{S : v_t(S) <= U}`` for one test point (``+inf`` if never reached).
 
@@ -889,6 +908,8 @@ def s_path_one(
     test point then joins the elbow at ``S0 = g(x_t)`` and stage 2 increases its imputed score
     until ``v_t`` reaches ``U`` (interpolated inside the segment). ``trace_S``/``trace_v``
     (length >= max_steps + 2, or 0 to skip) receive ``(S, v_t)`` at every stage-2 breakpoint.
+
+    ``lo``/``hi`` bound the test dual, ``clo``/``chi`` (arrays) the calibration duals.
 
     Returns ``(cutoff, status, n_steps, sum_elbow_sizes, n_trace, S0)``.
     """
@@ -937,7 +958,7 @@ def s_path_one(
         _fit_dir(K, Phi, kt, n, d, Eidx, m, x, dw)
         for i in range(n):
             dw[i] -= kt[i]
-        best, best_i, best_to = _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n)
+        best, best_i, best_to = _scan_events(S, clo, chi, lam, state, v, w, dw, x, d, Eidx, m, n)
         remaining = t_end - t_done
         sum_m += m
         if remaining <= best:
@@ -954,7 +975,7 @@ def s_path_one(
             status = STATUS_CYCLING
             break
         B, m, qt, status, steps, updates = _s_event_step(
-            B, K, Phi, S, kt, ktt, phit, n, d, lo, hi, lam, Eidx, pos, m, state, v, q, bal, w,
+            B, K, Phi, S, kt, ktt, phit, n, d, clo, chi, lam, Eidx, pos, m, state, v, q, bal, w,
             u, best_i, best_to, jitter, qt, -t_done, 0.0, rhs, x, steps, updates, max_steps,
             refactor_every,
         )
@@ -994,7 +1015,7 @@ def s_path_one(
                 x[a] = lam * B[a, d + pt]
         _fit_dir(K, Phi, kt, n, d, Eidx, m, x, dw)
         n_trace = _trace_point(trace_S, trace_v, n_trace, S_cur, v[n])
-        best, best_i, best_to = _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n)
+        best, best_i, best_to = _scan_events(S, clo, chi, lam, state, v, w, dw, x, d, Eidx, m, n)
         sum_m += m
         dvt = x[d + pt]
         if dvt > _SLOPE_RTOL * _absmax(x, p):
@@ -1019,7 +1040,7 @@ def s_path_one(
             status = STATUS_CYCLING
             break
         B, m, qt, status, steps, updates = _s_event_step(
-            B, K, Phi, S, kt, ktt, phit, n, d, lo, hi, lam, Eidx, pos, m, state, v, q, bal, w,
+            B, K, Phi, S, kt, ktt, phit, n, d, clo, chi, lam, Eidx, pos, m, state, v, q, bal, w,
             u, best_i, best_to, jitter, qt, 0.0, S_cur, rhs, x, steps, updates, max_steps,
             refactor_every,
         )
@@ -1043,7 +1064,7 @@ def _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n):
         j = Eidx[a]
         if j == n:
             continue
-        st, to = _bound_step(v[j], x[d + a], lo, hi, tol_e)
+        st, to = _bound_step(v[j], x[d + a], lo[j], hi[j], tol_e)
         if st < best:
             best = st
             best_i = j
@@ -1066,7 +1087,8 @@ def _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n):
 def _apply_event(
     B, K, Phi, kt, ktt, phit, n, d, lo, hi, Eidx, pos, m, state, v, q, bal, j, to, jitter, qt,
 ):
-    """Move calibration point ``j`` into E (``to == SET_E``) or out of it; update B, q, bal."""
+    """Move calibration point ``j`` into E (``to == SET_E``) or out of it (to its bound
+    ``lo[j]``/``hi[j]``); update B, q, bal."""
     if to == SET_E:
         B, m, s = _elbow_add(B, K, Phi, kt, ktt, phit, n, d, Eidx, pos, m, j, jitter)
         ok = (s > 0.0) and np.isfinite(s)
@@ -1075,7 +1097,7 @@ def _apply_event(
     else:
         m, piv = _elbow_drop(B, Eidx, pos, m, d, j)
         ok = np.isfinite(piv) and piv != 0.0
-        dv = lo if to == SET_L else hi
+        dv = lo[j] if to == SET_L else hi[j]
         v[j] = dv
         state[j] = to
     _shift_sums(K, Phi, n, d, q, bal, j, dv, to == SET_E)
@@ -1284,7 +1306,7 @@ def _s_event_step(
 @jit(error_model="numpy")
 def s_path_batch(
     K, Phi, S, lo, hi, lam, state0, Eidx0, m0, B0, v0, u0, q0, bal0, w0, Kt, ktt, Phit, U,
-    max_steps, jitter, refactor_every, t_lo, t_hi, cut, status, nsteps, mean_elbow, s0,
+    max_steps, jitter, refactor_every, t_lo, t_hi, cut, status, nsteps, mean_elbow, s0, clo, chi,
 ):
     """``s_path_one`` for rows ``t_lo <= t < t_hi`` of ``Kt`` (n_test, n), written into the
     output arrays (callers run disjoint ranges in threads; the function releases the GIL)."""
@@ -1292,7 +1314,7 @@ def s_path_batch(
     for t in range(t_lo, t_hi):
         res = s_path_one(
             K, Phi, S, lo, hi, lam, state0, Eidx0, m0, B0, v0, u0, q0, bal0, w0, Kt[t],
-            ktt[t], Phit[t], U[t], max_steps, jitter, refactor_every, empty, empty,
+            ktt[t], Phit[t], U[t], max_steps, jitter, refactor_every, empty, empty, clo, chi,
         )
         cut[t] = res[0]
         status[t] = res[1]

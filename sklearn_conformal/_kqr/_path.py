@@ -258,6 +258,92 @@ def intercept_coef(Phi, rtol=1e-8):
     return c
 
 
+class CalibrationRows:
+    """The calibration rows as the path solvers see them.
+
+    * Exact duplicate rows (equal kernel row, ``Phi`` row and score) are merged into one point
+      of weight ``w`` (its dual box is ``w [lo, hi]`` and its loss counts ``w`` times): the
+      problem is unchanged, but repeated kernel rows no longer make the elbow system singular
+      (up to the jitter) and the paths no longer cycle between copies.
+    * Remaining ties between scores are broken (:func:`break_ties`).
+    * The scores are standardised (:class:`ScoreScale`).
+
+    ``M`` is any matrix whose equal rows identify equal kernel rows (the kernel matrix, or the
+    squared distances).
+    """
+
+    def __init__(self, M, Phi, S):
+        S = np.asarray(S, dtype=np.float64)
+        Phi = np.asarray(Phi, dtype=np.float64)
+        self.n = S.shape[0]
+        self.keep, self.inv = _duplicate_groups(M, Phi, S)
+        self.weights = np.bincount(self.inv, minlength=self.keep.size).astype(np.float64)
+        self.merged = self.keep.size < self.n
+        self.Phi = np.ascontiguousarray(Phi[self.keep])
+        S_m = break_ties(S[self.keep])
+        self.changed = self.merged or not np.array_equal(S_m, S)
+        self.scale = ScoreScale(S_m, self.Phi)
+        self.S = np.ascontiguousarray(self.scale.S)
+
+    def square(self, K):
+        K = np.asarray(K, dtype=np.float64)
+        return np.ascontiguousarray(K[np.ix_(self.keep, self.keep)] if self.merged else K)
+
+    def columns(self, K_test):
+        K_test = np.asarray(K_test, dtype=np.float64)
+        return np.ascontiguousarray(K_test[:, self.keep] if self.merged else K_test)
+
+    def rows(self, A):
+        return np.ascontiguousarray(np.asarray(A)[self.keep] if self.merged else A)
+
+    def bounds(self, alpha):
+        return -float(alpha) * self.weights, (1.0 - float(alpha)) * self.weights
+
+    def expand_v(self, v):
+        """Duals per original row: a merged dual split equally among its copies."""
+        v = np.asarray(v, dtype=np.float64)
+        return v[..., self.inv] / self.weights[self.inv]
+
+    def expand_state(self, state):
+        return np.asarray(state)[self.inv].astype(np.int8)
+
+    def compress(self, state, v):
+        state = np.asarray(state, dtype=np.int8)
+        v = np.asarray(v, dtype=np.float64)
+        if not self.merged:
+            return state.copy(), v.copy()
+        return state[self.keep].copy(), np.bincount(self.inv, weights=v,
+                                                    minlength=self.keep.size)
+
+
+def _duplicate_groups(M, Phi, S, n_probe=8):
+    """``(keep, inv)``: representatives (first index of each group of identical rows of
+    ``[S, Phi, M]``, ascending) and the group of every row (``keep[inv] `` = representative)."""
+    n = S.shape[0]
+    M = np.asarray(M)
+    if n < 2:
+        return np.arange(n), np.arange(n)
+    cols = np.random.default_rng(0).choice(M.shape[1], size=min(n_probe, M.shape[1]),
+                                           replace=False)
+    sig = np.column_stack([S, Phi, M[:, cols]])
+    _, first, inv = np.unique(sig, axis=0, return_index=True, return_inverse=True)
+    inv = inv.ravel()
+    if first.size == n:
+        return np.arange(n), np.arange(n)
+    rep = np.arange(n)
+    counts = np.bincount(inv)
+    for g in np.flatnonzero(counts > 1):
+        members = np.flatnonzero(inv == g)
+        # equal probes: group by the whole kernel row
+        _, sub_first, sub_inv = np.unique(M[members], axis=0, return_index=True,
+                                          return_inverse=True)
+        rep[members] = members[sub_first][sub_inv.ravel()]
+    keep = np.unique(rep)
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[keep] = np.arange(keep.size)
+    return keep, pos[rep]
+
+
 # --------------------------------------------------------------------------------------------
 # linear quantile regression start (lam -> inf)
 # --------------------------------------------------------------------------------------------
@@ -271,8 +357,9 @@ def linear_qr_start(S, Phi, lo, hi, max_pivots=None):
     Returns ``(state, v)`` with ``state`` in {0: L, 1: E, 2: R}.
     """
     Phi = np.asarray(Phi, dtype=np.float64)
-    # the optimal vertex is invariant under S -> c S + b: solve with scores of order one
-    sc = ScoreScale(S, Phi)
+    # ties broken (a tied LP is degenerate); the optimal vertex is invariant under
+    # S -> c S + b: solve with scores of order one
+    sc = ScoreScale(break_ties(S), Phi)
     S = sc.S
     n, d = Phi.shape
     if n < d:
@@ -280,10 +367,13 @@ def linear_qr_start(S, Phi, lo, hi, max_pivots=None):
     if sc.constant:
         # every point fits exactly: v = 0 with all points in the elbow (see lambda_path)
         return np.full(n, _core.SET_E, np.int8), np.zeros(n)
+    # per-point bounds allowed (merged duplicate rows have the box w [lo, hi])
+    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (n,)).copy()
+    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (n,)).copy()
     basis = None
     try:
         res = linprog(
-            -S, A_eq=Phi.T, b_eq=np.zeros(d), bounds=(lo, hi), method="highs",
+            -S, A_eq=Phi.T, b_eq=np.zeros(d), bounds=np.column_stack([lo, hi]), method="highs",
         )
         if res.status == 0:
             eta = -np.asarray(res.eqlin.marginals)
@@ -333,15 +423,15 @@ def _dual_simplex(S, Phi, lo, hi, basis, max_pivots):
         nb = ~in_basis
         vB = np.linalg.solve(P.T, -(Phi[nb].T @ v[nb]))
         v[basis] = vB
-        scale = hi - lo
-        viol = np.maximum(lo - vB, vB - hi)
+        loB, hiB = lo[basis], hi[basis]
+        viol = np.maximum(loB - vB, vB - hiB)
         kk = int(np.argmax(viol)) if d else 0
-        if d == 0 or viol[kk] <= 1e-12 * scale:
+        if d == 0 or viol[kk] <= 1e-12 * (hiB[kk] - loB[kk]):
             state = np.where(r > 0, _core.SET_R, _core.SET_L).astype(np.int8)
             state[basis] = _core.SET_E
-            v[basis] = np.clip(vB, lo, hi)
+            v[basis] = np.clip(vB, loB, hiB)
             return state, v
-        to_lower = vB[kk] < lo
+        to_lower = vB[kk] < loB[kk]
         alpha = Phi @ np.linalg.solve(P, np.eye(d)[kk])
         # the leaving point's residual moves by -t; nonbasic residuals by -t alpha_j
         t_sign = 1.0 if to_lower else -1.0
@@ -405,8 +495,9 @@ def lambda_path(
 ):
     """Exact lambda path of the RKHS quantile regression at level ``tau = 1 - alpha``.
 
-    ``Phi`` must have full column rank (see :func:`reduce_phi`) and ``S`` no exact ties (see
-    :func:`break_ties`). ``K_val`` has shape (n, n_val).
+    ``Phi`` must have full column rank (see :func:`reduce_phi`). ``K_val`` has shape
+    (n, n_val). The path runs on :class:`CalibrationRows` (duplicate rows merged, ties broken,
+    scores standardised); everything returned refers to the rows and units given.
 
     A path that reaches ``max_steps`` before a fixed ``lam_stop`` is re-run with the cap raised
     eightfold (up to ``200 n + 1000``; ``grow_cap=False``: never); a path still capped warns
@@ -414,22 +505,26 @@ def lambda_path(
     lambda actually used.
     """
     Phi = np.ascontiguousarray(Phi, dtype=np.float64)
-    K = np.ascontiguousarray(K, dtype=np.float64)
     n, d = Phi.shape
-    sc = ScoreScale(S, Phi)
+    rows = CalibrationRows(K, Phi, S)
+    sc = rows.scale
     if sc.constant:
         return _constant_path(sc, n, d, lam_stop, K_val, S_val, alpha, store_path)
-    S = np.ascontiguousarray(sc.S)
-    lo, hi = -float(alpha), 1.0 - float(alpha)
+    K = rows.square(K)
+    Phi = rows.Phi
+    S = rows.S
+    lo, hi = rows.bounds(alpha)
     if max_steps is None:
         max_steps = 20 * n + 100
-    if start is None:
+    if start is None or rows.changed:
         start = linear_qr_start(S, Phi, lo, hi)
     state0, v0 = start
     if K_val is None:
         K_val = np.zeros((n, 0))
         Phi_val = np.zeros((0, d))
         S_val = np.zeros(0)
+    K_val = rows.rows(np.asarray(K_val, dtype=np.float64))
+    W_val = np.ones(np.asarray(S_val).shape[0])
     lam_stop_std = -1.0 if lam_stop is None else sc.lam_std(float(lam_stop))
     lam_min_std = sc.lam_std(float(lam_min))
     if lam_stop is None:
@@ -443,7 +538,7 @@ def lambda_path(
             0.0 if lam_stop is not None else float(lam_min_ratio), cap, float(jitter),
             int(refactor_every), np.ascontiguousarray(K_val, dtype=np.float64),
             np.ascontiguousarray(Phi_val, dtype=np.float64),
-            np.ascontiguousarray(sc.to_std(S_val), dtype=np.float64), bool(store_path),
+            np.ascontiguousarray(sc.to_std(S_val), dtype=np.float64), bool(store_path), W_val,
         )
         status = int(res[15])
         if status != _core.STATUS_STEP_CAP or lam_stop is None or cap >= cap_limit:
@@ -479,12 +574,15 @@ def lambda_path(
                 DegenerateDataWarning, stacklevel=2,
             )
     # back to the units of S: lam_std = lam * s, losses and fits scale with s
+    # back to the rows given (merged duals split among copies) and to the units of S:
+    # lam_std = lam * s, losses and fits scale with s
     return LambdaPathResult(
         lambdas=lams / sc.s, sic=sics + np.log(sc.s), train_loss=losses * sc.s,
         val_loss=vlosses * sc.s, elbow_sizes=esizes,
-        best_index=int(np.argmin(sics)) if sics.size else -1, state=state, v=v,
-        eta=sc.eta(eta), lam=lam / sc.s, truncated=int(status) == _core.STATUS_STEP_CAP,
-        n_steps=int(steps), v_path=v_path if store_path else None,
+        best_index=int(np.argmin(sics)) if sics.size else -1,
+        state=rows.expand_state(state), v=rows.expand_v(v), eta=sc.eta(eta), lam=lam / sc.s,
+        truncated=int(status) == _core.STATUS_STEP_CAP, n_steps=int(steps),
+        v_path=rows.expand_v(v_path) if store_path else None,
         eta_path=sc.eta(eta_path) if store_path else None,
     )
 
@@ -519,7 +617,8 @@ class SPathSolver:
 
     Parameters
     ----------
-    K, Phi, S : calibration kernel matrix, reduced linear features, scores (ties broken).
+    K, Phi, S : calibration kernel matrix, reduced linear features, scores (prepared as in
+        :func:`lambda_path`: duplicate rows merged, ties broken, standardised).
     alpha : float
         Miscoverage; the dual box is ``[-alpha, 1 - alpha]``.
     lam, state, v : the calibration solution (from :func:`lambda_path`).
@@ -527,14 +626,16 @@ class SPathSolver:
 
     def __init__(self, K, Phi, S, alpha, lam, state, v, *, jitter=1e-10, refactor_every=64,
                  max_steps=None):
-        self.K = np.ascontiguousarray(K, dtype=np.float64)
-        self.Phi = np.ascontiguousarray(Phi, dtype=np.float64)
         # scale-free: the path runs on S_std = (S - a) / s at lam * s and maps back
-        self.scale = ScoreScale(S, self.Phi)
+        self.rows = rows = CalibrationRows(K, Phi, S)
+        self.K = rows.square(K)
+        self.Phi = rows.Phi
+        self.scale = rows.scale
         self.lo, self.hi = -float(alpha), 1.0 - float(alpha)
+        self.clo, self.chi = rows.bounds(alpha)
         self.jitter = float(jitter)
         self.refactor_every = int(refactor_every)
-        n = self.scale.S.shape[0]
+        n = rows.n
         self.max_steps = int(max_steps if max_steps is not None else 20 * n + 100)
         if self.scale.constant:
             # constant scores: S* = a + s * (cutoff of any scores) with s = 0, i.e. the constant
@@ -546,7 +647,7 @@ class SPathSolver:
                 "point predictor was not fitted on the calibration data.",
                 DegenerateDataWarning, stacklevel=3,
             )
-            pattern = np.arange(n, dtype=np.float64) / max(n, 1)
+            pattern = np.arange(self.K.shape[0], dtype=np.float64) / max(n, 1)
             ref = lambda_path(self.K, self.Phi, pattern, alpha, max_steps=self.max_steps,
                               lam_min_ratio=0.1)
             self._pattern = SPathSolver(
@@ -559,12 +660,11 @@ class SPathSolver:
             self._prep = (None, n, None, None, None, None, None, None)
             return
         self._pattern = None
-        self.S = np.ascontiguousarray(self.scale.S)
+        self.S = self.scale.S
         self.lam = self.scale.lam_std(float(lam))
-        self.state = np.asarray(state, dtype=np.int8).copy()
+        self.state, v = rows.compress(state, v)
         ok, Eidx, m, B, v_, u, q, bal, w = _core.prepare_state(
-            self.K, self.Phi, self.S, self.lam, self.state, np.asarray(v, np.float64),
-            self.jitter,
+            self.K, self.Phi, self.S, self.lam, self.state, v, self.jitter,
         )
         if not ok:
             raise PathError("The elbow system at the selected lambda is singular.")
@@ -576,12 +676,12 @@ class SPathSolver:
 
     def cutoffs(self, K_test, k_tt, Phi_test, U, n_jobs=None):
         """``(cutoffs, n_steps, mean_elbow, S0)`` for test rows ``K_test`` (n_test, n)."""
+        K_test = self.rows.columns(K_test)
         if self._pattern is not None:
             cut, nsteps, mel, s0 = self._pattern.cutoffs(K_test, k_tt, Phi_test, U, n_jobs)
             cut = np.where(np.isfinite(cut), self.scale.a, cut)
             return cut, nsteps, mel, np.full_like(s0, self.scale.a)
         Eidx, m, B, v, u, q, bal, w = self._prep
-        K_test = np.ascontiguousarray(K_test, dtype=np.float64)
         k_tt = np.ascontiguousarray(k_tt, dtype=np.float64)
         Phi_test = np.ascontiguousarray(Phi_test, dtype=np.float64)
         U = np.ascontiguousarray(U, dtype=np.float64)
@@ -596,7 +696,7 @@ class SPathSolver:
             _core.s_path_batch(
                 self.K, self.Phi, self.S, self.lo, self.hi, self.lam, self.state, Eidx, m, B, v,
                 u, q, bal, w, K_test, k_tt, Phi_test, U, self.max_steps, self.jitter,
-                self.refactor_every, lo, hi, cut, status, nsteps, mel, s0,
+                self.refactor_every, lo, hi, cut, status, nsteps, mel, s0, self.clo, self.chi,
             )
 
         run_ranges(work, nt, n_threads(n_jobs), min_chunk=16)
@@ -607,6 +707,7 @@ class SPathSolver:
 
     def trace(self, k_t, k_tt, phi_t, U):
         """``(cutoff, S_breakpoints, v_t_at_breakpoints, S0)`` for one test point."""
+        k_t = self.rows.columns(np.atleast_2d(k_t))[0]
         if self._pattern is not None:
             cut, tS, tv, S0 = self._pattern.trace(k_t, k_tt, phi_t, U)
             a = self.scale.a
@@ -618,7 +719,7 @@ class SPathSolver:
             self.K, self.Phi, self.S, self.lo, self.hi, self.lam, self.state, Eidx, m, B, v, u,
             q, bal, w, np.ascontiguousarray(k_t, np.float64), float(k_tt),
             np.ascontiguousarray(phi_t, np.float64), float(U), self.max_steps, self.jitter,
-            self.refactor_every, tS, tv,
+            self.refactor_every, tS, tv, self.clo, self.chi,
         )
         check_status(res[1], "The S-path", cap=self.max_steps)
         k = int(res[4])

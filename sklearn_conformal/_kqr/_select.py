@@ -7,7 +7,7 @@ from sklearn.model_selection import KFold
 
 from ..exceptions import PathStepCapWarning
 from . import _core
-from ._path import ScoreScale, check_status, jitter_floor, kernel_kind, linear_qr_start, n_threads, run_ranges
+from ._path import CalibrationRows, check_status, jitter_floor, kernel_kind, linear_qr_start, n_threads, run_ranges
 
 
 def gamma_grid(D2, grid=None, size=30):
@@ -52,7 +52,8 @@ def select_gamma_cv(
     gammas = np.ascontiguousarray(gammas, dtype=np.float64)
     n, d = Phi.shape
     # scale-free: the paths run on standardised scores, the losses are reported in S's units
-    sc = ScoreScale(S, Phi)
+    rows = CalibrationRows(D2, Phi, S)
+    sc = rows.scale
     if sc.constant:
         # constant scores: every gamma fits them exactly (zero validation loss)
         mid = gammas.shape[0] // 2
@@ -60,8 +61,12 @@ def select_gamma_cv(
         info = {"n_breakpoints": zeros.astype(np.int64), "mean_elbow": zeros + n,
                 "truncated": zeros.astype(bool)}
         return float(gammas[mid]), np.zeros(gammas.shape[0]), info
-    S = np.ascontiguousarray(sc.S)
-    lo, hi = -float(alpha), 1.0 - float(alpha)
+    # duplicate rows merged (weights in the bounds), ties broken, scores standardised
+    S = rows.S
+    Phi = rows.Phi
+    D2 = rows.square(D2)
+    n = S.shape[0]
+    lo, hi = rows.bounds(alpha)
     n_folds = int(min(n_folds, n))
     kf = KFold(n_folds, shuffle=True, random_state=random_state)
     fold_of = np.empty(n, dtype=np.int64)
@@ -71,7 +76,7 @@ def select_gamma_cv(
         fold_of[va] = f
     for f in range(n_folds):
         tr = np.flatnonzero(fold_of != f)
-        st, v = linear_qr_start(S[tr], Phi[tr], lo, hi)
+        st, v = linear_qr_start(S[tr], Phi[tr], lo[tr], hi[tr])
         init_states[f, : tr.size] = st
         init_vs[f, : tr.size] = v
     if max_steps is None:

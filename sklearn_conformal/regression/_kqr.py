@@ -9,7 +9,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._kqr import (
     KERNELS,
-    break_ties,
     default_max_steps,
     gamma_grid,
     kernel_matrix,
@@ -151,7 +150,8 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
         y = np.asarray(y, dtype=float)
         alpha = 1.0 - self.quantile
         self._basis, Phi = phi_design(self._phi(X))
-        S = break_ties(y)
+        # the solvers merge duplicate rows, break ties and standardise the targets
+        S = y
         n = y.shape[0]
         max_steps = default_max_steps(n, self.max_steps)
         if self.gamma == "auto":
