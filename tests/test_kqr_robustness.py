@@ -221,3 +221,16 @@ def test_kqr_on_doubled_rows_equals_half_the_penalty():
         reps = rng.integers(1, 4, size=50)
         kqr = KernelQuantileRegressor(quantile=0.9, gamma="auto", random_state=0)
         assert np.all(np.isfinite(kqr.fit(np.repeat(X, reps, 0), np.repeat(y, reps)).predict(X)))
+
+
+def test_row_space_test_is_relative_for_tiny_features():
+    """A group absent from calibration is outside the span however small phi's scale."""
+    from sklearn_conformal._kqr import in_row_space, reduce_phi
+
+    rng = np.random.default_rng(0)
+    groups = rng.integers(0, 2, size=30)
+    for scale in (1.0, 1e-9):
+        Phi = scale * np.column_stack([np.ones(30), groups == 1, np.zeros(30)])  # group 2 absent
+        V = reduce_phi(Phi)
+        test = scale * np.array([[1.0, 1.0, 0.0], [1.0, 0.0, 1.0]])
+        assert list(in_row_space(test, V)) == [True, False]

@@ -17,8 +17,16 @@ _STATUS_MESSAGES = {
     _core.STATUS_STEP_CAP: (
         "reached the step cap {cap_name}={cap} before finishing; raise {cap_name}"
     ),
-    _core.STATUS_CYCLING: "cycled through degenerate zero-length steps",
-    _core.STATUS_SINGULAR: "met a singular elbow system",
+    _core.STATUS_CYCLING: (
+        "cycled through degenerate zero-length steps: near-tied scores at (nearly) identical "
+        "kernel rows that merging exact duplicates and breaking ties did not resolve; use a "
+        "larger lambda_, a smaller gamma, or round / de-duplicate X"
+    ),
+    _core.STATUS_SINGULAR: (
+        "met a numerically singular elbow system: (nearly) identical kernel rows with "
+        "different scores, fitted exactly (very large gamma or very small lambda_); use a "
+        "smaller gamma or a larger lambda_"
+    ),
 }
 
 
@@ -147,7 +155,8 @@ def in_row_space(phi, V, rtol=1e-8):
     phi = np.atleast_2d(phi)
     Q, _ = np.linalg.qr(V)  # V spans the row space but need not be orthonormal
     resid = phi - (phi @ Q) @ Q.T
-    return np.linalg.norm(resid, axis=1) <= rtol * (1.0 + np.linalg.norm(phi, axis=1))
+    # relative to the row itself (an absolute floor would accept any row of tiny features)
+    return np.linalg.norm(resid, axis=1) <= rtol * np.linalg.norm(phi, axis=1)
 
 
 def break_ties(S, rel=1e-9):
@@ -363,7 +372,10 @@ def linear_qr_start(S, Phi, lo, hi, max_pivots=None):
     S = sc.S
     n, d = Phi.shape
     if n < d:
-        raise ValueError("fewer calibration points than linear features")
+        raise ValueError(
+            f"Fewer calibration points ({n}) than linear features phi ({d} independent "
+            "columns): use fewer phi columns (groups) or more calibration data."
+        )
     if sc.constant:
         # every point fits exactly: v = 0 with all points in the elbow (see lambda_path)
         return np.full(n, _core.SET_E, np.int8), np.zeros(n)
@@ -443,10 +455,16 @@ def _dual_simplex(S, Phi, lo, hi, basis, max_pivots):
         cand[mask_l] = r[mask_l] / a[mask_l]
         j = int(np.argmin(cand))
         if not np.isfinite(cand[j]):
-            raise RuntimeError("linear quantile regression start: dual simplex found no pivot")
+            raise PathError(
+                "The linear quantile regression at lam = inf (the start of the path) is "
+                "infeasible for these linear features phi (a group or phi direction without "
+                "enough points); merge small groups or simplify phi."
+            )
         basis[kk] = j
-    raise RuntimeError(
-        f"linear quantile regression start: dual simplex reached max_pivots={max_pivots}"
+    raise PathError(
+        f"The linear quantile regression at lam = inf (the start of the path) did not converge "
+        f"in {max_pivots} pivots (a degenerate linear program: many tied scores within the "
+        "groups of phi); simplify phi or round the targets less coarsely."
     )
 
 
@@ -667,7 +685,11 @@ class SPathSolver:
             self.K, self.Phi, self.S, self.lam, self.state, v, self.jitter,
         )
         if not ok:
-            raise PathError("The elbow system at the selected lambda is singular.")
+            raise PathError(
+                "The elbow system at the selected lambda is numerically singular: (nearly) "
+                "identical kernel rows with different scores are fitted exactly (very large "
+                "gamma or very small lambda_); use a smaller gamma or a larger lambda_."
+            )
         self._prep = (Eidx, int(m), B, v_, u, q, bal, w)
 
     @property
