@@ -522,7 +522,7 @@ def lambda_path_core(
     ``w [lo, hi]``; its loss counts ``w`` times), ``Wval`` the validation weights.
     ``state_in``/``v_in`` is the linear-quantile-regression (``lam -> inf``) solution whose elbow
     has zero residual. The path stops at ``max(lam_stop, lam_min, lam_min_ratio * lam_0)`` (lam_0
-    is the first breakpoint), when no event is left, or
+    is the start of the first segment along which the duals move), when no event is left, or
     after ``max_steps`` events (status 1). A breakpoint is recorded at the start of every segment
     of positive length (zero-length degenerate steps are merged into one breakpoint) and at the
     stop. Validation data (``Kval`` of shape (n, n_val)) give the validation pinball loss at each
@@ -593,6 +593,10 @@ def lambda_path_core(
         n_eff += hi[i] - lo[i]
     logn_2n = np.log(n_eff) / (2.0 * n_eff) if n_eff > 0 else 0.0
     lam_floor = max(lam_stop, lam_min)
+    # lam_min_ratio is relative to the lam at which the duals start to move (the first segment
+    # with more elbow points than linear features): intrinsic, unlike the first breakpoint,
+    # which a degenerate linear start (tau n integer) can place arbitrarily high
+    anchored = not (lam_min_ratio > 0.0)
 
     if status == STATUS_OK:
         # ---- lam = inf: (u, v_E) = a + lam b, w = w0 + lam h
@@ -637,10 +641,10 @@ def lambda_path_core(
         if not (lam0 > 0.0) or not np.isfinite(lam0):
             # no event at any lam: the solution is constant in v
             lam0 = lam_floor if lam_floor > 0.0 else 1.0
+            anchored = True
         elif lam0 < lam_floor:
             lam0 = lam_floor
-        else:
-            lam_floor = max(lam_floor, lam_min_ratio * lam0)
+            anchored = True
         lam = lam0
         for k in range(d):
             u[k] = au[k] + lam * bu[k]
@@ -657,6 +661,9 @@ def lambda_path_core(
         _lam_direction(B, Eidx, m, d, S, rhs, x)
         _fit_dir(K, Phi, empty, n, d, Eidx, m, x, h)
         best, best_i, best_to = _lam_scan_events(S, lo, hi, lam, state, v, w, h, x, d, Eidx, m, n)
+        if not anchored and m > d and best > 0.0:
+            anchored = True
+            lam_floor = max(lam_floor, lam_min_ratio * lam)
         delta_stop = lam - lam_floor
         stopping = (delta_stop <= best) or best_i < 0 or steps >= max_steps
         if stopping and steps >= max_steps and not (delta_stop <= best):
