@@ -1328,3 +1328,17 @@ def s_path_batch(
         nsteps[t] = res[2]
         mean_elbow[t] = res[3] / max(res[2] + 2, 1)
         s0[t] = res[5]
+
+
+@jit(error_model="numpy")
+def row_hash(M, r):
+    """``out[i] = sum_j M[i, j] r[j]`` summed in a fixed order: identical rows give identical
+    values bit for bit (a BLAS product need not), so it can key duplicate rows."""
+    n, p = M.shape
+    out = np.empty(n)
+    for i in range(n):
+        acc = 0.0
+        for j in range(p):
+            acc += M[i, j] * r[j]
+        out[i] = acc
+    return out

@@ -325,29 +325,27 @@ class CalibrationRows:
                                                     minlength=self.keep.size)
 
 
-def _duplicate_groups(M, Phi, S, n_probe=8):
+def _duplicate_groups(M, Phi, S):
     """``(keep, inv)``: representatives (first index of each group of identical rows of
-    ``[S, Phi, M]``, ascending) and the group of every row (``keep[inv] `` = representative)."""
+    ``[S, Phi, M]``, ascending) and the group of every row (``keep[inv]`` = representative)."""
     n = S.shape[0]
-    M = np.asarray(M)
+    ident = (np.arange(n), np.arange(n))
     if n < 2:
-        return np.arange(n), np.arange(n)
-    cols = np.random.default_rng(0).choice(M.shape[1], size=min(n_probe, M.shape[1]),
-                                           replace=False)
-    sig = np.column_stack([S, Phi, M[:, cols]])
+        return ident
+    M = np.ascontiguousarray(M, dtype=np.float64)
+    r = np.random.default_rng(0).standard_normal((2, M.shape[1]))
+    sig = np.column_stack([S, Phi, _core.row_hash(M, r[0]), _core.row_hash(M, r[1])])
     _, first, inv = np.unique(sig, axis=0, return_index=True, return_inverse=True)
-    inv = inv.ravel()
     if first.size == n:
-        return np.arange(n), np.arange(n)
-    rep = np.arange(n)
-    counts = np.bincount(inv)
-    for g in np.flatnonzero(counts > 1):
-        members = np.flatnonzero(inv == g)
-        # equal probes: group by the whole kernel row
-        _, sub_first, sub_inv = np.unique(M[members], axis=0, return_index=True,
-                                          return_inverse=True)
-        rep[members] = members[sub_first][sub_inv.ravel()]
+        return ident
+    rep = first[inv.ravel()]
+    # confirm on the whole rows (a hash collision keeps the row on its own)
+    for i in np.flatnonzero(rep != np.arange(n)):
+        if not np.array_equal(M[i], M[rep[i]]):
+            rep[i] = i
     keep = np.unique(rep)
+    if keep.size == n:
+        return ident
     pos = np.full(n, -1, dtype=np.int64)
     pos[keep] = np.arange(keep.size)
     return keep, pos[rep]
