@@ -146,7 +146,10 @@ def phi_design(Phi_raw):
     """
     V = reduce_phi(Phi_raw)
     if V.shape[1] == 0:
-        raise ValueError("phi(X) is identically zero on the fitted data.")
+        raise ValueError(
+            "phi(X) is identically zero on the fitted data: phi must give at least one "
+            "non-zero column (e.g. include an intercept column of ones)."
+        )
     return V, np.ascontiguousarray(np.asarray(Phi_raw, dtype=np.float64) @ V)
 
 
