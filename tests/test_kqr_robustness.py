@@ -251,3 +251,10 @@ def test_kqr_auto_gamma_scale_equivariant_at_a_degenerate_median(c):
     assert scaled.gamma_ == base.gamma_
     np.testing.assert_allclose(scaled.predict(X_TEST) / c, base.predict(X_TEST), rtol=1e-6,
                                atol=1e-9)
+
+
+def test_capped_cross_validation_paths_warn():
+    X, y = _hetero(80, seed=7)
+    with pytest.warns(PathStepCapWarning, match="cross-validation lambda paths reached"):
+        reg = SpeedCPRegressor(gamma="auto", max_steps=3, random_state=0).fit(X, y)
+    assert reg.path_truncated_
