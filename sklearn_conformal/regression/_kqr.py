@@ -39,7 +39,9 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
         Kernel inverse bandwidth; ``"auto"`` cross-validates the pinball loss over exact
         lambda paths on ``gamma_grid``.
     lambda_ : float > 0 or "auto", default="auto"
-        Penalty; ``"auto"`` selects it by SIC over the whole path.
+        Penalty; ``"auto"`` selects it by SIC over the whole path. The fit is equivariant:
+        ``y -> c y + b`` gives ``c`` times the predictions plus ``b`` when ``lambda_`` is
+        ``"auto"`` or divided by ``c`` (the penalty is in the units of ``1 / y``).
     phi : "intercept", "linear" or callable, default="intercept"
         Unpenalised linear part: an intercept, an intercept plus the raw features, or a callable
         ``X -> array (n_samples, d)``.
