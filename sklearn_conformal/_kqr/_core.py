@@ -26,7 +26,7 @@ consecutive zero-length steps), 3 singular elbow system.
 """
 
 import numpy as np
-from numba import njit
+from .._numba import jit
 
 SET_L = 0
 SET_E = 1
@@ -43,7 +43,7 @@ _SLOPE_RTOL = 1e-12
 # --------------------------------------------------------------------------------------------
 # kernels
 # --------------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def sq_dists(X, Y):
     """Squared Euclidean distances between the rows of ``X`` and ``Y``."""
     nx, p = X.shape
@@ -59,7 +59,7 @@ def sq_dists(X, Y):
     return out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _kernel_value(d2, kind, gamma, beta):
     if kind == 0:  # rbf
         return np.exp(-gamma * d2)
@@ -76,7 +76,7 @@ def _kernel_value(d2, kind, gamma, beta):
     return (1.0 + gamma * d2) ** (-beta)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def kernel_from_sq_dists(D2, kind, gamma, beta):
     """Elementwise kernel of a squared-distance matrix (``kind``: 0 rbf, 1 laplacian,
     2 matern32, 3 matern52, 4 imq)."""
@@ -91,7 +91,7 @@ def kernel_from_sq_dists(D2, kind, gamma, beta):
 # --------------------------------------------------------------------------------------------
 # small helpers
 # --------------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _kij(K, kt, ktt, n, a, b):
     """Kernel entry between augmented points ``a`` and ``b``; index ``n`` is the test point."""
     if a == n:
@@ -103,14 +103,14 @@ def _kij(K, kt, ktt, n, a, b):
     return K[a, b]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _phi(Phi, phit, n, j, k):
     if j == n:
         return phit[k]
     return Phi[j, k]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _grow(B, need):
     cap = B.shape[0]
     if need <= cap:
@@ -121,7 +121,7 @@ def _grow(B, need):
     return out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _refactor(B, Eidx, m, d, K, kt, ktt, Phi, phit, n, jitter):
     """Re-invert ``M_E`` into ``B[:d+m, :d+m]``; returns False when it is singular."""
     p = d + m
@@ -144,7 +144,7 @@ def _refactor(B, Eidx, m, d, K, kt, ktt, Phi, phit, n, jitter):
     return True
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _invert(A):
     """Gauss-Jordan inverse with partial pivoting (single-threaded, no LAPACK call overhead).
 
@@ -188,7 +188,7 @@ def _invert(A):
     return Inv
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _border_add(B, p, bvec, c):
     """Bordered update of ``B = M^{-1}`` (size ``p``) for a new last row/column ``[bvec; c]``.
 
@@ -213,7 +213,7 @@ def _border_add(B, p, bvec, c):
     return s
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _border_remove(B, p, idx):
     """Remove row/column ``idx`` from ``B = M^{-1}`` (size ``p``): swap it last, Schur-downdate.
 
@@ -238,14 +238,14 @@ def _border_remove(B, p, idx):
     return piv
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _pinball(r, tau):
     if r > 0:
         return tau * r
     return (tau - 1.0) * r
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _matvec(B, p, rhs, out):
     for a in range(p):
         acc = 0.0
@@ -254,7 +254,7 @@ def _matvec(B, p, rhs, out):
         out[a] = acc
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _fit_dir(K, Phi, kt, n, d, Eidx, m, x, dw):
     """dw = Phi x_u + K[:, E] x_v over calibration rows (test column is ``kt``): the rate of
     change of ``w`` along a segment of direction ``x``, shared by the lambda and S paths."""
@@ -276,7 +276,7 @@ def _fit_dir(K, Phi, kt, n, d, Eidx, m, x, dw):
                 dw[i] += K[j, i] * xa
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _absmax(x, p):
     """max(0, |x[0]|, ..., |x[p-1]|): the scale of a direction, for relative slope tolerances."""
     xmax = 0.0
@@ -285,7 +285,7 @@ def _absmax(x, p):
     return xmax
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _residual_step(si, slope, tol, num):
     """Step (>= 0) at which the residual numerator ``num`` of a point of set ``si`` (L or R),
     falling by ``slope`` per unit step, reaches zero; inf when it moves away or too slowly."""
@@ -300,7 +300,7 @@ def _residual_step(si, slope, tol, num):
     return st
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _bound_step(vj, rate, lo, hi, tol):
     """Step (>= 0) at which an elbow dual ``vj``, moving by ``rate`` per unit step, reaches
     ``hi`` (joining R) or ``lo`` (joining L); ``(inf, SET_E)`` when it moves too slowly."""
@@ -317,7 +317,7 @@ def _bound_step(vj, rate, lo, hi, tol):
     return st, to
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _advance(Eidx, m, d, n, x, dw, step, u, v, w):
     """(u, v_E, w) += step * (x_u, x_v, dw): move along one linear segment of a path (the
     lambda path passes ``-delta`` since its direction is taken per unit increase of lam)."""
@@ -329,7 +329,7 @@ def _advance(Eidx, m, d, n, x, dw, step, u, v, w):
         w[i] += step * dw[i]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _zero_steps(is_zero, zero_run, n):
     """Count consecutive zero-length steps; returns ``(zero_run, cycling)`` with ``cycling``
     True once the run is too long for a degenerate tie to resolve (status 2)."""
@@ -339,7 +339,7 @@ def _zero_steps(is_zero, zero_run, n):
     return 0, False
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _elbow_add(B, K, Phi, kt, ktt, phit, n, d, Eidx, pos, m, j, jitter):
     """Point ``j`` (``n``: the test point) joins E last: border ``B`` and append it to
     ``Eidx``/``pos``. Returns ``(B, m + 1, s)``, ``s`` the Schur complement (caller checks)."""
@@ -356,7 +356,7 @@ def _elbow_add(B, K, Phi, kt, ktt, phit, n, d, Eidx, pos, m, j, jitter):
     return B, m + 1, s
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _elbow_drop(B, Eidx, pos, m, d, j):
     """Elbow point ``j`` leaves E: Schur-downdate ``B`` and move the last elbow point into its
     slot. Returns ``(m - 1, pivot)`` (the caller checks the pivot)."""
@@ -369,7 +369,7 @@ def _elbow_drop(B, Eidx, pos, m, d, j):
     return m - 1, piv
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _shift_sums(K, Phi, n, d, q, bal, j, dv, skip_zero):
     """q += dv K[j], bal -= dv Phi[j]: point ``j`` adds ``dv`` to the fixed duals of L u R
     (``-v_j`` when it enters E); ``skip_zero`` leaves ``q`` alone when ``dv == 0``."""
@@ -383,7 +383,7 @@ def _shift_sums(K, Phi, n, d, q, bal, j, dv, skip_zero):
 # --------------------------------------------------------------------------------------------
 # lambda path
 # --------------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _fit_from_coef(K, Phi, n, d, Eidx, m, u, v, q, out):
     """out = Phi u + K[:, E] v_E + q  (= lam * g at the calibration points)."""
     for i in range(n):
@@ -399,7 +399,7 @@ def _fit_from_coef(K, Phi, n, d, Eidx, m, u, v, q, out):
                 out[i] += K[j, i] * vj
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _lam_direction(B, Eidx, m, d, S, rhs, x):
     """x = B [0; S_E] = d(u, v_E)/dlam: the direction of the current lambda-path segment."""
     for k in range(d):
@@ -409,7 +409,7 @@ def _lam_direction(B, Eidx, m, d, S, rhs, x):
     _matvec(B, d + m, rhs, x)
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _lam_scan_events(S, lo, hi, lam, state, v, w, h, x, d, Eidx, m, n):
     """Smallest decrease of lam (>= 0) to the next lambda-path event: an elbow dual reaching
     a bound or a residual of L u R reaching zero. Returns ``(delta, point, target set)``."""
@@ -420,7 +420,7 @@ def _lam_scan_events(S, lo, hi, lam, state, v, w, h, x, d, Eidx, m, n):
     for a in range(m):
         j = Eidx[a]
         # lowering lam by dl moves v_j by -x_a dl
-        dl, to = _bound_step(v[j], -x[d + a], lo, hi, tol_e)
+        dl, to = _bound_step(v[j], -x[d + a], lo[j], hi[j], tol_e)
         if dl < best:
             best = dl
             best_i = j
@@ -439,32 +439,39 @@ def _lam_scan_events(S, lo, hi, lam, state, v, w, h, x, d, Eidx, m, n):
     return best, best_i, best_to
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
-def _lam_losses(S, tau, lam, state, w, u, v, Eidx, m, n, d, logn_2n, Kval, Phival, Sval, qv):
+@jit(error_model="numpy")
+def _lam_losses(S, tau, lam, state, w, u, v, Eidx, m, n, d, logn_2n, Kval, Phival, Sval, qv,
+                lo, hi, Wval):
     """Training pinball loss, SIC and validation pinball loss (NaN without validation data)
-    of the fit at a lambda-path breakpoint. Returns ``(loss, sic, vloss)``."""
+    of the fit at a lambda-path breakpoint, each point weighted by its multiplicity (the width
+    ``hi - lo`` of its box; ``Wval`` for validation points). Returns ``(loss, sic, vloss)``."""
     nv = Sval.shape[0]
     loss = 0.0
+    wsum = 0.0
     for i in range(n):
+        wsum += hi[i] - lo[i]
         if state[i] != SET_E:
-            loss += _pinball((lam * S[i] - w[i]) / lam, tau)
-    loss /= n
-    sic = np.log(max(loss, 1e-300)) + logn_2n * m
+            loss += (hi[i] - lo[i]) * _pinball((lam * S[i] - w[i]) / lam, tau)
+    loss /= wsum
+    # the SIC is ill-posed at an interpolating fit (log 0): never select one
+    sic = np.log(loss) + logn_2n * m if loss > 0.0 else np.inf
     vloss = np.nan
     if nv > 0:
         vloss = 0.0
+        vsum = 0.0
         for i in range(nv):
             acc = qv[i]
             for k in range(d):
                 acc += Phival[i, k] * u[k]
             for a in range(m):
                 acc += Kval[Eidx[a], i] * v[Eidx[a]]
-            vloss += _pinball(Sval[i] - acc / lam, tau)
-        vloss /= nv
+            vloss += Wval[i] * _pinball(Sval[i] - acc / lam, tau)
+            vsum += Wval[i]
+        vloss /= vsum
     return loss, sic, vloss
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _lam_event_step(
     B, K, Phi, S, lo, hi, lam, Eidx, pos, m, state, v, u, w, q, bal, qv, Kval, j, to, jitter,
     rhs, x, steps, updates, refactor_every, empty,
@@ -482,7 +489,7 @@ def _lam_event_step(
     else:
         m, piv = _elbow_drop(B, Eidx, pos, m, d, j)
         ok = np.isfinite(piv) and piv != 0.0
-        dv = lo if to == SET_L else hi
+        dv = lo[j] if to == SET_L else hi[j]
         v[j] = dv
         state[j] = to
     _shift_sums(K, Phi, n, d, q, bal, j, dv, False)
@@ -504,16 +511,18 @@ def _lam_event_step(
     return B, m, STATUS_OK, steps, updates
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def lambda_path_core(
     K, Phi, S, lo, hi, tau, state_in, v_in, lam_stop, lam_min, lam_min_ratio, max_steps, jitter,
-    refactor_every, Kval, Phival, Sval, store_path,
+    refactor_every, Kval, Phival, Sval, store_path, Wval,
 ):
     """Exact regularisation path of the kernel quantile regression from ``lam = inf`` downwards.
 
+    ``lo``/``hi`` are per-point bounds (a point standing for ``w`` identical rows has the box
+    ``w [lo, hi]``; its loss counts ``w`` times), ``Wval`` the validation weights.
     ``state_in``/``v_in`` is the linear-quantile-regression (``lam -> inf``) solution whose elbow
     has zero residual. The path stops at ``max(lam_stop, lam_min, lam_min_ratio * lam_0)`` (lam_0
-    is the first breakpoint), when no event is left, or
+    is the start of the first segment along which the duals move), when no event is left, or
     after ``max_steps`` events (status 1). A breakpoint is recorded at the start of every segment
     of positive length (zero-length degenerate steps are merged into one breakpoint) and at the
     stop. Validation data (``Kval`` of shape (n, n_val)) give the validation pinball loss at each
@@ -579,8 +588,15 @@ def lambda_path_core(
     rhs = np.zeros(d + n + 1)
     x = np.zeros(d + n + 1)
     lam = np.inf
-    logn_2n = np.log(n) / (2.0 * n) if n > 0 else 0.0
+    n_eff = 0.0
+    for i in range(n):
+        n_eff += hi[i] - lo[i]
+    logn_2n = np.log(n_eff) / (2.0 * n_eff) if n_eff > 0 else 0.0
     lam_floor = max(lam_stop, lam_min)
+    # lam_min_ratio is relative to the lam at which the duals start to move (the first segment
+    # with more elbow points than linear features): intrinsic, unlike the first breakpoint,
+    # which a degenerate linear start (tau n integer) can place arbitrarily high
+    anchored = not (lam_min_ratio > 0.0)
 
     if status == STATUS_OK:
         # ---- lam = inf: (u, v_E) = a + lam b, w = w0 + lam h
@@ -625,10 +641,10 @@ def lambda_path_core(
         if not (lam0 > 0.0) or not np.isfinite(lam0):
             # no event at any lam: the solution is constant in v
             lam0 = lam_floor if lam_floor > 0.0 else 1.0
+            anchored = True
         elif lam0 < lam_floor:
             lam0 = lam_floor
-        else:
-            lam_floor = max(lam_floor, lam_min_ratio * lam0)
+            anchored = True
         lam = lam0
         for k in range(d):
             u[k] = au[k] + lam * bu[k]
@@ -645,6 +661,9 @@ def lambda_path_core(
         _lam_direction(B, Eidx, m, d, S, rhs, x)
         _fit_dir(K, Phi, empty, n, d, Eidx, m, x, h)
         best, best_i, best_to = _lam_scan_events(S, lo, hi, lam, state, v, w, h, x, d, Eidx, m, n)
+        if not anchored and m > d and best > 0.0:
+            anchored = True
+            lam_floor = max(lam_floor, lam_min_ratio * lam)
         delta_stop = lam - lam_floor
         stopping = (delta_stop <= best) or best_i < 0 or steps >= max_steps
         if stopping and steps >= max_steps and not (delta_stop <= best):
@@ -663,6 +682,7 @@ def lambda_path_core(
                     u_path = _grow2(u_path, new_cap)
             loss, sic, vloss = _lam_losses(
                 S, tau, lam, state, w, u, v, Eidx, m, n, d, logn_2n, Kval, Phival, Sval, qv,
+                lo, hi, Wval,
             )
             lams[n_rec] = lam
             sics[n_rec] = sic
@@ -706,7 +726,7 @@ def lambda_path_core(
     )
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _exact_state(B, Eidx, m, d, S, lam, bal, q, u, v, rhs, x):
     """(u, v_E) = B [bal; lam S_E - q_E] (no drift)."""
     p = d + m
@@ -722,21 +742,21 @@ def _exact_state(B, Eidx, m, d, S, lam, bal, q, u, v, rhs, x):
         v[Eidx[a]] = x[d + a]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _grow1(a, cap):
     out = np.empty(cap)
     out[: a.shape[0]] = a
     return out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _grow1i(a, cap):
     out = np.empty(cap, np.int64)
     out[: a.shape[0]] = a
     return out
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _grow2(a, cap):
     out = np.empty((cap, a.shape[1]))
     out[: a.shape[0], :] = a
@@ -746,92 +766,10 @@ def _grow2(a, cap):
 # --------------------------------------------------------------------------------------------
 # batched lambda paths (cross-validation over a gamma grid)
 # --------------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
-def kernel_rows(D2, kind, gamma, beta, out, lo, hi):
-    """``out[i] = k(D2[i])`` for rows ``lo <= i < hi`` (threads fill disjoint row ranges)."""
-    ny = D2.shape[1]
-    for i in range(lo, hi):
-        for j in range(ny):
-            out[i, j] = _kernel_value(D2[i, j], kind, gamma, beta)
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def kernel_sym_rows(D2, kind, gamma, beta, out, lo, hi):
-    """Symmetric ``D2``: fill ``out[i, j]`` and ``out[j, i]`` for ``j >= i``, ``lo <= i < hi``
-    (half the kernel evaluations; callers balance the triangle across threads)."""
-    n = D2.shape[0]
-    for i in range(lo, hi):
-        out[i, i] = _kernel_value(D2[i, i], kind, gamma, beta)
-        for j in range(i + 1, n):
-            val = _kernel_value(D2[i, j], kind, gamma, beta)
-            out[i, j] = val
-            out[j, i] = val
-
-
-@njit(cache=True, nogil=True, error_model="numpy")
-def cv_fold_path(
-    K, Phi, S, lo, hi, tau, fold_of, f, init_state, init_v, lam_min_ratio, max_steps, jitter,
-    refactor_every,
-):
-    """Lambda path on the training part of fold ``f`` (rows with ``fold_of != f``) of the full
-    kernel matrix ``K``; returns ``(min validation pinball loss, n_breakpoints, mean elbow,
-    status)``."""
-    n, d = Phi.shape
-    n_tr = 0
-    for i in range(n):
-        if fold_of[i] != f:
-            n_tr += 1
-    n_va = n - n_tr
-    tr = np.empty(n_tr, np.int64)
-    va = np.empty(n_va, np.int64)
-    a = 0
-    b = 0
-    for i in range(n):
-        if fold_of[i] != f:
-            tr[a] = i
-            a += 1
-        else:
-            va[b] = i
-            b += 1
-    Ktr = np.empty((n_tr, n_tr))
-    Kva = np.empty((n_tr, n_va))
-    for i in range(n_tr):
-        row = K[tr[i]]
-        for j in range(n_tr):
-            Ktr[i, j] = row[tr[j]]
-        for j in range(n_va):
-            Kva[i, j] = row[va[j]]
-    Phitr = np.empty((n_tr, d))
-    Str = np.empty(n_tr)
-    for i in range(n_tr):
-        Str[i] = S[tr[i]]
-        for k in range(d):
-            Phitr[i, k] = Phi[tr[i], k]
-    Phiva = np.empty((n_va, d))
-    Sva = np.empty(n_va)
-    for i in range(n_va):
-        Sva[i] = S[va[i]]
-        for k in range(d):
-            Phiva[i, k] = Phi[va[i], k]
-    res = lambda_path_core(
-        Ktr, Phitr, Str, lo, hi, tau, init_state[:n_tr].copy(), init_v[:n_tr].copy(), -1.0, 0.0,
-        lam_min_ratio, max_steps, jitter, refactor_every, Kva, Phiva, Sva, False,
-    )
-    vl = res[3]
-    es = res[4]
-    best = np.inf
-    tot = 0.0
-    for k in range(vl.shape[0]):
-        tot += es[k]
-        if vl[k] < best:
-            best = vl[k]
-    return best, vl.shape[0], tot / max(vl.shape[0], 1), res[15]
-
-
 # --------------------------------------------------------------------------------------------
 # S path (one test point)
 # --------------------------------------------------------------------------------------------
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def prepare_state(K, Phi, S, lam, state_in, v_in, jitter):
     """Exact solution at ``lam`` for the given sets: ``(ok, Eidx, m, B, v, u, q, bal, w)``."""
     n, d = Phi.shape
@@ -866,7 +804,7 @@ def prepare_state(K, Phi, S, lam, state_in, v_in, jitter):
     return ok, Eidx, m, B, v, u, q, bal, w
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _trace_point(trace_S, trace_v, n_trace, S_t, v_t):
     """Record a stage-2 breakpoint ``(S_t, v_t)`` while the trace arrays (possibly empty: no
     trace) have room; returns the new count."""
@@ -877,10 +815,10 @@ def _trace_point(trace_S, trace_v, n_trace, S_t, v_t):
     return n_trace
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def s_path_one(
     K, Phi, S, lo, hi, lam, state0, Eidx0, m0, B0, v0, u0, q0, bal0, w0, kt, ktt, phit, U,
-    max_steps, jitter, refactor_every, trace_S, trace_v,
+    max_steps, jitter, refactor_every, trace_S, trace_v, clo, chi,
 ):
     """Cutoff ``S* = sup{S : v_t(S) <= U}`` for one test point (``+inf`` if never reached).
 
@@ -888,6 +826,8 @@ def s_path_one(
     test point then joins the elbow at ``S0 = g(x_t)`` and stage 2 increases its imputed score
     until ``v_t`` reaches ``U`` (interpolated inside the segment). ``trace_S``/``trace_v``
     (length >= max_steps + 2, or 0 to skip) receive ``(S, v_t)`` at every stage-2 breakpoint.
+
+    ``lo``/``hi`` bound the test dual, ``clo``/``chi`` (arrays) the calibration duals.
 
     Returns ``(cutoff, status, n_steps, sum_elbow_sizes, n_trace, S0)``.
     """
@@ -936,7 +876,7 @@ def s_path_one(
         _fit_dir(K, Phi, kt, n, d, Eidx, m, x, dw)
         for i in range(n):
             dw[i] -= kt[i]
-        best, best_i, best_to = _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n)
+        best, best_i, best_to = _scan_events(S, clo, chi, lam, state, v, w, dw, x, d, Eidx, m, n)
         remaining = t_end - t_done
         sum_m += m
         if remaining <= best:
@@ -953,7 +893,7 @@ def s_path_one(
             status = STATUS_CYCLING
             break
         B, m, qt, status, steps, updates = _s_event_step(
-            B, K, Phi, S, kt, ktt, phit, n, d, lo, hi, lam, Eidx, pos, m, state, v, q, bal, w,
+            B, K, Phi, S, kt, ktt, phit, n, d, clo, chi, lam, Eidx, pos, m, state, v, q, bal, w,
             u, best_i, best_to, jitter, qt, -t_done, 0.0, rhs, x, steps, updates, max_steps,
             refactor_every,
         )
@@ -993,7 +933,7 @@ def s_path_one(
                 x[a] = lam * B[a, d + pt]
         _fit_dir(K, Phi, kt, n, d, Eidx, m, x, dw)
         n_trace = _trace_point(trace_S, trace_v, n_trace, S_cur, v[n])
-        best, best_i, best_to = _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n)
+        best, best_i, best_to = _scan_events(S, clo, chi, lam, state, v, w, dw, x, d, Eidx, m, n)
         sum_m += m
         dvt = x[d + pt]
         if dvt > _SLOPE_RTOL * _absmax(x, p):
@@ -1018,7 +958,7 @@ def s_path_one(
             status = STATUS_CYCLING
             break
         B, m, qt, status, steps, updates = _s_event_step(
-            B, K, Phi, S, kt, ktt, phit, n, d, lo, hi, lam, Eidx, pos, m, state, v, q, bal, w,
+            B, K, Phi, S, kt, ktt, phit, n, d, clo, chi, lam, Eidx, pos, m, state, v, q, bal, w,
             u, best_i, best_to, jitter, qt, 0.0, S_cur, rhs, x, steps, updates, max_steps,
             refactor_every,
         )
@@ -1029,7 +969,7 @@ def s_path_one(
     return cutoff, status, steps, sum_m, n_trace, S0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n):
     """Smallest step (parameter increasing) to the next calibration event of an S-path stage.
 
@@ -1042,7 +982,7 @@ def _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n):
         j = Eidx[a]
         if j == n:
             continue
-        st, to = _bound_step(v[j], x[d + a], lo, hi, tol_e)
+        st, to = _bound_step(v[j], x[d + a], lo[j], hi[j], tol_e)
         if st < best:
             best = st
             best_i = j
@@ -1061,11 +1001,12 @@ def _scan_events(S, lo, hi, lam, state, v, w, dw, x, d, Eidx, m, n):
     return best, best_i, best_to
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _apply_event(
     B, K, Phi, kt, ktt, phit, n, d, lo, hi, Eidx, pos, m, state, v, q, bal, j, to, jitter, qt,
 ):
-    """Move calibration point ``j`` into E (``to == SET_E``) or out of it; update B, q, bal."""
+    """Move calibration point ``j`` into E (``to == SET_E``) or out of it (to its bound
+    ``lo[j]``/``hi[j]``); update B, q, bal."""
     if to == SET_E:
         B, m, s = _elbow_add(B, K, Phi, kt, ktt, phit, n, d, Eidx, pos, m, j, jitter)
         ok = (s > 0.0) and np.isfinite(s)
@@ -1074,7 +1015,7 @@ def _apply_event(
     else:
         m, piv = _elbow_drop(B, Eidx, pos, m, d, j)
         ok = np.isfinite(piv) and piv != 0.0
-        dv = lo if to == SET_L else hi
+        dv = lo[j] if to == SET_L else hi[j]
         v[j] = dv
         state[j] = to
     _shift_sums(K, Phi, n, d, q, bal, j, dv, to == SET_E)
@@ -1083,7 +1024,7 @@ def _apply_event(
 
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _load_phi_row(Phi, phit, n, k, d, row):
     """row = Phi[k] (``phit`` for the test point ``k == n``); returns its squared norm."""
     nrm0 = 0.0
@@ -1093,7 +1034,7 @@ def _load_phi_row(Phi, phit, n, k, d, row):
     return nrm0
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _project_out(Q, r, d, row):
     """Gram-Schmidt sweep: remove from ``row`` its components along the orthonormal columns
     ``Q[:, :r]``, one column at a time (the rank test of ``_critical_dir``)."""
@@ -1105,7 +1046,7 @@ def _project_out(Q, r, d, row):
             row[c] -= dot * Q[c, b]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _critical_dir(Phi, phit, n, d, Eidx, m, j):
     """Whether removing elbow point ``j`` makes ``Phi_E`` rank deficient, and if so the
     direction ``delta`` with ``Phi_k delta = 0`` (k in E, k != j) and ``Phi_j delta = 1``."""
@@ -1145,7 +1086,7 @@ def _critical_dir(Phi, phit, n, d, Eidx, m, j):
     return True, delta
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _pivot_enter(Phi, S, lam, state, w, n, d, delta, sigma, j):
     """Dual-simplex ratio test: moving ``u`` by ``sigma * tau * delta`` (tau >= 0), the first
     point of L u R (other than ``j``) whose residual reaches zero; -1 if none."""
@@ -1174,7 +1115,7 @@ def _pivot_enter(Phi, S, lam, state, w, n, d, delta, sigma, j):
     return best_i
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _exact_stage(K, Phi, S, lam, B, Eidx, m, d, n, bal, q, u, v, w, kt, phit, c, S_t, qt, rhs, x):
     """Exact (u, v_E, w) of an S-path stage: test dual fixed at ``c`` (stage 1, test not in E)
     or test in E with imputed score ``S_t`` (stage 2, ``c`` ignored)."""
@@ -1217,7 +1158,7 @@ def _exact_stage(K, Phi, S, lam, B, Eidx, m, d, n, bal, q, u, v, w, kt, phit, c,
             w[i] += c * kt[i]
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _s_event(
     B, K, Phi, S, kt, ktt, phit, n, d, lo, hi, lam, Eidx, pos, m, state, v, q, bal, w, u, j, to,
     jitter, qt, c, S_t, rhs, x,
@@ -1251,7 +1192,7 @@ def _s_event(
     return B, m, qt, ok, False
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def _s_event_step(
     B, K, Phi, S, kt, ktt, phit, n, d, lo, hi, lam, Eidx, pos, m, state, v, q, bal, w, u, j, to,
     jitter, qt, c, S_t, rhs, x, steps, updates, max_steps, refactor_every,
@@ -1280,10 +1221,10 @@ def _s_event_step(
     return B, m, qt, STATUS_OK, steps, updates
 
 
-@njit(cache=True, nogil=True, error_model="numpy")
+@jit(error_model="numpy")
 def s_path_batch(
     K, Phi, S, lo, hi, lam, state0, Eidx0, m0, B0, v0, u0, q0, bal0, w0, Kt, ktt, Phit, U,
-    max_steps, jitter, refactor_every, t_lo, t_hi, cut, status, nsteps, mean_elbow, s0,
+    max_steps, jitter, refactor_every, t_lo, t_hi, cut, status, nsteps, mean_elbow, s0, clo, chi,
 ):
     """``s_path_one`` for rows ``t_lo <= t < t_hi`` of ``Kt`` (n_test, n), written into the
     output arrays (callers run disjoint ranges in threads; the function releases the GIL)."""
@@ -1291,10 +1232,24 @@ def s_path_batch(
     for t in range(t_lo, t_hi):
         res = s_path_one(
             K, Phi, S, lo, hi, lam, state0, Eidx0, m0, B0, v0, u0, q0, bal0, w0, Kt[t],
-            ktt[t], Phit[t], U[t], max_steps, jitter, refactor_every, empty, empty,
+            ktt[t], Phit[t], U[t], max_steps, jitter, refactor_every, empty, empty, clo, chi,
         )
         cut[t] = res[0]
         status[t] = res[1]
         nsteps[t] = res[2]
         mean_elbow[t] = res[3] / max(res[2] + 2, 1)
         s0[t] = res[5]
+
+
+@jit(error_model="numpy")
+def row_hash(M, r):
+    """``out[i] = sum_j M[i, j] r[j]`` summed in a fixed order: identical rows give identical
+    values bit for bit (a BLAS product need not), so it can key duplicate rows."""
+    n, p = M.shape
+    out = np.empty(n)
+    for i in range(n):
+        acc = 0.0
+        for j in range(p):
+            acc += M[i, j] * r[j]
+        out[i] = acc
+    return out

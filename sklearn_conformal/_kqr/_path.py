@@ -1,13 +1,14 @@
 """Python layer of the exact path solvers: input preparation, the linear-QR start, results."""
 
 import os
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linprog
 
-from ..exceptions import PathError
+from ..exceptions import DegenerateDataWarning, PathError, PathStepCapWarning
 from . import _core, _kernels
 
 KERNELS = {"rbf": 0, "laplacian": 1, "matern32": 2, "matern52": 3, "imq": 4}
@@ -16,8 +17,16 @@ _STATUS_MESSAGES = {
     _core.STATUS_STEP_CAP: (
         "reached the step cap {cap_name}={cap} before finishing; raise {cap_name}"
     ),
-    _core.STATUS_CYCLING: "cycled through degenerate zero-length steps",
-    _core.STATUS_SINGULAR: "met a singular elbow system",
+    _core.STATUS_CYCLING: (
+        "cycled through degenerate zero-length steps: near-tied scores at (nearly) identical "
+        "kernel rows that merging exact duplicates and breaking ties did not resolve; use a "
+        "larger lambda_, a smaller gamma, or round / de-duplicate X"
+    ),
+    _core.STATUS_SINGULAR: (
+        "met a numerically singular elbow system: (nearly) identical kernel rows with "
+        "different scores, fitted exactly (very large gamma or very small lambda_); use a "
+        "smaller gamma or a larger lambda_"
+    ),
 }
 
 
@@ -98,15 +107,52 @@ def kernel_matrix(X, Y, kernel="rbf", gamma=1.0, beta=0.5, *, n_jobs=1, out=None
 # linear features and ties
 # --------------------------------------------------------------------------------------------
 def reduce_phi(Phi, rtol=1e-10):
-    """Orthonormal basis ``V`` (d, r) of the row space of ``Phi``; ``Phi @ V`` has full rank r."""
+    """Basis ``V`` (d, r) of the row space of ``Phi`` with ``Phi @ V`` orthonormal (rank r).
+
+    The rank is decided on the standardised columns (centred against a constant column when
+    there is one, then scaled to unit norm), so an affine change of a feature (``x -> a x + b``,
+    e.g. a feature of order 1e8 next to the intercept) changes neither the rank nor the span.
+    ``V`` spans the row space exactly and makes the reduced design perfectly conditioned.
+    """
     Phi = np.asarray(Phi, dtype=np.float64)
-    if Phi.shape[1] == 0:
+    d = Phi.shape[1]
+    if d == 0:
         return np.zeros((0, 0))
-    _, s, Vt = np.linalg.svd(Phi, full_matrices=False)
+    T = _phi_standardizer(Phi)
+    _, s, Vt = np.linalg.svd(Phi @ T, full_matrices=False)
     if s.size == 0 or s[0] == 0.0:
-        return np.zeros((Phi.shape[1], 0))
+        return np.zeros((d, 0))
     r = int(np.sum(s > s[0] * rtol * max(Phi.shape)))
-    return Vt[:r].T.copy()
+    if r == d:
+        # full rank: Phi @ T @ Vt' / s is orthonormal, with coefficients of the size of T
+        # (no cancellation beyond the centring of the features)
+        return np.ascontiguousarray(T @ (Vt.T / s[None, :]))
+    # rank deficient: V must lie in the row space (see in_row_space), which is
+    # T^{-T} (row space of Phi @ T)
+    V, _ = np.linalg.qr(np.linalg.solve(T.T, Vt[:r].T))
+    # recombine the columns so that the reduced design is orthonormal (same span)
+    _, R = np.linalg.qr(Phi @ V)
+    V = np.linalg.solve(R.T, V.T).T
+    return np.ascontiguousarray(V)
+
+
+def _phi_standardizer(Phi):
+    """Invertible ``T`` (d, d): ``Phi @ T`` has the non-constant columns centred (when a
+    constant column exists) and every non-zero column of unit norm."""
+    d = Phi.shape[1]
+    T = np.eye(d)
+    if Phi.shape[0] == 0:
+        return T
+    const = np.flatnonzero((np.ptp(Phi, axis=0) == 0.0) & (Phi[0] != 0.0))
+    if const.size:
+        k = const[0]
+        means = Phi.mean(axis=0) / Phi[0, k]
+        for j in range(d):
+            if j != k:
+                T[k, j] = -means[j]
+    norms = np.linalg.norm(Phi @ T, axis=0)
+    norms[norms == 0.0] = 1.0
+    return T / norms[None, :]
 
 
 def phi_design(Phi_raw):
@@ -116,19 +162,27 @@ def phi_design(Phi_raw):
     """
     V = reduce_phi(Phi_raw)
     if V.shape[1] == 0:
-        raise ValueError("phi(X) is identically zero on the fitted data.")
+        raise ValueError(
+            "phi(X) is identically zero on the fitted data: phi must give at least one "
+            "non-zero column (e.g. include an intercept column of ones)."
+        )
     return V, np.ascontiguousarray(np.asarray(Phi_raw, dtype=np.float64) @ V)
 
 
 def in_row_space(phi, V, rtol=1e-8):
     """Whether each row of ``phi`` lies in the span of the columns of ``V``."""
     phi = np.atleast_2d(phi)
-    resid = phi - (phi @ V) @ V.T
-    return np.linalg.norm(resid, axis=1) <= rtol * (1.0 + np.linalg.norm(phi, axis=1))
+    Q, _ = np.linalg.qr(V)  # V spans the row space but need not be orthonormal
+    resid = phi - (phi @ Q) @ Q.T
+    # relative to the row itself (an absolute floor would accept any row of tiny features)
+    return np.linalg.norm(resid, axis=1) <= rtol * np.linalg.norm(phi, axis=1)
 
 
 def break_ties(S, rel=1e-9):
-    """Break exact ties in ``S`` by tiny index-ordered offsets (``rel`` times the scale).
+    """Break exact ties in ``S`` by tiny index-ordered offsets (``rel`` times the range of S).
+
+    The offsets scale with the range of ``S`` (not its magnitude), so ``c * S + b`` gets the
+    offsets of ``S`` times ``c``; constant ``S`` is returned unchanged.
 
     Ties make the linear-QR start and the path degenerate; the perturbation selects one of the
     optimal solutions (the lexicographic one) and moves cutoffs by about ``rel`` relative. It
@@ -139,7 +193,10 @@ def break_ties(S, rel=1e-9):
     Ss = S[order]
     if S.size < 2 or not np.any(Ss[1:] == Ss[:-1]):
         return S.copy()
-    scale = max(np.max(np.abs(S)), np.ptp(S), 1e-300)
+    scale = float(np.ptp(S))
+    if not scale > 0.0:
+        # all scores equal: nothing to order (the solvers treat constant scores exactly)
+        return S.copy()
     out = S.copy()
     run = 0
     for k in range(1, S.size):
@@ -147,6 +204,170 @@ def break_ties(S, rel=1e-9):
         if run:
             out[order[k]] = Ss[k] + run * rel * scale
     return out
+
+
+# the smallest standardised lam an automatic choice may reach, in units of the jitter
+JITTER_FLOOR = 1e4
+
+
+def jitter_floor(jitter):
+    """Smallest standardised ``lam`` for the automatic choice: ``JITTER_FLOOR * jitter``.
+
+    The jitter adds a fake identity kernel of weight ``jitter`` (``k(x, x) = 1`` here); with
+    scores of order one its components are fitted in proportion to ``jitter / lam``, so below
+    this floor the path would explore the jitter rather than the kernel. A near-constant kernel
+    (huge lengthscale, all ``x`` equal) has its whole path there: the floor then returns the
+    linear (intercept-only) fit instead of an interpolation of the jitter.
+    """
+    return JITTER_FLOOR * float(jitter)
+
+
+class ScoreScale:
+    """Affine standardisation ``S = a + s * S_std`` that makes the path solvers scale-free.
+
+    The kernel quantile regression is equivariant: with the constant in the span of ``Phi``,
+    ``c * S + b`` has the duals of ``S``, the penalty ``lam / c``, the fit ``c g + b`` and the
+    cutoffs ``c S* + b``. The solvers therefore run on ``S_std = (S - a) / s`` (``a``: the
+    median when the constant is in the span of ``Phi``, else 0; ``s``: the median absolute
+    deviation from ``a``, or the mean one when that is 0) with ``lam_std = lam * s``, and map
+    back; every tolerance then sees scores of order one whatever the units of ``S``.
+    ``constant`` is True when ``S`` is constant (``s == 0``; ``S_std`` is then 0).
+    """
+
+    def __init__(self, S, Phi):
+        S = np.asarray(S, dtype=np.float64)
+        if not np.all(np.isfinite(S)):
+            raise ValueError("The scores (targets) must be finite.")
+        self.c1 = intercept_coef(Phi)
+        self.a = float(np.median(S)) if (self.c1 is not None and S.size) else 0.0
+        dev = np.abs(S - self.a)
+        s = float(np.median(dev)) if S.size else 0.0
+        if not s > 0.0:
+            s = float(np.mean(dev)) if S.size else 0.0
+        self.s = s if np.isfinite(s) else 0.0
+        self.constant = not self.s > 0.0
+        self.S = (S - self.a) / self.s if not self.constant else np.zeros_like(S)
+
+    def to_std(self, S):
+        S = np.asarray(S, dtype=np.float64)
+        return (S - self.a) / self.s if not self.constant else S - self.a
+
+    def lam_std(self, lam):
+        return lam * self.s
+
+    def values(self, Z):
+        """Scores (cutoffs, fits) in the original units from standardised ones."""
+        return self.a + self.s * np.asarray(Z, dtype=np.float64)
+
+    def eta(self, eta_std):
+        """Linear coefficients in the original units (rows of ``eta_std`` if 2-d)."""
+        out = self.s * np.asarray(eta_std, dtype=np.float64)
+        if self.c1 is not None and self.a != 0.0:
+            out = out + self.a * self.c1
+        return out
+
+
+def intercept_coef(Phi, rtol=1e-8):
+    """``c`` with ``Phi @ c = 1`` when the constant lies in the column span of ``Phi``, else None."""
+    Phi = np.asarray(Phi, dtype=np.float64)
+    n = Phi.shape[0]
+    if n == 0 or Phi.shape[1] == 0:
+        return None
+    ones = np.ones(n)
+    const = np.flatnonzero((np.ptp(Phi, axis=0) == 0.0) & (Phi[0] != 0.0))
+    if const.size:
+        # a constant column: the exact coefficient (fits of constant data stay exact)
+        c = np.zeros(Phi.shape[1])
+        c[const[0]] = 1.0 / Phi[0, const[0]]
+        return c
+    c = np.linalg.lstsq(Phi, ones, rcond=None)[0]
+    if np.linalg.norm(Phi @ c - ones) > rtol * np.sqrt(n):
+        return None
+    return c
+
+
+class CalibrationRows:
+    """The calibration rows as the path solvers see them.
+
+    * Exact duplicate rows (equal kernel row, ``Phi`` row and score) are merged into one point
+      of weight ``w`` (its dual box is ``w [lo, hi]`` and its loss counts ``w`` times): the
+      problem is unchanged, but repeated kernel rows no longer make the elbow system singular
+      (up to the jitter) and the paths no longer cycle between copies.
+    * Remaining ties between scores are broken (:func:`break_ties`).
+    * The scores are standardised (:class:`ScoreScale`).
+
+    ``M`` is any matrix whose equal rows identify equal kernel rows (the kernel matrix, or the
+    squared distances).
+    """
+
+    def __init__(self, M, Phi, S):
+        S = np.asarray(S, dtype=np.float64)
+        Phi = np.asarray(Phi, dtype=np.float64)
+        self.n = S.shape[0]
+        self.keep, self.inv = _duplicate_groups(M, Phi, S)
+        self.weights = np.bincount(self.inv, minlength=self.keep.size).astype(np.float64)
+        self.merged = self.keep.size < self.n
+        self.Phi = np.ascontiguousarray(Phi[self.keep])
+        S_m = break_ties(S[self.keep])
+        self.changed = self.merged or not np.array_equal(S_m, S)
+        self.scale = ScoreScale(S_m, self.Phi)
+        self.S = np.ascontiguousarray(self.scale.S)
+
+    def square(self, K):
+        K = np.asarray(K, dtype=np.float64)
+        return np.ascontiguousarray(K[np.ix_(self.keep, self.keep)] if self.merged else K)
+
+    def columns(self, K_test):
+        K_test = np.asarray(K_test, dtype=np.float64)
+        return np.ascontiguousarray(K_test[:, self.keep] if self.merged else K_test)
+
+    def rows(self, A):
+        return np.ascontiguousarray(np.asarray(A)[self.keep] if self.merged else A)
+
+    def bounds(self, alpha):
+        return -float(alpha) * self.weights, (1.0 - float(alpha)) * self.weights
+
+    def expand_v(self, v):
+        """Duals per original row: a merged dual split equally among its copies."""
+        v = np.asarray(v, dtype=np.float64)
+        return v[..., self.inv] / self.weights[self.inv]
+
+    def expand_state(self, state):
+        return np.asarray(state)[self.inv].astype(np.int8)
+
+    def compress(self, state, v):
+        state = np.asarray(state, dtype=np.int8)
+        v = np.asarray(v, dtype=np.float64)
+        if not self.merged:
+            return state.copy(), v.copy()
+        return state[self.keep].copy(), np.bincount(self.inv, weights=v,
+                                                    minlength=self.keep.size)
+
+
+def _duplicate_groups(M, Phi, S):
+    """``(keep, inv)``: representatives (first index of each group of identical rows of
+    ``[S, Phi, M]``, ascending) and the group of every row (``keep[inv]`` = representative)."""
+    n = S.shape[0]
+    ident = (np.arange(n), np.arange(n))
+    if n < 2:
+        return ident
+    M = np.ascontiguousarray(M, dtype=np.float64)
+    r = np.random.default_rng(0).standard_normal((2, M.shape[1]))
+    sig = np.column_stack([S, Phi, _core.row_hash(M, r[0]), _core.row_hash(M, r[1])])
+    _, first, inv = np.unique(sig, axis=0, return_index=True, return_inverse=True)
+    if first.size == n:
+        return ident
+    rep = first[inv.ravel()]
+    # confirm on the whole rows (a hash collision keeps the row on its own)
+    for i in np.flatnonzero(rep != np.arange(n)):
+        if not np.array_equal(M[i], M[rep[i]]):
+            rep[i] = i
+    keep = np.unique(rep)
+    if keep.size == n:
+        return ident
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[keep] = np.arange(keep.size)
+    return keep, pos[rep]
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,15 +382,27 @@ def linear_qr_start(S, Phi, lo, hi, max_pivots=None):
 
     Returns ``(state, v)`` with ``state`` in {0: L, 1: E, 2: R}.
     """
-    S = np.asarray(S, dtype=np.float64)
     Phi = np.asarray(Phi, dtype=np.float64)
+    # ties broken (a tied LP is degenerate); the optimal vertex is invariant under
+    # S -> c S + b: solve with scores of order one
+    sc = ScoreScale(break_ties(S), Phi)
+    S = sc.S
     n, d = Phi.shape
     if n < d:
-        raise ValueError("fewer calibration points than linear features")
+        raise ValueError(
+            f"Fewer calibration points ({n}) than linear features phi ({d} independent "
+            "columns): use fewer phi columns (groups) or more calibration data."
+        )
+    if sc.constant:
+        # every point fits exactly: v = 0 with all points in the elbow (see lambda_path)
+        return np.full(n, _core.SET_E, np.int8), np.zeros(n)
+    # per-point bounds allowed (merged duplicate rows have the box w [lo, hi])
+    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (n,)).copy()
+    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (n,)).copy()
     basis = None
     try:
         res = linprog(
-            -S, A_eq=Phi.T, b_eq=np.zeros(d), bounds=(lo, hi), method="highs",
+            -S, A_eq=Phi.T, b_eq=np.zeros(d), bounds=np.column_stack([lo, hi]), method="highs",
         )
         if res.status == 0:
             eta = -np.asarray(res.eqlin.marginals)
@@ -219,15 +452,15 @@ def _dual_simplex(S, Phi, lo, hi, basis, max_pivots):
         nb = ~in_basis
         vB = np.linalg.solve(P.T, -(Phi[nb].T @ v[nb]))
         v[basis] = vB
-        scale = hi - lo
-        viol = np.maximum(lo - vB, vB - hi)
+        loB, hiB = lo[basis], hi[basis]
+        viol = np.maximum(loB - vB, vB - hiB)
         kk = int(np.argmax(viol)) if d else 0
-        if d == 0 or viol[kk] <= 1e-12 * scale:
+        if d == 0 or viol[kk] <= 1e-12 * (hiB[kk] - loB[kk]):
             state = np.where(r > 0, _core.SET_R, _core.SET_L).astype(np.int8)
             state[basis] = _core.SET_E
-            v[basis] = np.clip(vB, lo, hi)
+            v[basis] = np.clip(vB, loB, hiB)
             return state, v
-        to_lower = vB[kk] < lo
+        to_lower = vB[kk] < loB[kk]
         alpha = Phi @ np.linalg.solve(P, np.eye(d)[kk])
         # the leaving point's residual moves by -t; nonbasic residuals by -t alpha_j
         t_sign = 1.0 if to_lower else -1.0
@@ -239,10 +472,16 @@ def _dual_simplex(S, Phi, lo, hi, basis, max_pivots):
         cand[mask_l] = r[mask_l] / a[mask_l]
         j = int(np.argmin(cand))
         if not np.isfinite(cand[j]):
-            raise RuntimeError("linear quantile regression start: dual simplex found no pivot")
+            raise PathError(
+                "The linear quantile regression at lam = inf (the start of the path) is "
+                "infeasible for these linear features phi (a group or phi direction without "
+                "enough points); merge small groups or simplify phi."
+            )
         basis[kk] = j
-    raise RuntimeError(
-        f"linear quantile regression start: dual simplex reached max_pivots={max_pivots}"
+    raise PathError(
+        f"The linear quantile regression at lam = inf (the start of the path) did not converge "
+        f"in {max_pivots} pivots (a degenerate linear program: many tied scores within the "
+        "groups of phi); simplify phi or round the targets less coarsely."
     )
 
 
@@ -287,48 +526,125 @@ class LambdaPathResult:
 def lambda_path(
     K, Phi, S, alpha, *, lam_stop=None, lam_min=0.0, lam_min_ratio=1e-4, max_steps=None,
     jitter=1e-10, refactor_every=64, K_val=None, Phi_val=None, S_val=None, store_path=False,
-    start=None,
+    start=None, grow_cap=True, warn=True,
 ):
     """Exact lambda path of the RKHS quantile regression at level ``tau = 1 - alpha``.
 
-    ``Phi`` must have full column rank (see :func:`reduce_phi`) and ``S`` no exact ties (see
-    :func:`break_ties`). ``K_val`` has shape (n, n_val).
+    ``Phi`` must have full column rank (see :func:`reduce_phi`). ``K_val`` has shape
+    (n, n_val). The path runs on :class:`CalibrationRows` (duplicate rows merged, ties broken,
+    scores standardised); everything returned refers to the rows and units given.
+
+    A path that reaches ``max_steps`` before a fixed ``lam_stop`` is re-run with the cap raised
+    eightfold (up to ``200 n + 1000``; ``grow_cap=False``: never); a path still capped warns
+    with :class:`~sklearn_conformal.exceptions.PathStepCapWarning` naming the cap and the
+    lambda actually used. ``warn=False`` leaves the reporting to the caller (``truncated``): the
+    cross-validation paths are many, and a degenerate gamma candidate simply loses.
     """
-    S = np.ascontiguousarray(S, dtype=np.float64)
     Phi = np.ascontiguousarray(Phi, dtype=np.float64)
-    K = np.ascontiguousarray(K, dtype=np.float64)
     n, d = Phi.shape
-    lo, hi = -float(alpha), 1.0 - float(alpha)
+    rows = CalibrationRows(K, Phi, S)
+    sc = rows.scale
+    if sc.constant:
+        return _constant_path(sc, n, d, lam_stop, K_val, S_val, alpha, store_path)
+    K = rows.square(K)
+    Phi = rows.Phi
+    S = rows.S
+    lo, hi = rows.bounds(alpha)
     if max_steps is None:
         max_steps = 20 * n + 100
-    if start is None:
+    if start is None or rows.changed:
         start = linear_qr_start(S, Phi, lo, hi)
     state0, v0 = start
     if K_val is None:
         K_val = np.zeros((n, 0))
         Phi_val = np.zeros((0, d))
         S_val = np.zeros(0)
-    res = _core.lambda_path_core(
-        K, Phi, S, lo, hi, 1.0 - float(alpha), np.asarray(state0, np.int8),
-        np.asarray(v0, np.float64), -1.0 if lam_stop is None else float(lam_stop),
-        float(lam_min), 0.0 if lam_stop is not None else float(lam_min_ratio), int(max_steps),
-        float(jitter), int(refactor_every), np.ascontiguousarray(K_val, dtype=np.float64),
-        np.ascontiguousarray(Phi_val, dtype=np.float64),
-        np.ascontiguousarray(S_val, dtype=np.float64), bool(store_path),
-    )
+    K_val = rows.rows(np.asarray(K_val, dtype=np.float64))
+    W_val = np.ones(np.asarray(S_val).shape[0])
+    lam_stop_std = -1.0 if lam_stop is None else sc.lam_std(float(lam_stop))
+    lam_min_std = sc.lam_std(float(lam_min))
+    if lam_stop is None:
+        lam_min_std = max(lam_min_std, jitter_floor(jitter))
+    cap = int(max_steps)
+    cap_limit = max(cap, 200 * n + 1000) if grow_cap else cap
+    while True:
+        res = _core.lambda_path_core(
+            K, Phi, S, lo, hi, 1.0 - float(alpha), np.asarray(state0, np.int8),
+            np.asarray(v0, np.float64), lam_stop_std, lam_min_std,
+            0.0 if lam_stop is not None else float(lam_min_ratio), cap, float(jitter),
+            int(refactor_every), np.ascontiguousarray(K_val, dtype=np.float64),
+            np.ascontiguousarray(Phi_val, dtype=np.float64),
+            np.ascontiguousarray(sc.to_std(S_val), dtype=np.float64), bool(store_path), W_val,
+        )
+        status = int(res[15])
+        if status != _core.STATUS_STEP_CAP or lam_stop is None or cap >= cap_limit:
+            break
+        # a fixed lambda must be reached: raise the cap (the path is exact, only longer)
+        cap = min(8 * cap, cap_limit)
     (lams, sics, losses, vlosses, esizes, b_state, b_v, b_eta, b_lam,
      f_state, f_v, f_eta, f_lam, v_path, eta_path, status, steps) = res
     if int(status) not in (_core.STATUS_OK, _core.STATUS_STEP_CAP):
         check_status(status, "The lambda path")
+    if warn and int(status) == _core.STATUS_STEP_CAP:
+        reached = float(lams[-1]) / sc.s if lams.size else np.nan
+        if lam_stop is not None:
+            what = (f"before the requested lambda_={float(lam_stop):.6g}; the solution at "
+                    f"lam={reached:.6g} is used instead")
+        else:
+            what = (f"before its end; lambda is chosen among the breakpoints reached "
+                    f"(lam >= {reached:.6g})")
+        warnings.warn(
+            f"The lambda path reached its step cap max_steps={cap} {what}. Raise max_steps.",
+            PathStepCapWarning, stacklevel=2,
+        )
     if lam_stop is not None:
         state, v, eta, lam = f_state, f_v, f_eta, float(f_lam)
     else:
         state, v, eta, lam = b_state, b_v, b_eta, float(b_lam)
+        if warn and lams.size and lams[0] <= jitter_floor(jitter) * (1.0 + 1e-12):
+            warnings.warn(
+                "The kernel is numerically constant on these points beyond the linear part "
+                "phi (gamma too small for the spread of X, or all X equal): the whole "
+                "regularisation path lies below the jitter floor and the linear fit is "
+                "returned. Use a larger gamma (or gamma='auto') for a kernel fit.",
+                DegenerateDataWarning, stacklevel=2,
+            )
+    # back to the units of S: lam_std = lam * s, losses and fits scale with s
+    # back to the rows given (merged duals split among copies) and to the units of S:
+    # lam_std = lam * s, losses and fits scale with s
     return LambdaPathResult(
-        lambdas=lams, sic=sics, train_loss=losses, val_loss=vlosses, elbow_sizes=esizes,
-        best_index=int(np.argmin(sics)) if sics.size else -1, state=state, v=v, eta=eta,
-        lam=lam, truncated=int(status) == _core.STATUS_STEP_CAP, n_steps=int(steps),
-        v_path=v_path if store_path else None, eta_path=eta_path if store_path else None,
+        lambdas=lams / sc.s, sic=sics + np.log(sc.s), train_loss=losses * sc.s,
+        val_loss=vlosses * sc.s, elbow_sizes=esizes,
+        best_index=int(np.argmin(sics)) if sics.size else -1,
+        state=rows.expand_state(state), v=rows.expand_v(v), eta=sc.eta(eta), lam=lam / sc.s,
+        truncated=int(status) == _core.STATUS_STEP_CAP, n_steps=int(steps),
+        v_path=rows.expand_v(v_path) if store_path else None,
+        eta_path=sc.eta(eta_path) if store_path else None,
+    )
+
+
+def _constant_path(sc, n, d, lam_stop, K_val, S_val, alpha, store_path):
+    """The exact solution for constant scores: the fit is the constant for every lam.
+
+    With ``S = a`` (the constant in the span of ``Phi``, or ``a = 0``) the fit ``g = a`` has
+    zero loss and zero penalty, so ``v = 0`` with every point in the elbow; a single
+    breakpoint is reported (at ``lam_stop``, else at ``lam = inf``).
+    """
+    lam = float(lam_stop) if lam_stop is not None else np.inf
+    eta = sc.eta(np.zeros(d))
+    v = np.zeros(n)
+    if S_val is not None and np.asarray(S_val).size:
+        r = np.asarray(S_val, dtype=np.float64) - sc.a
+        tau = 1.0 - float(alpha)
+        vloss = float(np.mean(np.where(r > 0, tau * r, (tau - 1.0) * r)))
+    else:
+        vloss = np.nan
+    return LambdaPathResult(
+        lambdas=np.array([lam]), sic=np.array([-np.inf]), train_loss=np.zeros(1),
+        val_loss=np.array([vloss]), elbow_sizes=np.array([n]), best_index=0,
+        state=np.full(n, _core.SET_E, np.int8), v=v, eta=eta, lam=lam, truncated=False,
+        n_steps=0, v_path=np.zeros((1, n)) if store_path else None,
+        eta_path=eta[None, :].copy() if store_path else None,
     )
 
 
@@ -337,7 +653,8 @@ class SPathSolver:
 
     Parameters
     ----------
-    K, Phi, S : calibration kernel matrix, reduced linear features, scores (ties broken).
+    K, Phi, S : calibration kernel matrix, reduced linear features, scores (prepared as in
+        :func:`lambda_path`: duplicate rows merged, ties broken, standardised).
     alpha : float
         Miscoverage; the dual box is ``[-alpha, 1 - alpha]``.
     lam, state, v : the calibration solution (from :func:`lambda_path`).
@@ -345,22 +662,52 @@ class SPathSolver:
 
     def __init__(self, K, Phi, S, alpha, lam, state, v, *, jitter=1e-10, refactor_every=64,
                  max_steps=None):
-        self.K = np.ascontiguousarray(K, dtype=np.float64)
-        self.Phi = np.ascontiguousarray(Phi, dtype=np.float64)
-        self.S = np.ascontiguousarray(S, dtype=np.float64)
+        # scale-free: the path runs on S_std = (S - a) / s at lam * s and maps back
+        self.rows = rows = CalibrationRows(K, Phi, S)
+        self.K = rows.square(K)
+        self.Phi = rows.Phi
+        self.scale = rows.scale
         self.lo, self.hi = -float(alpha), 1.0 - float(alpha)
-        self.lam = float(lam)
+        self.clo, self.chi = rows.bounds(alpha)
         self.jitter = float(jitter)
         self.refactor_every = int(refactor_every)
-        n = self.S.shape[0]
+        n = rows.n
         self.max_steps = int(max_steps if max_steps is not None else 20 * n + 100)
-        self.state = np.asarray(state, dtype=np.int8).copy()
+        if self.scale.constant:
+            # constant scores: S* = a + s * (cutoff of any scores) with s = 0, i.e. the constant
+            # wherever the cutoff is finite; which test points have an infinite one does not
+            # depend on the scores, so a fixed non-degenerate pattern decides it
+            warnings.warn(
+                f"All {n} calibration scores are equal (to {self.scale.a!r}); every finite "
+                "cutoff equals that value (zero-width intervals when it is 0). Check that the "
+                "point predictor was not fitted on the calibration data.",
+                DegenerateDataWarning, stacklevel=3,
+            )
+            pattern = np.arange(self.K.shape[0], dtype=np.float64) / max(n, 1)
+            ref = lambda_path(self.K, self.Phi, pattern, alpha, max_steps=self.max_steps,
+                              lam_min_ratio=0.1)
+            self._pattern = SPathSolver(
+                self.K, self.Phi, pattern, alpha, ref.lam, ref.state, ref.v, jitter=jitter,
+                refactor_every=refactor_every, max_steps=max_steps,
+            )
+            self.S = self.scale.S
+            self.lam = float(lam)
+            self.state = np.asarray(state, dtype=np.int8).copy()
+            self._prep = (None, n, None, None, None, None, None, None)
+            return
+        self._pattern = None
+        self.S = self.scale.S
+        self.lam = self.scale.lam_std(float(lam))
+        self.state, v = rows.compress(state, v)
         ok, Eidx, m, B, v_, u, q, bal, w = _core.prepare_state(
-            self.K, self.Phi, self.S, self.lam, self.state, np.asarray(v, np.float64),
-            self.jitter,
+            self.K, self.Phi, self.S, self.lam, self.state, v, self.jitter,
         )
         if not ok:
-            raise PathError("The elbow system at the selected lambda is singular.")
+            raise PathError(
+                "The elbow system at the selected lambda is numerically singular: (nearly) "
+                "identical kernel rows with different scores are fitted exactly (very large "
+                "gamma or very small lambda_); use a smaller gamma or a larger lambda_."
+            )
         self._prep = (Eidx, int(m), B, v_, u, q, bal, w)
 
     @property
@@ -369,8 +716,12 @@ class SPathSolver:
 
     def cutoffs(self, K_test, k_tt, Phi_test, U, n_jobs=None):
         """``(cutoffs, n_steps, mean_elbow, S0)`` for test rows ``K_test`` (n_test, n)."""
+        K_test = self.rows.columns(K_test)
+        if self._pattern is not None:
+            cut, nsteps, mel, s0 = self._pattern.cutoffs(K_test, k_tt, Phi_test, U, n_jobs)
+            cut = np.where(np.isfinite(cut), self.scale.a, cut)
+            return cut, nsteps, mel, np.full_like(s0, self.scale.a)
         Eidx, m, B, v, u, q, bal, w = self._prep
-        K_test = np.ascontiguousarray(K_test, dtype=np.float64)
         k_tt = np.ascontiguousarray(k_tt, dtype=np.float64)
         Phi_test = np.ascontiguousarray(Phi_test, dtype=np.float64)
         U = np.ascontiguousarray(U, dtype=np.float64)
@@ -385,17 +736,22 @@ class SPathSolver:
             _core.s_path_batch(
                 self.K, self.Phi, self.S, self.lo, self.hi, self.lam, self.state, Eidx, m, B, v,
                 u, q, bal, w, K_test, k_tt, Phi_test, U, self.max_steps, self.jitter,
-                self.refactor_every, lo, hi, cut, status, nsteps, mel, s0,
+                self.refactor_every, lo, hi, cut, status, nsteps, mel, s0, self.clo, self.chi,
             )
 
         run_ranges(work, nt, n_threads(n_jobs), min_chunk=16)
         bad = status != _core.STATUS_OK
         if np.any(bad):
             check_status(status[bad][0], "The S-path", cap_name="max_steps", cap=self.max_steps)
-        return cut, nsteps, mel, s0
+        return self.scale.values(cut), nsteps, mel, self.scale.values(s0)
 
     def trace(self, k_t, k_tt, phi_t, U):
         """``(cutoff, S_breakpoints, v_t_at_breakpoints, S0)`` for one test point."""
+        k_t = self.rows.columns(np.atleast_2d(k_t))[0]
+        if self._pattern is not None:
+            cut, tS, tv, S0 = self._pattern.trace(k_t, k_tt, phi_t, U)
+            a = self.scale.a
+            return (a if np.isfinite(cut) else cut), np.full_like(tS, a), tv, a
         Eidx, m, B, v, u, q, bal, w = self._prep
         tS = np.zeros(self.max_steps + 4)
         tv = np.zeros(self.max_steps + 4)
@@ -403,8 +759,10 @@ class SPathSolver:
             self.K, self.Phi, self.S, self.lo, self.hi, self.lam, self.state, Eidx, m, B, v, u,
             q, bal, w, np.ascontiguousarray(k_t, np.float64), float(k_tt),
             np.ascontiguousarray(phi_t, np.float64), float(U), self.max_steps, self.jitter,
-            self.refactor_every, tS, tv,
+            self.refactor_every, tS, tv, self.clo, self.chi,
         )
         check_status(res[1], "The S-path", cap=self.max_steps)
         k = int(res[4])
-        return float(res[0]), tS[:k].copy(), tv[:k].copy(), float(res[5])
+        sc = self.scale
+        return (float(sc.values(res[0])), sc.values(tS[:k]), tv[:k].copy(),
+                float(sc.values(res[5])))

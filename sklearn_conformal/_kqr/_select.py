@@ -1,12 +1,14 @@
 """Hyper-parameter selection: gamma by K-fold cross-validation over exact lambda paths."""
 
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.model_selection import KFold
 
+from ..exceptions import PathStepCapWarning
 from ._kernels import median_sq_dist
-from ._path import kernel_matrix, lambda_path, linear_qr_start, n_threads
+from ._path import ScoreScale, kernel_matrix, lambda_path, n_threads
 
 
 def gamma_grid(Z, grid=None, size=30):
@@ -57,7 +59,15 @@ def select_gamma_cv(
     Phi = np.ascontiguousarray(Phi, dtype=np.float64)
     gammas = np.ascontiguousarray(gammas, dtype=np.float64)
     n, d = Phi.shape
-    lo, hi = -float(alpha), 1.0 - float(alpha)
+    if ScoreScale(S, Phi).constant:
+        # constant scores: every gamma fits them exactly (zero validation loss)
+        mid = gammas.shape[0] // 2
+        zeros = np.zeros((gammas.shape[0], int(min(n_folds, n))))
+        info = {"n_breakpoints": zeros.astype(np.int64), "mean_elbow": zeros + n,
+                "truncated": zeros.astype(bool)}
+        return float(gammas[mid]), np.zeros(gammas.shape[0]), info
+    # each fold's lambda_path is scale-free (standardised scores, duplicate rows merged, ties
+    # broken) and reports its validation losses in the units of S
     n_folds = int(min(n_folds, n))
     kf = KFold(n_folds, shuffle=True, random_state=random_state)
     fold_of = np.empty(n, dtype=np.int64)
@@ -66,8 +76,7 @@ def select_gamma_cv(
     folds = []
     for f in range(n_folds):
         tr = np.flatnonzero(fold_of != f)
-        va = np.flatnonzero(fold_of == f)
-        folds.append((tr, va, linear_qr_start(S[tr], Phi[tr], lo, hi)))
+        folds.append((tr, np.flatnonzero(fold_of == f)))
     if max_steps is None:
         max_steps = 20 * n + 100
     n_g = gammas.shape[0]
@@ -76,20 +85,20 @@ def select_gamma_cv(
     mean_el = np.zeros((n_g, n_folds))
     truncated = np.zeros((n_g, n_folds), dtype=bool)
     threads = n_threads(n_jobs)
-    per_path = max(tr.size * n for tr, _, _ in folds) * 8
+    per_path = max(tr.size * n for tr, _ in folds) * 8
     concurrent = max(1, min(threads, max(n * n * 8, 64 * 2**20) // max(per_path, 1)))
     kernel_threads = 1 if concurrent > 1 else threads
 
     def run(task):
         g, f = divmod(task, n_folds)
-        tr, va, start = folds[f]
+        tr, va = folds[f]
         Ztr = Z[tr]
         K_tr = kernel_matrix(Ztr, None, kernel, gammas[g], beta, n_jobs=kernel_threads)
         K_va = kernel_matrix(Ztr, Z[va], kernel, gammas[g], beta, n_jobs=kernel_threads)
         res = lambda_path(
             K_tr, Phi[tr], S[tr], alpha, lam_min_ratio=lam_min_ratio, max_steps=max_steps,
             jitter=jitter, refactor_every=refactor_every, K_val=K_va, Phi_val=Phi[va],
-            S_val=S[va], start=start,
+            S_val=S[va], warn=False,
         )
         del K_tr, K_va
         vl = res.val_loss[~np.isnan(res.val_loss)]
@@ -105,6 +114,14 @@ def select_gamma_cv(
     else:
         with ThreadPoolExecutor(concurrent) as pool:
             list(pool.map(run, tasks))
+    n_capped = int(truncated.sum())
+    if n_capped:
+        warnings.warn(
+            f"{n_capped} of {truncated.size} cross-validation lambda paths reached the step cap "
+            f"max_steps={int(max_steps)}; their validation loss is the minimum over the "
+            "breakpoints reached. Raise max_steps.",
+            PathStepCapWarning, stacklevel=2,
+        )
     cv_loss = loss.mean(axis=1)
     best = int(np.nanargmin(cv_loss)) if np.any(np.isfinite(cv_loss)) else 0
     info = {"n_breakpoints": n_bp, "mean_elbow": mean_el, "truncated": truncated}

@@ -9,7 +9,6 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._kqr import (
     KERNELS,
-    break_ties,
     default_max_steps,
     gamma_grid,
     kernel_matrix,
@@ -40,7 +39,9 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
         Kernel inverse bandwidth; ``"auto"`` cross-validates the pinball loss over exact
         lambda paths on ``gamma_grid``.
     lambda_ : float > 0 or "auto", default="auto"
-        Penalty; ``"auto"`` selects it by SIC over the whole path.
+        Penalty; ``"auto"`` selects it by SIC over the whole path. The fit is equivariant:
+        ``y -> c y + b`` gives ``c`` times the predictions plus ``b`` when ``lambda_`` is
+        ``"auto"`` or divided by ``c`` (the penalty is in the units of ``1 / y``).
     phi : "intercept", "linear" or callable, default="intercept"
         Unpenalised linear part: an intercept, an intercept plus the raw features, or a callable
         ``X -> array (n_samples, d)``.
@@ -49,7 +50,9 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
     n_folds : int, default=5
     lambda_min_ratio : float, default=1e-3
     max_steps : int, default=None
-        Step cap of the path (``20 n + 100``); reaching it sets ``truncated_``.
+        Step cap of the path (``20 n + 100``); reaching it sets ``truncated_`` and warns
+        (:class:`~sklearn_conformal.exceptions.PathStepCapWarning`). A fixed ``lambda_`` is
+        always reached: the cap is raised automatically for that path.
     store_path : bool, default=True
         Keep the dual coefficients at every breakpoint (``predict_path``).
     random_state : int, RandomState instance or None, default=None
@@ -149,7 +152,8 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
         y = np.asarray(y, dtype=float)
         alpha = 1.0 - self.quantile
         self._basis, Phi = phi_design(self._phi(X))
-        S = break_ties(y)
+        # the solvers merge duplicate rows, break ties and standardise the targets
+        S = y
         n = y.shape[0]
         max_steps = default_max_steps(n, self.max_steps)
         check_memory(

@@ -24,7 +24,6 @@ from .._estimator_utils import (
 from .._kqr import (
     KERNELS,
     SPathSolver,
-    break_ties,
     default_max_steps,
     gamma_grid,
     in_row_space,
@@ -288,7 +287,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self.n_calibration_ = scores.shape[0]
         self._phi_basis, Phi = phi_design(self._phi_fit(X_cal))
         self._Z_cal = self._embed(X_cal)
-        self._S = break_ties(scores)
+        self._S = scores  # the solvers merge duplicate rows and break ties
         self._Phi = Phi
         alpha = 1.0 - self.confidence_level
         n = scores.shape[0]
