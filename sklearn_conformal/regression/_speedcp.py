@@ -108,7 +108,10 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         the pinball loss over exact lambda paths (minimum over each path), on ``gamma_grid``.
     lambda_ : float > 0 or "auto", default="auto"
         RKHS penalty ``lam`` in ``sum rho(S - g) + lam/2 ||h||^2``; ``"auto"`` minimises the
-        Schwarz information criterion over all breakpoints of the exact lambda path.
+        Schwarz information criterion over all breakpoints of the exact lambda path. A fixed
+        value carries the units of ``1 / S``: the loss grows like the scores and the penalty
+        like their square, so a target rescaled by ``c`` needs ``lambda_ / c`` for the same
+        fit (``"auto"`` is scale-free).
     gamma_grid : array-like, default=None
         Candidates for ``gamma="auto"``; default 30 log-spaced values in
         ``[0.1, 100] / median squared distance``.
