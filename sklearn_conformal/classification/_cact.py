@@ -30,8 +30,15 @@ from .._estimator_mixins import ConformalClassifierMixin
 from .._estimator_utils import split_calibration
 from .._training._cact_callbacks import MultiplierUpdate, module_logits, validation_set_sizes
 from .._training._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss
+from .._training._inference import float64_copy, forward_float64
+from .._training._validation import check_float32_range
 from .._training._multipliers import ClasswiseMultipliers
 from .._training._soft_quantile import QUANTILE_METHODS
+
+
+_X_REMEDY = (
+    "standardise the features first, e.g. make_pipeline(StandardScaler(), CaCTClassifier())."
+)
 
 
 class EmptyClassWarning(UserWarning):
@@ -112,7 +119,8 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     module : torch.nn.Module, callable or None, default=None
-        The network; it must map a float32 batch ``(n, n_features)`` to logits ``(n, n_classes)``.
+        The network; it must map a float32 batch ``(n, n_features)`` to logits ``(n, n_classes)``
+        (training), and the same in float64 after ``module.double()`` (prediction).
         ``None`` builds a ReLU MLP with ``hidden_layer_sizes`` (``()`` gives a linear model). A
         callable (e.g. a module class) is called as ``module(n_features, n_classes)``; a module
         instance is deep-copied (its weights are the initialisation).
@@ -210,6 +218,10 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     ----------
     net_ : skorch.NeuralNetClassifier
         The trained net (labels encoded as ``0..K-1``).
+    inference_module_ : torch.nn.Module
+        Float64 CPU copy of ``net_.module_`` that ``predict_proba`` and the calibration run:
+        a float32 forward pass rounds differently for different batch shapes, so probabilities
+        would change by ~1e-7 with the other rows of the call and their order.
     classes_ : ndarray of shape (n_classes,)
     multipliers_ : ndarray of shape (n_classes,) or None
         Final class-wise multipliers (``None`` for ``"ce"`` and ``"conftr"``).
@@ -413,7 +425,8 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         -------
         self : object
         """
-        X, y = validate_data(self, X, y, dtype=np.float32)
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_float32_range(X, "X", "CaCTClassifier", _X_REMEDY)
         check_classification_targets(y)
         extra = [
             (name, data)
@@ -422,7 +435,8 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         ]
         checked = {}
         for name, (Xe, ye) in extra:
-            Xe = validate_data(self, Xe, reset=False, dtype=np.float32)
+            Xe = validate_data(self, Xe, reset=False, dtype=np.float64)
+            check_float32_range(Xe, f"{name}[0]", "CaCTClassifier", _X_REMEDY)
             ye = np.asarray(ye)
             check_classification_targets(ye)
             checked[name] = (Xe, ye)
@@ -462,7 +476,10 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         torch_seed = int(rng.randint(2**31 - 1))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(torch_seed)
-            self._train(X_tr, y_tr, X_val, y_val, K)
+            # training runs in float32 (the range was checked above); calibration in float64
+            self._train(
+                X_tr.astype(np.float32), y_tr, X_val.astype(np.float32), y_val, K
+            )
 
         # ---- calibration with the shared conformalizer (exact finite-sample threshold)
         self.conformalizer_ = ClassificationConformalizer(
@@ -558,6 +575,8 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         # the fitted net predicts with plain softmax; the training objective is not part of the model
         _set_objective(net, None)
         self.net_ = net
+        # predictions run in float64 so that a row's probabilities do not depend on the batch
+        self.inference_module_ = float64_copy(net.module_)
         self.history_ = [dict(row) for row in net.history]
 
     def _run_phase(self, net, X, y, epochs, phase):
@@ -663,7 +682,8 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
 
     # ---------------------------------------------------------------------------- predict
     def _net_proba(self, X):
-        return np.asarray(self.net_.predict_proba(np.asarray(X, dtype=np.float32)), dtype=np.float64)
+        logits = forward_float64(self.inference_module_, X)
+        return torch.softmax(logits, dim=1).numpy()
 
     def predict_proba(self, X):
         """Softmax probabilities of the trained network, in the order of ``classes_``.
@@ -673,7 +693,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float32)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
         return self._net_proba(X)
 
     def __sklearn_tags__(self):
