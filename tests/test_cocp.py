@@ -281,3 +281,40 @@ def test_too_little_data_and_bad_parameters():
         CoCPRegressor(beta=0.0, **{k: v for k, v in TINY.items()}).fit(X, y)
     with pytest.raises(ValueError, match="val_scheme"):
         CoCPRegressor(val_scheme="paper").fit(X, y)
+
+
+# --------------------------------------------------------------------------------------------
+# float64 inference, float32 training range
+# --------------------------------------------------------------------------------------------
+def test_predictions_do_not_depend_on_row_order_or_batch():
+    # float32 inference rounds by batch shape (~1e-7 under subsetting); the float64 copies ~1e-16
+    X, y = _data(400, 12)
+    X = np.column_stack([X, np.random.RandomState(1).normal(size=(len(X), 4))])
+    model = CoCPRegressor(random_state=0, **TINY).fit(X, y)
+    for method in (model.predict, model.predict_interval, model.predict_radius):
+        full = method(X)
+        perm = np.random.RandomState(0).permutation(len(X))
+        assert np.max(np.abs(method(X[perm]) - full[perm])) <= 1e-12
+        for batch in (1, 7, 33):
+            parts = np.concatenate([method(X[i : i + batch]) for i in range(0, len(X), batch)])
+            assert np.max(np.abs(parts - full)) <= 1e-12
+    for net in model.centres_ + model.radii_ + model.stages_[0][0] + model.stages_[0][1]:
+        assert all(p.dtype == torch.float64 for p in net.parameters())
+
+
+def test_huge_finite_inputs():
+    X, y = _data(400, 13)
+    huge = X.copy()
+    huge[0, 0] = 1e39  # finite in float64, inf in float32
+    with pytest.raises(ValueError, match=r"X has values of magnitude up to 1e\+39.*StandardScaler"):
+        CoCPRegressor(random_state=0, **TINY).fit(huge, y)
+    with pytest.raises(ValueError, match=r"y \(after target_scale\) has values.*target_scale"):
+        CoCPRegressor(random_state=0, **TINY).fit(X, y * 1e40)
+    # y scaled into range trains
+    model = CoCPRegressor(random_state=0, target_scale="mean_abs", **TINY).fit(X, y * 1e40)
+    assert np.all(np.isfinite(model.predict_interval(X)))
+    # predictions on inputs beyond float32 are finite (they overflowed to inf/NaN in float32)
+    model = CoCPRegressor(random_state=0, **TINY).fit(X, y)
+    iv = model.predict_interval(huge)
+    assert np.all(np.isfinite(iv)) and np.all(iv[:, 0] <= iv[:, 1])
+    np.testing.assert_array_equal(iv[1:], model.predict_interval(X)[1:])

@@ -252,9 +252,9 @@ class PhaseEarlyStopping(Callback):
     def _check_finite(self, value, what):
         if not np.isfinite(value):
             raise FloatingPointError(
-                f"CoCP phase {self.phase!r}: non-finite {what} ({value}). The targets are probably "
-                "too large for float32 training or the learning rate too high; rescale y "
-                "(target_scale='mean_abs') or lower lr."
+                f"CoCP phase {self.phase!r}: non-finite {what} ({value}). The targets or features "
+                "are probably too large for float32 training or the learning rate too high; "
+                "rescale y (target_scale='mean_abs'), standardise X (StandardScaler) or lower lr."
             )
 
 

@@ -245,7 +245,7 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     centre_module, radius_module : torch.nn.Module, callable or None, default=None
         Replace the default ``hidden_sizes`` ReLU network. A callable is called with
         ``n_features`` and must return a module mapping ``(n, n_features)`` float32 tensors to
-        ``(n,)`` or ``(n, 1)``; an instance is deep-copied for every fold (so folds then share
+        ``(n,)`` or ``(n, 1)`` (and float64 tensors after ``module.double()``, for prediction); an instance is deep-copied for every fold (so folds then share
         its initial weights). The radius network's output goes through ``softplus`` plus
         ``radius_floor``.
     hidden_sizes : tuple of int, default=(64, 64)
@@ -287,9 +287,11 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     Attributes
     ----------
     centres_ : list of torch.nn.Module
-        The ``n_folds`` centre networks (CPU, eval mode).
+        The ``n_folds`` centre networks (CPU, eval mode). They train in float32 and are stored
+        as float64 copies, so predictions do not depend on the other rows of the call (float32
+        kernels round differently by batch shape) and inputs up to the float64 range stay finite.
     radii_ : list of torch.nn.Module
-        The ``n_folds`` radius networks (including the softplus head).
+        The ``n_folds`` radius networks (including the softplus head), float64 like ``centres_``.
     history_ : list of list of dict
         Per fold, one record per phase: ``phase``, ``epochs``, ``best_epoch``,
         ``initial_valid_loss``, ``best_valid_loss``, ``seconds``.
@@ -443,7 +445,14 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         self : CoCPRegressor
         """
+        from .._training._validation import check_float32_range
+
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        check_float32_range(
+            X, "X", "CoCPRegressor",
+            "standardise the features first, e.g. make_pipeline(StandardScaler(), "
+            "CoCPRegressor()).",
+        )
         level = check_confidence_level(self.confidence_level)
         if self.val_scheme == "fold" and self.n_folds < 3:
             raise ValueError(
@@ -498,6 +507,10 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             "device": self.device,
         }
         data = (X[train], y_train / scale, X[val], y[val] / scale)
+        check_float32_range(
+            np.concatenate([data[1], data[3]]), "y (after target_scale)", "CoCPRegressor",
+            "rescale the target (target_scale='mean_abs' or a float).",
+        )
         assignments = _fold_assignments(len(train), self.n_folds, self.val_scheme, fold_seed)
         tic = time.perf_counter()
         jobs = (
@@ -509,12 +522,17 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         )
         n_jobs = 1 if self.n_jobs is None else self.n_jobs
         results = Parallel(n_jobs=n_jobs)(jobs) if n_jobs != 1 else list(_run_sequential(jobs))
-        self.centres_ = [r[0] for r in results]
-        self.radii_ = [r[1] for r in results]
+        # the networks trained in float32; they predict in float64, so that a row's prediction
+        # does not depend on the other rows of the call (float32 kernels round by batch shape)
+        # and inputs up to the float64 range stay finite
+        from .._training._inference import float64_copy
+
+        self.centres_ = [float64_copy(r[0]) for r in results]
+        self.radii_ = [float64_copy(r[1]) for r in results]
         self.history_ = [r[2] for r in results]
         # stage t: every fold's (centre, radius) after t alternations plus a radius fit
         self.stages_ = [
-            ([r[3][t][0] for r in results], [r[3][t][1] for r in results])
+            ([float64_copy(r[3][t][0]) for r in results], [float64_copy(r[3][t][1]) for r in results])
             for t in range(self.n_alternations + 1)
         ]
         self.fit_seconds_ = time.perf_counter() - tic
@@ -539,7 +557,7 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
 
         centres = self.centres_ if centres is None else centres
         radii = self.radii_ if radii is None else radii
-        Xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float64))
         centre = torch.stack([predict_module(m, Xt) for m in centres]).mean(0)
         radius = torch.stack([predict_module(h, Xt) for h in radii]).mean(0)
         centre = centre.numpy().astype(np.float64) * self.y_scale_
