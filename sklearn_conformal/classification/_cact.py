@@ -5,6 +5,7 @@ calibrator, so every objective (CaCT, ConfTr, plain or class-balanced cross-entr
 data splits, the calibration and the metrics. Torch is imported only here and in ``_training``.
 """
 
+import contextlib
 import copy
 import warnings
 from numbers import Integral, Real
@@ -33,6 +34,7 @@ from .._training._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss
 from .._training._inference import float64_copy, forward_float64
 from .._training._validation import check_float32_range
 from .._training._multipliers import ClasswiseMultipliers
+from .._training._random import RandomScope
 from .._training._soft_quantile import QUANTILE_METHODS
 
 
@@ -210,7 +212,9 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     device : str, default="cpu"
     random_state : int, RandomState instance or None, default=None
         Controls the splits, the torch initialisation, the batch order and split, and the APS/RAPS
-        uniforms: equal seeds give equal sets bit for bit on CPU.
+        uniforms: equal seeds give equal sets bit for bit on CPU, also for fits running in
+        concurrent threads. Torch draws come from generators of the fit's own; torch's global
+        generator is neither used nor advanced by ``fit`` or the predictions.
     verbose : int, default=0
         ``> 0`` prints skorch's per-epoch table (losses, multipliers, validation size).
 
@@ -473,13 +477,11 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self._warn_missing(y_val, K, "ALM-validation", "its multiplier stays at its initial value")
         self._warn_missing(y_cal, K, "calibration", "marginal/cluster modes fall back to the shared threshold, class mode to the full label set")
 
-        torch_seed = int(rng.randint(2**31 - 1))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch_seed)
-            # training runs in float32 (the range was checked above); calibration in float64
-            self._train(
-                X_tr.astype(np.float32), y_tr, X_val.astype(np.float32), y_val, K
-            )
+        # every torch draw of this fit comes from generators of its own (the global torch
+        # generator is neither read nor advanced, so fits in concurrent threads are reproducible)
+        scope = RandomScope(int(rng.randint(2**31 - 1)))
+        # training runs in float32 (the range was checked above); calibration in float64
+        self._train(X_tr.astype(np.float32), y_tr, X_val.astype(np.float32), y_val, K, scope)
 
         # ---- calibration with the shared conformalizer (exact finite-sample threshold)
         self.conformalizer_ = ClassificationConformalizer(
@@ -493,9 +495,10 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self.thresholds_ = self.conformalizer_.thresholds_
         return self
 
-    def _train(self, X_tr, y_tr, X_val, y_val, K):
+    def _train(self, X_tr, y_tr, X_val, y_val, K, scope):
         n_features = X_tr.shape[1]
-        module = self._build_module(n_features, K)
+        with scope:  # weight initialisation from the fit's generator
+            module = self._build_module(n_features, K)
         cw = None
         if isinstance(self.class_weight, dict):
             cw = np.array([self.class_weight.get(c, 1.0) for c in self.classes_], dtype=np.float32)
@@ -528,6 +531,9 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
             max_epochs=self.pretrain_epochs,
             batch_size=batch,
             iterator_train__shuffle=True,
+            # DataLoaders draw their order (and a base seed, even unshuffled) from these
+            iterator_train__generator=scope.generator("cpu"),
+            iterator_valid__generator=scope.generator("cpu"),
             # full batches only: a small last batch would give a degenerate calibration half
             iterator_train__drop_last=n_tr > batch,
             train_split=predefined_split(Dataset(X_val, y_val)) if has_val else None,
@@ -536,7 +542,8 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
             device=self.device,
             verbose=self.verbose,
         )
-        net.initialize()
+        with scope:
+            net.initialize()
         self._check_module_output(net, X_tr[:2], K)
         _set_objective(net, None)
         if self.objective in ("cact", "cals") and self.max_epochs > 0:
@@ -544,7 +551,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
             multiplier_cb = self._build_multiplier_callback(X_val, y_val, K, has_val)
             net.callbacks_.insert(0, ("multipliers", multiplier_cb))
         if self.pretrain_epochs > 0:
-            self._run_phase(net, X_tr, y_tr, self.pretrain_epochs, "pretrain")
+            self._run_phase(net, X_tr, y_tr, self.pretrain_epochs, "pretrain", scope)
 
         if self.max_epochs > 0:
             objective = self._build_objective(net, X_tr, y_tr, X_val, y_val, K, cw, has_val)
@@ -555,11 +562,13 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
                 multiplier_cb.target_size = np.full(
                     K, self.target_size_ if self.target_size_ is not None else 1.0
                 )
+            if objective is not None:
+                objective.generator = scope.generator(net.device)
             _set_objective(net, objective)
             if self.finetune_lr is not None:
                 net.lr = self.finetune_lr
             net.initialize_optimizer()  # restart momentum for the fine-tune, as a fresh fine-tune would
-            self._run_phase(net, X_tr, y_tr, self.max_epochs, "finetune")
+            self._run_phase(net, X_tr, y_tr, self.max_epochs, "finetune", scope)
         if multiplier_cb is not None:
             mult = multiplier_cb.multipliers
             self.multipliers_ = mult.lambdas.copy()
@@ -579,9 +588,12 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self.inference_module_ = float64_copy(net.module_)
         self.history_ = [dict(row) for row in net.history]
 
-    def _run_phase(self, net, X, y, epochs, phase):
+    def _run_phase(self, net, X, y, epochs, phase, scope):
         start = len(net.history)
-        net.partial_fit(X, y, epochs=epochs)
+        # a user module may draw at random while training (dropout): route it to the fit's
+        # generators; the default MLP draws nothing and trains without the mode's overhead
+        with scope if self.module is not None else contextlib.nullcontext():
+            net.partial_fit(X, y, epochs=epochs)
         for row in net.history[start:]:
             row["phase"] = phase
 
@@ -594,8 +606,14 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _check_module_output(net, X_probe, K):
-        with torch.no_grad():
-            out = net.module_(torch.as_tensor(X_probe, device=net.device))
+        # eval mode: the probe must not draw dropout masks (skorch sets train mode per batch)
+        training = net.module_.training
+        net.module_.eval()
+        try:
+            with torch.no_grad():
+                out = net.module_(torch.as_tensor(X_probe, device=net.device))
+        finally:
+            net.module_.train(training)
         if out.ndim != 2 or out.shape[1] != K:
             raise ValueError(
                 f"module must output logits of shape (n_samples, n_classes) = (n, {K}); "

@@ -1,0 +1,141 @@
+"""Per-fit torch random streams that never touch torch's global generator.
+
+``torch.manual_seed`` (even under ``torch.random.fork_rng``) seeds the one process-wide generator:
+two fits running in two threads then interleave their draws, neither equals the serial fit, and
+the caller's random state changes. A :class:`RandomScope` owns one ``torch.Generator`` per device,
+seeded from the fit's ``random_state``:
+
+* code that can take a generator gets one explicitly (``scope.generator(device)``: DataLoader
+  shuffling, batch splits, minibatch permutations);
+* code that draws from the default generator without offering a ``generator`` argument (module
+  constructors calling ``torch.nn.init``, dropout layers of user modules) runs inside
+  ``with scope:``, a :class:`~torch.overrides.TorchFunctionMode` that hands the scope's generator
+  to every random draw of *this thread*. Torch-function modes are thread-local, so concurrent fits
+  in other threads are unaffected.
+
+The mode costs a Python call per torch operation, so the estimators enter it only for module
+construction, and for training only when the module is the user's (the default networks draw
+nothing at random while training).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+__all__ = ["RandomScope"]
+
+# torch functions and methods that draw random numbers and accept ``generator=``
+_TAKES_GENERATOR = frozenset(
+    [
+        torch.rand,
+        torch.randn,
+        torch.randint,
+        torch.randperm,
+        torch.normal,
+        torch.bernoulli,
+        torch.multinomial,
+        torch.poisson,
+        torch.Tensor.uniform_,
+        torch.Tensor.normal_,
+        torch.Tensor.random_,
+        torch.Tensor.bernoulli_,
+        torch.Tensor.bernoulli,
+        torch.Tensor.exponential_,
+        torch.Tensor.geometric_,
+        torch.Tensor.cauchy_,
+        torch.Tensor.log_normal_,
+        torch.Tensor.multinomial,
+    ]
+    + [
+        getattr(torch.nn.init, name)
+        for name in (
+            "uniform_",
+            "normal_",
+            "trunc_normal_",
+            "kaiming_uniform_",
+            "kaiming_normal_",
+            "xavier_uniform_",
+            "xavier_normal_",
+            "orthogonal_",
+            "sparse_",
+        )
+    ]
+)
+
+# channel dropout: number of trailing (spatial) dimensions sharing one mask value
+_CHANNEL_DROPOUT = {F.dropout1d: 1, F.dropout2d: 2, F.dropout3d: 3}
+
+
+def _device_of(args, kwargs):
+    for value in list(args) + list(kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            return value.device
+    device = kwargs.get("device")
+    return torch.device(device) if device is not None else torch.get_default_device()
+
+
+class RandomScope(TorchFunctionMode):
+    """Random draws of one fit, from generators seeded with ``seed`` (one per device).
+
+    Parameters
+    ----------
+    seed : int
+        Seed of every generator of the scope.
+    """
+
+    def __init__(self, seed):
+        super().__init__()
+        self.seed = int(seed)
+        self._generators = {}
+
+    def generator(self, device="cpu"):
+        """The scope's generator on ``device`` (created and seeded on first use)."""
+        device = torch.device(device)
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        key = (device.type, device.index if device.type != "cpu" else None)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in _TAKES_GENERATOR:
+            if kwargs.get("generator") is None:
+                kwargs["generator"] = self.generator(_device_of(args, kwargs))
+            return func(*args, **kwargs)
+        if func is F.dropout:
+            return self._dropout(*args, **kwargs)
+        if func in _CHANNEL_DROPOUT:
+            return self._dropout(*args, **kwargs, spatial=_CHANNEL_DROPOUT[func])
+        if func is torch.rand_like or func is torch.randn_like:
+            return self._like(func, *args, **kwargs)
+        return func(*args, **kwargs)
+
+    def _dropout(self, input, p=0.5, training=True, inplace=False, spatial=0):
+        # the same distribution as torch's kernels: keep with probability 1 - p, scale by 1/(1-p)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        if not training or p == 0.0:
+            return input
+        shape = input.shape
+        if spatial:
+            if spatial == 2 and input.ndim == 3:
+                spatial = 1  # torch's dropout2d treats 3-D input as (N, C, L)
+            shape = input.shape[: input.ndim - spatial] + (1,) * spatial
+        if p == 1.0:
+            mask = input.new_zeros(shape)
+        else:
+            mask = input.new_empty(shape).bernoulli_(1.0 - p, generator=self.generator(input.device))
+            mask.div_(1.0 - p)
+        return input.mul_(mask) if inplace else input * mask
+
+    def _like(self, func, input, *, dtype=None, layout=None, device=None, requires_grad=False,
+              memory_format=None, pin_memory=False):
+        factory = torch.rand if func is torch.rand_like else torch.randn
+        device = input.device if device is None else torch.device(device)
+        out = factory(
+            input.shape, dtype=dtype or input.dtype, device=device,
+            generator=self.generator(device),
+        )
+        return out.requires_grad_(requires_grad)
