@@ -318,3 +318,87 @@ def test_huge_finite_inputs():
     iv = model.predict_interval(huge)
     assert np.all(np.isfinite(iv)) and np.all(iv[:, 0] <= iv[:, 1])
     np.testing.assert_array_equal(iv[1:], model.predict_interval(X)[1:])
+
+
+# --------------------------------------------------------------------------------------------
+# random streams: per fit, thread-safe, the global torch generator untouched
+# --------------------------------------------------------------------------------------------
+def _dropout_factory(n_features):
+    return torch.nn.Sequential(
+        torch.nn.Linear(n_features, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+        torch.nn.Linear(16, 1),
+    )
+
+
+@pytest.mark.parametrize("centre_module", [None, _dropout_factory])
+def test_fits_in_threads_equal_serial_fits_bit_for_bit(centre_module):
+    # torch.manual_seed under fork_rng seeds one process-wide generator: concurrent fits
+    # interleaved their draws; each fold now owns its generators
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = _data(400, 14)
+
+    def fit(seed):
+        model = CoCPRegressor(centre_module=centre_module, random_state=seed, **TINY)
+        return model.fit(X, y).predict_interval(X)
+
+    serial = {seed: fit(seed) for seed in (0, 1)}
+    assert not np.array_equal(serial[0], serial[1])
+    for seeds in [(0, 0), (0, 1)]:
+        with ThreadPoolExecutor(2) as pool:
+            for seed, iv in zip(seeds, pool.map(fit, seeds)):
+                np.testing.assert_array_equal(iv, serial[seed])
+
+
+def test_fit_and_predictions_neither_read_nor_advance_the_global_torch_generator():
+    X, y = _data(300, 15)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    model = CoCPRegressor(centre_module=_dropout_factory, random_state=0, **TINY).fit(X, y)
+    assert torch.equal(state, torch.get_rng_state())
+    iv = model.predict_interval(X)
+    model.predict(X)
+    list(model.staged_predict_interval(X))
+    assert torch.equal(state, torch.get_rng_state())
+    torch.manual_seed(456)  # another global state: the same fit
+    again = CoCPRegressor(centre_module=_dropout_factory, random_state=0, **TINY).fit(X, y)
+    np.testing.assert_array_equal(again.predict_interval(X), iv)
+
+
+def test_overlapping_fits_in_threads_leave_torch_thread_setting_unchanged():
+    # each fit saved and restored torch.set_num_threads; a fit starting while another held the
+    # limit saved the limit and restored it last, leaving the process at torch_threads=1
+    import threading
+    import time
+
+    X, y = _data(400, 16)
+    original = torch.get_num_threads()
+    if original == 1:
+        torch.set_num_threads(2)
+    try:
+        expected = torch.get_num_threads()
+        started = threading.Event()
+
+        def first():
+            started.set()
+            CoCPRegressor(random_state=0, **TINY).fit(X, y)
+
+        def second():
+            CoCPRegressor(random_state=1, **dict(TINY, max_epochs=30, patience=30)).fit(X, y)
+
+        a = threading.Thread(target=first)
+        a.start()
+        started.wait()
+        time.sleep(0.2)  # the first fit holds the limit
+        b = threading.Thread(target=second)
+        b.start()
+        a.join()
+        b.join()
+        seen = {}
+        probe = threading.Thread(target=lambda: seen.update(n=torch.get_num_threads()))
+        probe.start()
+        probe.join()
+        assert seen["n"] == expected
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(original)

@@ -90,6 +90,7 @@ def _build_module(spec, n_features, hidden_sizes):
 
 def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
     """Train one (centre, radius) pair; returns CPU modules and the phase history."""
+    import contextlib
     import copy
 
     import torch
@@ -101,10 +102,9 @@ def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
         predict_module,
         train_phase,
     )
+    from .._training._random import RandomScope
+    from .._training._threads import torch_num_threads
 
-    previous_threads = torch.get_num_threads()
-    if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
     device = params["device"]
     X, y, X_val_global, y_val_global = data
     idx_m, idx_h, idx_v = idx
@@ -137,19 +137,22 @@ def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
                 flush=True,
             )
 
-    try:
-        # fork (and restore) the generator of the training device too, so a fit leaves the
-        # caller's torch random state untouched on GPU as on CPU
-        dev = torch.device(device)
-        devices = [dev.index or 0] if dev.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+    # every torch draw of the fold comes from generators of its own (the global generator is
+    # neither read nor advanced, so folds and fits in concurrent threads are reproducible)
+    scope = RandomScope(seed)
+    common["generator"] = scope.generator(device)
+    # user modules may draw at random while training (dropout): route it to the fold's
+    # generators; the default networks draw nothing and train without the mode's overhead
+    user = params["centre_module"] is not None or params["radius_module"] is not None
+    with torch_num_threads(torch_threads):
+        with scope:  # weight initialisation
             n_features = X.shape[1]
             centre = _build_module(params["centre_module"], n_features, params["hidden_sizes"])
             body = _build_module(params["radius_module"], n_features, params["hidden_sizes"])
             radius = RadiusHead(body, floor=params["radius_floor"])
             centre.to(device)
             radius.to(device)
+        with scope if user else contextlib.nullcontext():
 
             def radius_step(name):
                 # stop-gradient: the residuals of the frozen centre are the targets
@@ -185,8 +188,6 @@ def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
                 )
                 log(rec, f"centre {t + 1}")
             radius_step("radius final")
-    finally:
-        torch.set_num_threads(previous_threads)
     centre.to("cpu").eval()
     radius.to("cpu").eval()
     return centre, radius, history, stages
@@ -279,8 +280,9 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         networks train fastest single-threaded, and parallel folds must not oversubscribe cores.
         ``None`` keeps torch's setting.
     random_state : int, RandomState instance or None, default=None
-        Seeds the splits, the fold assignment, the initial weights and the minibatch order
-        (torch seeded under ``torch.random.fork_rng``, so the global torch state is untouched).
+        Seeds the splits, the fold assignment, the initial weights and the minibatch order. Torch
+        draws come from generators of each fold's own: the global torch generator is neither used
+        nor advanced, and fits running in concurrent threads equal the serial fits bit for bit.
     verbose : int, default=0
         Print one line per phase (fold, epochs, best epoch, validation loss, seconds).
 
