@@ -348,3 +348,37 @@ def test_fit_and_predictions_neither_read_nor_advance_the_global_torch_generator
     np.testing.assert_array_equal(
         _fast(module=_DropoutNet, pretrain_epochs=3, max_epochs=1).fit(X, y).predict_proba(X), proba
     )
+
+
+@pytest.mark.parametrize(
+    "device, match",
+    [
+        ("gpu", r"device must be 'cpu', 'cuda', 'cuda:N'.*got 'gpu'"),
+        (torch.device("meta"), r"device must be 'cpu', 'cuda'"),
+        pytest.param(
+            "cuda", r"torch.cuda.is_available\(\) is False.*use device='cpu'",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible"),
+        ),
+        pytest.param(
+            "cuda:0", r"torch.cuda.is_available\(\) is False.*use device='cpu'",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible"),
+        ),
+        pytest.param(
+            "mps", r"torch.backends.mps.is_available\(\) is False.*use device='cpu'",
+            marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="MPS available"),
+        ),
+    ],
+)
+def test_bad_or_unavailable_device_is_rejected_in_fit(device, match):
+    X, y = _thread_data()
+    clf = _fast(device=device)  # the constructor only stores it (sklearn convention)
+    with pytest.raises(ValueError, match=match):
+        clf.fit(X, y)
+
+
+def test_device_object_equals_device_string():
+    X, y = _thread_data()
+    a = _fast(pretrain_epochs=2, max_epochs=1, device=torch.device("cpu")).fit(X, y)
+    b = _fast(pretrain_epochs=2, max_epochs=1, device="cpu").fit(X, y)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    assert not a.__sklearn_tags__().non_deterministic

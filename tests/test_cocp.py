@@ -402,3 +402,36 @@ def test_overlapping_fits_in_threads_leave_torch_thread_setting_unchanged():
         assert torch.get_num_threads() == expected
     finally:
         torch.set_num_threads(original)
+
+
+@pytest.mark.parametrize(
+    "device, match",
+    [
+        ("gpu", r"device must be 'cpu', 'cuda', 'cuda:N'.*got 'gpu'"),
+        (3, r"device must be 'cpu', 'cuda'"),
+        pytest.param(
+            "cuda", r"torch.cuda.is_available\(\) is False.*use device='cpu'",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible"),
+        ),
+        pytest.param(
+            "cuda:1", r"torch.cuda.is_available\(\) is False.*use device='cpu'",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible"),
+        ),
+        pytest.param(
+            "mps", r"torch.backends.mps.is_available\(\) is False.*use device='cpu'",
+            marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="MPS available"),
+        ),
+    ],
+)
+def test_bad_or_unavailable_device_is_rejected_in_fit(device, match):
+    X, y = _data(200, 17)
+    model = CoCPRegressor(device=device, **TINY)  # the constructor only stores it
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, y)
+
+
+def test_device_object_equals_device_string():
+    X, y = _data(300, 18)
+    a = CoCPRegressor(device=torch.device("cpu"), random_state=0, **TINY).fit(X, y)
+    b = CoCPRegressor(device="cpu", random_state=0, **TINY).fit(X, y)
+    np.testing.assert_array_equal(a.predict_interval(X), b.predict_interval(X))

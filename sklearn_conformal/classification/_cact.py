@@ -32,7 +32,7 @@ from .._estimator_utils import split_calibration
 from .._training._cact_callbacks import MultiplierUpdate, module_logits, validation_set_sizes
 from .._training._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss
 from .._training._inference import float64_copy, forward_float64
-from .._training._validation import check_float32_range
+from .._training._validation import check_device, check_float32_range, device_type
 from .._training._multipliers import ClasswiseMultipliers
 from .._training._random import RandomScope
 from .._training._soft_quantile import QUANTILE_METHODS
@@ -209,7 +209,10 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         Share (or number) of the samples used for the ALM-validation split.
     calibration_size : float or int, default=0.25
         Share (or number) of the samples used for calibration.
-    device : str, default="cpu"
+    device : str or torch.device, default="cpu"
+        Training device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a ``torch.device``
+        (checked in ``fit``: an unavailable device raises a ValueError). Predictions run a
+        float64 copy of the network on the CPU.
     random_state : int, RandomState instance or None, default=None
         Controls the splits, the torch initialisation, the batch order and split, and the APS/RAPS
         uniforms: equal seeds give equal sets bit for bit on CPU, also for fits running in
@@ -306,7 +309,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
             Interval(RealNotInt, 0, 1, closed="neither"),
             Interval(Integral, 1, None, closed="left"),
         ],
-        "device": [str],
+        "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -429,6 +432,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         -------
         self : object
         """
+        device = check_device(self.device, "CaCTClassifier")
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_float32_range(X, "X", "CaCTClassifier", _X_REMEDY)
         check_classification_targets(y)
@@ -481,7 +485,9 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         # generator is neither read nor advanced, so fits in concurrent threads are reproducible)
         scope = RandomScope(int(rng.randint(2**31 - 1)))
         # training runs in float32 (the range was checked above); calibration in float64
-        self._train(X_tr.astype(np.float32), y_tr, X_val.astype(np.float32), y_val, K, scope)
+        self._train(
+            X_tr.astype(np.float32), y_tr, X_val.astype(np.float32), y_val, K, scope, device
+        )
 
         # ---- calibration with the shared conformalizer (exact finite-sample threshold)
         self.conformalizer_ = ClassificationConformalizer(
@@ -495,7 +501,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self.thresholds_ = self.conformalizer_.thresholds_
         return self
 
-    def _train(self, X_tr, y_tr, X_val, y_val, K, scope):
+    def _train(self, X_tr, y_tr, X_val, y_val, K, scope, device):
         n_features = X_tr.shape[1]
         with scope:  # weight initialisation from the fit's generator
             module = self._build_module(n_features, K)
@@ -539,7 +545,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
             train_split=predefined_split(Dataset(X_val, y_val)) if has_val else None,
             classes=np.arange(K),
             callbacks=callbacks,
-            device=self.device,
+            device=device,
             verbose=self.verbose,
         )
         with scope:
@@ -716,5 +722,5 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.non_deterministic = self.device != "cpu"
+        tags.non_deterministic = device_type(self.device) != "cpu"
         return tags

@@ -270,9 +270,10 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     radius_floor : float, default=1e-6
         Added to the softplus radius so that a collapsing radius network (e.g. constant targets)
         keeps the normalised scores finite; in units of the rescaled target.
-    device : str, default="cpu"
-        Torch device for training. The fitted networks are moved to the CPU (prediction and
-        pickles are CPU-only).
+    device : str or torch.device, default="cpu"
+        Torch device for training: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a
+        ``torch.device`` (checked in ``fit``: an unavailable device raises a ValueError). The
+        fitted networks are moved to the CPU (prediction and pickles are CPU-only).
     n_jobs : int or None, default=None
         Folds trained in parallel with joblib (``None`` = 1). Results do not depend on it.
     torch_threads : int or None, default=1
@@ -362,7 +363,7 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         "patience": [Interval(numbers.Integral, 1, None, closed="left")],
         "min_delta": [Interval(numbers.Real, 0, None, closed="left")],
         "radius_floor": [Interval(numbers.Real, 0, None, closed="left")],
-        "device": [str],
+        "device": "no_validation",  # str or torch.device, checked in fit (torch imported there)
         "n_jobs": [numbers.Integral, None],
         "torch_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
@@ -447,8 +448,9 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         self : CoCPRegressor
         """
-        from .._training._validation import check_float32_range
+        from .._training._validation import check_device, check_float32_range
 
+        device = check_device(self.device, "CoCPRegressor")
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         check_float32_range(
             X, "X", "CoCPRegressor",
@@ -506,7 +508,7 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             "patience": int(self.patience),
             "min_delta": float(self.min_delta),
             "radius_floor": float(self.radius_floor),
-            "device": self.device,
+            "device": device,
         }
         data = (X[train], y_train / scale, X[val], y[val] / scale)
         check_float32_range(
