@@ -382,3 +382,34 @@ def test_device_object_equals_device_string():
     b = _fast(pretrain_epochs=2, max_epochs=1, device="cpu").fit(X, y)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     assert not a.__sklearn_tags__().non_deterministic
+
+
+@pytest.mark.parametrize(
+    "labels, match",
+    [
+        (np.array([1, "a"] * 150, dtype=object), r"y mixes label types: strings \(e.g. 'a'\) and int"),
+        (np.array(["a", None] * 150, dtype=object), r"y contains missing labels \(None, 150 in all\)"),
+        (np.array(["a", np.nan] * 150, dtype=object), r"y contains missing labels \(nan"),
+        (np.array([0.0, np.nan] * 150), r"y contains missing labels \(nan"),
+        (np.linspace(0, 1, 300), r"y must hold class labels.*continuous.*conformal regressor"),
+    ],
+)
+def test_unusable_labels_raise_an_error_naming_y(labels, match):
+    X, _ = _thread_data()
+    with pytest.raises(ValueError, match=match):
+        _fast(pretrain_epochs=1, max_epochs=0).fit(X, labels)
+
+
+def test_object_integer_labels_and_mismatched_calibration_labels():
+    X, y = _thread_data()
+    # object arrays of ints (e.g. a pandas object column) are plain int labels
+    a = _fast(pretrain_epochs=2, max_epochs=1).fit(X, y.astype(object))
+    b = _fast(pretrain_epochs=2, max_epochs=1).fit(X, y)
+    np.testing.assert_array_equal(a.classes_, b.classes_)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    names = np.array(["a", "b", "c"])
+    with pytest.raises(ValueError, match=r"calibration_data\[1\] holds numeric labels but y holds str"):
+        _fast().fit(X[:200], names[y[:200]], calibration_data=(X[200:], y[200:]))
+    mixed = np.array([1, "a"] * 50, dtype=object)
+    with pytest.raises(ValueError, match=r"validation_data\[1\] mixes label types"):
+        _fast().fit(X[:200], names[y[:200]], validation_data=(X[200:], mixed))

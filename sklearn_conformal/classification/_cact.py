@@ -43,6 +43,62 @@ _X_REMEDY = (
 )
 
 
+def _check_labels(y, name):
+    """Class labels of one kind (numbers or strings) as an array, or a ValueError naming ``name``.
+
+    Object arrays are inspected element by element: missing labels (None, NaN) and a mix of
+    strings and numbers are rejected with the offending values; object arrays of numbers become
+    numeric arrays (sklearn would call them of unknown type).
+    """
+    y = np.asarray(y)
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        missing = y[np.isnan(y)].tolist()
+    elif y.dtype == object:
+        missing = [v for v in y.ravel() if v is None or (isinstance(v, float) and np.isnan(v))]
+    else:
+        missing = []
+    if missing:
+        raise ValueError(
+            f"{name} contains missing labels ({missing[0]!r}, {len(missing)} in all); "
+            "CaCTClassifier needs a class label for every sample: drop those samples or "
+            "give them a class of their own."
+        )
+    if y.dtype == object:
+        flat = y.ravel()
+        is_str = np.array([isinstance(v, str) for v in flat], dtype=bool)
+        is_num = np.array(
+            [isinstance(v, (Integral, Real, np.bool_)) for v in flat], dtype=bool
+        )
+        if is_str.any() and not is_str.all():
+            other = flat[~is_str][0]
+            raise ValueError(
+                f"{name} mixes label types: strings (e.g. {flat[is_str][0]!r}) and "
+                f"{type(other).__name__} (e.g. {other!r}); CaCTClassifier needs labels of one "
+                f"kind, e.g. {name}.astype(str)."
+            )
+        if not is_str.any():
+            if not is_num.all():
+                other = flat[~is_num][0]
+                raise ValueError(
+                    f"{name} holds labels of type {type(other).__name__} (e.g. {other!r}); "
+                    "CaCTClassifier needs int, bool or str labels."
+                )
+            y = np.asarray(flat.tolist()).reshape(y.shape)
+    try:
+        check_classification_targets(y)
+    except ValueError as exc:
+        raise ValueError(
+            f"{name} must hold class labels (ints, bools or strings), got e.g. "
+            f"{y.ravel()[:3].tolist()} ({exc}). CaCTClassifier is a classifier: for a "
+            "continuous target use a conformal regressor."
+        ) from exc
+    return y
+
+
+def _label_kind(y):
+    return "str" if y.dtype.kind in "OUS" else "numeric"
+
+
 class EmptyClassWarning(UserWarning):
     """A class has no sample in the ALM-validation or in the calibration split."""
 
@@ -433,9 +489,11 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self : object
         """
         device = check_device(self.device, "CaCTClassifier")
+        if y is not None and np.asarray(y).ndim == 1:
+            y = _check_labels(y, "y")  # before validate_data, whose NaN message names no label
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_float32_range(X, "X", "CaCTClassifier", _X_REMEDY)
-        check_classification_targets(y)
+        y = _check_labels(y, "y")
         extra = [
             (name, data)
             for name, data in (("validation_data", validation_data), ("calibration_data", calibration_data))
@@ -445,8 +503,13 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         for name, (Xe, ye) in extra:
             Xe = validate_data(self, Xe, reset=False, dtype=np.float64)
             check_float32_range(Xe, f"{name}[0]", "CaCTClassifier", _X_REMEDY)
-            ye = np.asarray(ye)
-            check_classification_targets(ye)
+            ye = _check_labels(ye, f"{name}[1]")
+            if _label_kind(ye) != _label_kind(y):
+                raise ValueError(
+                    f"{name}[1] holds {_label_kind(ye)} labels but y holds {_label_kind(y)} "
+                    f"labels (e.g. {ye.ravel()[:1].tolist()[0]!r} and {y.ravel()[:1].tolist()[0]!r});"
+                    " give both labels of the same type."
+                )
             checked[name] = (Xe, ye)
         labels = np.concatenate([y] + [d[1] for d in checked.values()])
         self._label_encoder = LabelEncoder().fit(labels)
