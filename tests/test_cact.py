@@ -413,3 +413,18 @@ def test_object_integer_labels_and_mismatched_calibration_labels():
     mixed = np.array([1, "a"] * 50, dtype=object)
     with pytest.raises(ValueError, match=r"validation_data\[1\] mixes label types"):
         _fast().fit(X[:200], names[y[:200]], validation_data=(X[200:], mixed))
+
+
+def test_fit_does_not_depend_on_torch_default_dtype():
+    # with torch.set_default_dtype(torch.float64) the default MLP was built in float64 and the
+    # float32 training batches failed ("mat1 and mat2 must have the same dtype")
+    X, y = _thread_data()
+    ref = _fast(pretrain_epochs=2, max_epochs=2).fit(X, y).predict_proba(X)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = _fast(pretrain_epochs=2, max_epochs=2).fit(X, y).predict_proba(X)
+        assert torch.get_default_dtype() == torch.float64  # the caller's setting is kept
+    finally:
+        torch.set_default_dtype(previous)
+    np.testing.assert_array_equal(got, ref)

@@ -435,3 +435,18 @@ def test_device_object_equals_device_string():
     a = CoCPRegressor(device=torch.device("cpu"), random_state=0, **TINY).fit(X, y)
     b = CoCPRegressor(device="cpu", random_state=0, **TINY).fit(X, y)
     np.testing.assert_array_equal(a.predict_interval(X), b.predict_interval(X))
+
+
+def test_fit_does_not_depend_on_torch_default_dtype():
+    # with torch.set_default_dtype(torch.float64) the default networks were built in float64 and
+    # the float32 training tensors failed ("mat1 and mat2 must have the same dtype")
+    X, y = _data(300, 19)
+    ref = CoCPRegressor(random_state=0, **TINY).fit(X, y).predict_interval(X)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = CoCPRegressor(random_state=0, **TINY).fit(X, y).predict_interval(X)
+        assert torch.get_default_dtype() == torch.float64  # the caller's setting is kept
+    finally:
+        torch.set_default_dtype(previous)
+    np.testing.assert_array_equal(got, ref)

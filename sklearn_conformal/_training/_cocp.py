@@ -56,10 +56,11 @@ class CoCPMLP(nn.Module):
     def __init__(self, n_features, hidden_sizes=(64, 64)):
         super().__init__()
         layers, width = [], n_features
+        # float32 explicitly: the initial weights must not depend on torch's default dtype
         for size in hidden_sizes:
-            layers += [nn.Linear(width, size), nn.ReLU()]
+            layers += [nn.Linear(width, size, dtype=torch.float32), nn.ReLU()]
             width = size
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, 1, dtype=torch.float32))
         self.body = nn.Sequential(*layers)
 
     def forward(self, X):

@@ -109,10 +109,11 @@ class _MLP(torch.nn.Module):
     def __init__(self, n_features, n_classes, hidden_layer_sizes=(64,)):
         super().__init__()
         layers, width = [], n_features
+        # float32 explicitly: the initial weights must not depend on torch's default dtype
         for h in hidden_layer_sizes:
-            layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
+            layers += [torch.nn.Linear(width, h, dtype=torch.float32), torch.nn.ReLU()]
             width = h
-        layers.append(torch.nn.Linear(width, n_classes))
+        layers.append(torch.nn.Linear(width, n_classes, dtype=torch.float32))
         self.layers = torch.nn.Sequential(*layers)
 
     def forward(self, X):
@@ -178,7 +179,8 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     ----------
     module : torch.nn.Module, callable or None, default=None
         The network; it must map a float32 batch ``(n, n_features)`` to logits ``(n, n_classes)``
-        (training), and the same in float64 after ``module.double()`` (prediction).
+        (training; the module is converted with ``module.float()``), and the same in float64
+        after ``module.double()`` (prediction).
         ``None`` builds a ReLU MLP with ``hidden_layer_sizes`` (``()`` gives a linear model). A
         callable (e.g. a module class) is called as ``module(n_features, n_classes)``; a module
         instance is deep-copied (its weights are the initialisation).
@@ -567,7 +569,8 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     def _train(self, X_tr, y_tr, X_val, y_val, K, scope, device):
         n_features = X_tr.shape[1]
         with scope:  # weight initialisation from the fit's generator
-            module = self._build_module(n_features, K)
+            # float32 whatever torch's default dtype (training runs on float32 arrays)
+            module = self._build_module(n_features, K).float()
         cw = None
         if isinstance(self.class_weight, dict):
             cw = np.array([self.class_weight.get(c, 1.0) for c in self.classes_], dtype=np.float32)

@@ -147,8 +147,11 @@ def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
     with torch_num_threads(torch_threads):
         with scope:  # weight initialisation
             n_features = X.shape[1]
+            # float32 whatever torch's default dtype (training runs on float32 tensors)
             centre = _build_module(params["centre_module"], n_features, params["hidden_sizes"])
+            centre = centre.float()
             body = _build_module(params["radius_module"], n_features, params["hidden_sizes"])
+            body = body.float()
             radius = RadiusHead(body, floor=params["radius_floor"])
             centre.to(device)
             radius.to(device)
@@ -246,7 +249,8 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     centre_module, radius_module : torch.nn.Module, callable or None, default=None
         Replace the default ``hidden_sizes`` ReLU network. A callable is called with
         ``n_features`` and must return a module mapping ``(n, n_features)`` float32 tensors to
-        ``(n,)`` or ``(n, 1)`` (and float64 tensors after ``module.double()``, for prediction); an instance is deep-copied for every fold (so folds then share
+        ``(n,)`` or ``(n, 1)`` (it is converted with ``module.float()`` for training, and
+        must map float64 tensors after ``module.double()``, for prediction); an instance is deep-copied for every fold (so folds then share
         its initial weights). The radius network's output goes through ``softplus`` plus
         ``radius_floor``.
     hidden_sizes : tuple of int, default=(64, 64)
