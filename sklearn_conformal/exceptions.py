@@ -8,6 +8,7 @@ __all__ = [
     "ClusteringFallbackWarning",
     "ConformalWarning",
     "DegenerateDataWarning",
+    "Float32InferenceWarning",
     "PathError",
     "PathStepCapWarning",
     "SmallCalibrationWarning",
@@ -41,6 +42,16 @@ class DegenerateDataWarning(ConformalWarning):
 
     The answer is still correct (coverage is kept), but it may be less informative than expected;
     the message names the data property and the remedy.
+    """
+
+
+class Float32InferenceWarning(ConformalWarning):
+    """A user network cannot run in float64, so a torch-backed estimator predicts in float32.
+
+    Predictions then depend on the other rows of the call by about one float32 ulp (~1e-7): the
+    matrix kernels round differently for different batch shapes. Make the module's ``forward``
+    follow the input dtype (no hard-coded ``.float()`` or float32 constants) to get float64
+    predictions.
     """
 
 

@@ -428,3 +428,23 @@ def test_fit_does_not_depend_on_torch_default_dtype():
     finally:
         torch.set_default_dtype(previous)
     np.testing.assert_array_equal(got, ref)
+
+
+class _Float32OnlyNet(torch.nn.Module):
+    def __init__(self, n_features, n_classes):
+        super().__init__()
+        self.lin = torch.nn.Linear(n_features, n_classes)
+
+    def forward(self, X):
+        return self.lin(X.float()).to(X.dtype)  # cannot run once the weights are float64
+
+
+def test_module_that_cannot_run_in_float64_predicts_in_float32_with_a_warning():
+    from sklearn_conformal.exceptions import Float32InferenceWarning
+
+    X, y = _thread_data()
+    with pytest.warns(Float32InferenceWarning, match="does not run in float64"):
+        clf = _fast(module=_Float32OnlyNet, pretrain_epochs=2, max_epochs=1).fit(X, y)
+    proba = clf.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(proba, clf.net_.predict_proba(X.astype(np.float32)), atol=1e-6)

@@ -450,3 +450,23 @@ def test_fit_does_not_depend_on_torch_default_dtype():
     finally:
         torch.set_default_dtype(previous)
     np.testing.assert_array_equal(got, ref)
+
+
+def test_module_that_cannot_run_in_float64_predicts_in_float32_with_a_warning():
+    from sklearn_conformal.exceptions import Float32InferenceWarning
+
+    class Float32Only(torch.nn.Module):
+        def __init__(self, n_features):
+            super().__init__()
+            self.lin = torch.nn.Linear(n_features, 1)
+
+        def forward(self, X):
+            return self.lin(X.float()).to(X.dtype)
+
+    X, y = _data(300, 20)
+    with pytest.warns(Float32InferenceWarning, match="does not run in float64"):
+        model = CoCPRegressor(centre_module=Float32Only, random_state=0, **TINY).fit(X, y)
+    iv = model.predict_interval(X)
+    assert np.all(np.isfinite(iv)) and np.all(iv[:, 0] < iv[:, 1])
+    assert next(model.centres_[0].parameters()).dtype == torch.float32
+    assert next(model.radii_[0].parameters()).dtype == torch.float64

@@ -657,7 +657,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         _set_objective(net, None)
         self.net_ = net
         # predictions run in float64 so that a row's probabilities do not depend on the batch
-        self.inference_module_ = float64_copy(net.module_)
+        self.inference_module_ = float64_copy(net.module_, X_tr[:2], "CaCTClassifier")
         self.history_ = [dict(row) for row in net.history]
 
     def _run_phase(self, net, X, y, epochs, phase, scope):

@@ -535,12 +535,15 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         # and inputs up to the float64 range stay finite
         from .._training._inference import float64_copy
 
-        self.centres_ = [float64_copy(r[0]) for r in results]
-        self.radii_ = [float64_copy(r[1]) for r in results]
+        def copy64(module):
+            return float64_copy(module, X[train[:2]], "CoCPRegressor")
+
+        self.centres_ = [copy64(r[0]) for r in results]
+        self.radii_ = [copy64(r[1]) for r in results]
         self.history_ = [r[2] for r in results]
         # stage t: every fold's (centre, radius) after t alternations plus a radius fit
         self.stages_ = [
-            ([float64_copy(r[3][t][0]) for r in results], [float64_copy(r[3][t][1]) for r in results])
+            ([copy64(r[3][t][0]) for r in results], [copy64(r[3][t][1]) for r in results])
             for t in range(self.n_alternations + 1)
         ]
         self.fit_seconds_ = time.perf_counter() - tic
@@ -561,13 +564,13 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         """Ensemble centre and radius in the units of ``y`` (float64)."""
         import torch
 
-        from .._training._cocp import predict_module
+        from .._training._inference import forward_float64
 
         centres = self.centres_ if centres is None else centres
         radii = self.radii_ if radii is None else radii
-        Xt = torch.as_tensor(np.ascontiguousarray(X, dtype=np.float64))
-        centre = torch.stack([predict_module(m, Xt) for m in centres]).mean(0)
-        radius = torch.stack([predict_module(h, Xt) for h in radii]).mean(0)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        centre = torch.stack([forward_float64(m, X).reshape(-1) for m in centres]).mean(0)
+        radius = torch.stack([forward_float64(h, X).reshape(-1) for h in radii]).mean(0)
         centre = centre.numpy().astype(np.float64) * self.y_scale_
         # the floor also guards user radius modules whose output may underflow
         floor = max(self.radius_floor, np.finfo(np.float32).tiny)
