@@ -470,3 +470,14 @@ def test_module_that_cannot_run_in_float64_predicts_in_float32_with_a_warning():
     assert np.all(np.isfinite(iv)) and np.all(iv[:, 0] < iv[:, 1])
     assert next(model.centres_[0].parameters()).dtype == torch.float32
     assert next(model.radii_[0].parameters()).dtype == torch.float64
+
+
+def test_folds_in_joblib_threads_equal_sequential_folds():
+    # under a threading backend the folds of one fit train concurrently in one process
+    from joblib import parallel_backend
+
+    X, y = _data(400, 21)
+    ref = CoCPRegressor(random_state=3, **TINY).fit(X, y).predict_interval(X)
+    with parallel_backend("threading"):
+        got = CoCPRegressor(random_state=3, n_jobs=2, **TINY).fit(X, y).predict_interval(X)
+    np.testing.assert_array_equal(got, ref)
