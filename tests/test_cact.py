@@ -448,3 +448,17 @@ def test_module_that_cannot_run_in_float64_predicts_in_float32_with_a_warning():
     proba = clf.predict_proba(X)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
     np.testing.assert_allclose(proba, clf.net_.predict_proba(X.astype(np.float32)), atol=1e-6)
+
+
+def test_training_warnings_are_public_conformal_warnings():
+    from sklearn_conformal import exceptions
+    from sklearn_conformal._training import _conformal_losses, _multipliers
+    from sklearn_conformal.classification import _cact
+
+    assert _cact.EmptyClassWarning is exceptions.EmptyClassWarning
+    assert _multipliers.InfeasibleConstraintWarning is exceptions.InfeasibleConstraintWarning
+    assert _conformal_losses.SmallBatchWarning is exceptions.SmallBatchWarning
+    for name in ("EmptyClassWarning", "InfeasibleConstraintWarning", "SmallBatchWarning",
+                 "Float32InferenceWarning"):
+        assert name in exceptions.__all__
+        assert issubclass(getattr(exceptions, name), exceptions.ConformalWarning)

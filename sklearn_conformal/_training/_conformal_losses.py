@@ -23,12 +23,9 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from ..exceptions import SmallBatchWarning
 from ._penalties import get_penalty
 from ._soft_quantile import soft_quantile
-
-
-class SmallBatchWarning(UserWarning):
-    """A batch was too small for the training quantile; that batch used cross-entropy only."""
 
 
 def smooth_set_size(log_proba, threshold, temperature):

@@ -32,10 +32,11 @@ from .._estimator_utils import split_calibration
 from .._training._cact_callbacks import MultiplierUpdate, module_logits, validation_set_sizes
 from .._training._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss
 from .._training._inference import float64_copy, forward_float64
-from .._training._validation import check_device, check_float32_range, device_type
 from .._training._multipliers import ClasswiseMultipliers
 from .._training._random import RandomScope
 from .._training._soft_quantile import QUANTILE_METHODS
+from .._training._validation import check_device, check_float32_range, device_type
+from ..exceptions import EmptyClassWarning
 
 
 _X_REMEDY = (
@@ -97,10 +98,6 @@ def _check_labels(y, name):
 
 def _label_kind(y):
     return "str" if y.dtype.kind in "OUS" else "numeric"
-
-
-class EmptyClassWarning(UserWarning):
-    """A class has no sample in the ALM-validation or in the calibration split."""
 
 
 class _MLP(torch.nn.Module):
@@ -172,7 +169,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     ``lambda_max=10``, ``rho_max=10``, hard validation sizes, temperature 0.5 and gradient-norm
     clipping at 2. The literal settings stay reachable: ``pretrain_epochs=0, target_size=1.0,
     rho_init=1.0, lambda_max=1e6, rho_max=None, validation_sizes="soft", gradient_clip=None`` (and
-    an :class:`~sklearn_conformal._training._multipliers.InfeasibleConstraintWarning` then
+    an :class:`~sklearn_conformal.exceptions.InfeasibleConstraintWarning` then
     reports the runaway multipliers).
 
     Parameters
