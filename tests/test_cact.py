@@ -337,9 +337,12 @@ def test_fits_in_threads_equal_serial_fits_bit_for_bit(module):
 def test_fit_and_predictions_neither_read_nor_advance_the_global_torch_generator():
     X, y = _thread_data()
     torch.manual_seed(123)
+    np.random.seed(7)
+    np_state = np.random.get_state()[1].copy()
     state = torch.get_rng_state()
     clf = _fast(module=_DropoutNet, pretrain_epochs=3, max_epochs=1).fit(X, y)
     assert torch.equal(state, torch.get_rng_state())
+    assert np.array_equal(np_state, np.random.get_state()[1])  # nor numpy's
     proba = clf.predict_proba(X)
     clf.predict_set(X)
     clf.predict(X)

@@ -353,9 +353,12 @@ def test_fits_in_threads_equal_serial_fits_bit_for_bit(centre_module):
 def test_fit_and_predictions_neither_read_nor_advance_the_global_torch_generator():
     X, y = _data(300, 15)
     torch.manual_seed(123)
+    np.random.seed(7)
+    np_state = np.random.get_state()[1].copy()
     state = torch.get_rng_state()
     model = CoCPRegressor(centre_module=_dropout_factory, random_state=0, **TINY).fit(X, y)
     assert torch.equal(state, torch.get_rng_state())
+    assert np.array_equal(np_state, np.random.get_state()[1])  # nor numpy's
     iv = model.predict_interval(X)
     model.predict(X)
     list(model.staged_predict_interval(X))

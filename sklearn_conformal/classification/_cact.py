@@ -488,11 +488,13 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self : object
         """
         device = check_device(self.device, "CaCTClassifier")
-        if y is not None and np.asarray(y).ndim == 1:
+        labels_checked = y is not None and np.asarray(y).ndim == 1
+        if labels_checked:
             y = _check_labels(y, "y")  # before validate_data, whose NaN message names no label
         X, y = validate_data(self, X, y, dtype=np.float64)
         check_float32_range(X, "X", "CaCTClassifier", _X_REMEDY)
-        y = _check_labels(y, "y")
+        if not labels_checked:  # a column vector, raveled by validate_data
+            y = _check_labels(y, "y")
         extra = [
             (name, data)
             for name, data in (("validation_data", validation_data), ("calibration_data", calibration_data))
