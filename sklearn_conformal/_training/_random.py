@@ -16,6 +16,14 @@ seeded from the fit's ``random_state``:
 The mode costs a Python call per torch operation, so the estimators enter it only for module
 construction, and for training only when the module is the user's (the default networks draw
 nothing at random while training).
+
+Covered: the ``torch.nn.init`` initialisers, the random factories (``rand``, ``randn``,
+``randint``, ``randperm``, ``normal``, ``bernoulli``, ``multinomial``, ``poisson``, ``rand_like``,
+``randn_like``), the in-place samplers (``uniform_``, ``normal_``, ``bernoulli_``, ...) and
+``F.dropout`` / ``F.dropout1d`` / ``F.dropout2d`` / ``F.dropout3d`` (``nn.Dropout*`` layers).
+Not covered: torch functions that dispatch as a whole and draw inside (``F.alpha_dropout``,
+``F.feature_alpha_dropout``, ``F.rrelu``, ``F.gumbel_softmax``); a user module using them still
+draws from the global generator.
 """
 
 import torch

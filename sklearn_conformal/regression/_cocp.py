@@ -287,7 +287,9 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     random_state : int, RandomState instance or None, default=None
         Seeds the splits, the fold assignment, the initial weights and the minibatch order. Torch
         draws come from generators of each fold's own: the global torch generator is neither used
-        nor advanced, and fits running in concurrent threads equal the serial fits bit for bit.
+        nor advanced, and fits running in concurrent threads equal the serial fits bit for bit
+        (user modules' ``nn.Dropout*`` layers included; ``F.alpha_dropout``, ``F.rrelu`` and
+        ``F.gumbel_softmax`` still draw from the global generator).
     verbose : int, default=0
         Print one line per phase (fold, epochs, best epoch, validation loss, seconds).
 
