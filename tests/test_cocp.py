@@ -484,3 +484,9 @@ def test_folds_in_joblib_threads_equal_sequential_folds():
     with parallel_backend("threading"):
         got = CoCPRegressor(random_state=3, n_jobs=2, **TINY).fit(X, y).predict_interval(X)
     np.testing.assert_array_equal(got, ref)
+
+
+def test_non_deterministic_tag_follows_the_device():
+    assert not CoCPRegressor().__sklearn_tags__().non_deterministic
+    assert not CoCPRegressor(device=torch.device("cpu")).__sklearn_tags__().non_deterministic
+    assert CoCPRegressor(device="cuda:0").__sklearn_tags__().non_deterministic

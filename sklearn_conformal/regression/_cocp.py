@@ -438,6 +438,10 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         # score() is the negative interval score, not R^2, so sklearn's "score > 0.5" check
         # does not apply
         tags.regressor_tags.poor_score = True
+        # GPU kernels (atomics in reductions) are not bit-reproducible; the CPU path is
+        from .._training._validation import device_type
+
+        tags.non_deterministic = device_type(self.device) != "cpu"
         return tags
 
     # ----------------------------------------------------------------------------------------
