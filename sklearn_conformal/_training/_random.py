@@ -20,11 +20,14 @@ nothing at random while training).
 Covered: the ``torch.nn.init`` initialisers, the random factories (``rand``, ``randn``,
 ``randint``, ``randperm``, ``normal``, ``bernoulli``, ``multinomial``, ``poisson``, ``rand_like``,
 ``randn_like``), the in-place samplers (``uniform_``, ``normal_``, ``bernoulli_``, ...) and
-``F.dropout`` / ``F.dropout1d`` / ``F.dropout2d`` / ``F.dropout3d`` (``nn.Dropout*`` layers).
-Not covered: torch functions that dispatch as a whole and draw inside (``F.alpha_dropout``,
-``F.feature_alpha_dropout``, ``F.rrelu``, ``F.gumbel_softmax``); a user module using them still
-draws from the global generator.
+``F.dropout`` / ``F.dropout1d`` / ``F.dropout2d`` / ``F.dropout3d`` (``nn.Dropout*`` layers),
+``F.alpha_dropout`` / ``F.feature_alpha_dropout``, ``F.rrelu`` and ``F.gumbel_softmax`` (the last
+ones dispatch as a whole and draw inside, so the scope re-implements them with the same
+distribution). Other torch functions of that kind, if a user module calls them, still draw from
+the global generator.
 """
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -118,7 +121,55 @@ class RandomScope(TorchFunctionMode):
             return self._dropout(*args, **kwargs, spatial=_CHANNEL_DROPOUT[func])
         if func is torch.rand_like or func is torch.randn_like:
             return self._like(func, *args, **kwargs)
+        if func is F.alpha_dropout or func is F.feature_alpha_dropout:
+            return self._alpha_dropout(*args, **kwargs, feature=func is F.feature_alpha_dropout)
+        if func is F.rrelu or func is F.rrelu_:
+            return self._rrelu(*args, **kwargs, inplace_fn=func is F.rrelu_)
+        if func is F.gumbel_softmax:
+            return self._gumbel_softmax(*args, **kwargs)
         return func(*args, **kwargs)
+
+    def _alpha_dropout(self, input, p=0.5, training=False, inplace=False, feature=False):
+        # torch's kernel (ATen Dropout.cpp): keeps the SELU fixed point's mean and variance
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        if not training or p == 0.0:
+            return input
+        if p == 1.0:
+            return input.mul_(0) if inplace else input * 0
+        shape = input.shape
+        if feature:
+            shape = input.shape[:2] + (1,) * (input.ndim - 2)
+        noise = input.new_empty(shape).bernoulli_(1.0 - p, generator=self.generator(input.device))
+        alpha = 1.7580993408473766
+        a = 1.0 / math.sqrt((alpha * alpha * p + 1) * (1 - p))
+        b = noise.add(-1).mul_(alpha * a).add_(alpha * a * p)
+        noise.mul_(a)
+        return input.mul_(noise).add_(b) if inplace else (input * noise).add_(b)
+
+    def _rrelu(self, input, lower=1.0 / 8, upper=1.0 / 3, training=False, inplace=False,
+               inplace_fn=False):
+        inplace = inplace or inplace_fn
+        if not training:
+            slope = (lower + upper) / 2
+            return F.leaky_relu(input, slope, inplace=inplace)
+        # one slope per negative entry, uniform on [lower, upper]
+        slope = input.new_empty(input.shape).uniform_(
+            lower, upper, generator=self.generator(input.device)
+        )
+        out = torch.where(input >= 0, input, input * slope)
+        return input.copy_(out) if inplace else out
+
+    def _gumbel_softmax(self, logits, tau=1.0, hard=False, eps=1e-10, dim=-1):
+        gumbels = -logits.new_empty(logits.shape).exponential_(
+            generator=self.generator(logits.device)
+        ).log()
+        y_soft = ((logits + gumbels) / tau).softmax(dim)
+        if not hard:
+            return y_soft
+        index = y_soft.max(dim, keepdim=True)[1]
+        y_hard = torch.zeros_like(logits).scatter_(dim, index, 1.0)
+        return y_hard - y_soft.detach() + y_soft
 
     def _dropout(self, input, p=0.5, training=True, inplace=False, spatial=0):
         # the same distribution as torch's kernels: keep with probability 1 - p, scale by 1/(1-p)

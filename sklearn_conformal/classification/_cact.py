@@ -273,8 +273,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         uniforms: equal seeds give equal sets bit for bit on CPU, also for fits running in
         concurrent threads. Torch draws come from generators of the fit's own; torch's global
         generator is neither used nor advanced by ``fit`` or the predictions (a user module's
-        ``nn.Dropout*`` layers included; ``F.alpha_dropout``, ``F.rrelu`` and
-        ``F.gumbel_softmax`` still draw from the global generator).
+        dropout, alpha dropout, RReLU and Gumbel-softmax draws included).
     verbose : int, default=0
         ``> 0`` prints skorch's per-epoch table (losses, multipliers, validation size).
 

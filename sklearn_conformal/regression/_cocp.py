@@ -288,8 +288,7 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         Seeds the splits, the fold assignment, the initial weights and the minibatch order. Torch
         draws come from generators of each fold's own: the global torch generator is neither used
         nor advanced, and fits running in concurrent threads equal the serial fits bit for bit
-        (user modules' ``nn.Dropout*`` layers included; ``F.alpha_dropout``, ``F.rrelu`` and
-        ``F.gumbel_softmax`` still draw from the global generator).
+        (a user module's dropout, alpha dropout, RReLU and Gumbel-softmax draws included).
     verbose : int, default=0
         Print one line per phase (fold, epochs, best epoch, validation loss, seconds).
 
