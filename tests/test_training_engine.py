@@ -293,7 +293,7 @@ def test_small_batch_falls_back_to_ce_and_warns_once():
         loss(logits, y)  # no second warning
 
 
-# ------------------------------------------------------------------------------ per-fit random scope
+# ------------------------------------------------------------------------- per-fit random scope
 def _draws(seed):
     from sklearn_conformal._training._random import RandomScope
 

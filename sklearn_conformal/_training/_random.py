@@ -185,7 +185,8 @@ class RandomScope(TorchFunctionMode):
         if p == 1.0:
             mask = input.new_zeros(shape)
         else:
-            mask = input.new_empty(shape).bernoulli_(1.0 - p, generator=self.generator(input.device))
+            generator = self.generator(input.device)
+            mask = input.new_empty(shape).bernoulli_(1.0 - p, generator=generator)
             mask.div_(1.0 - p)
         return input.mul_(mask) if inplace else input * mask
 

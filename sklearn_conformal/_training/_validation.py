@@ -78,8 +78,8 @@ def check_device(device, estimator):
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                f"{estimator}: device={device!r} but torch.cuda.is_available() is False (a CPU-only "
-                "torch build or no visible GPU); use device='cpu'."
+                f"{estimator}: device={device!r} but torch.cuda.is_available() is False (a "
+                "CPU-only torch build or no visible GPU); use device='cpu'."
             )
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:

@@ -509,8 +509,8 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
             if _label_kind(ye) != _label_kind(y):
                 raise ValueError(
                     f"{name}[1] holds {_label_kind(ye)} labels but y holds {_label_kind(y)} "
-                    f"labels (e.g. {ye.ravel()[:1].tolist()[0]!r} and {y.ravel()[:1].tolist()[0]!r});"
-                    " give both labels of the same type."
+                    f"labels (e.g. {ye.ravel()[:1].tolist()[0]!r} and "
+                    f"{y.ravel()[:1].tolist()[0]!r}); give both labels of the same type."
                 )
             checked[name] = (Xe, ye)
         labels = np.concatenate([y] + [d[1] for d in checked.values()])

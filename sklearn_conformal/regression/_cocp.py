@@ -250,7 +250,8 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         Replace the default ``hidden_sizes`` ReLU network. A callable is called with
         ``n_features`` and must return a module mapping ``(n, n_features)`` float32 tensors to
         ``(n,)`` or ``(n, 1)`` (it is converted with ``module.float()`` for training, and
-        must map float64 tensors after ``module.double()``, for prediction); an instance is deep-copied for every fold (so folds then share
+        must map float64 tensors after ``module.double()``, for prediction); an instance is
+        deep-copied for every fold (so folds then share
         its initial weights). The radius network's output goes through ``softplus`` plus
         ``radius_floor``.
     hidden_sizes : tuple of int, default=(64, 64)
