@@ -8,9 +8,13 @@ __all__ = [
     "ClusteringFallbackWarning",
     "ConformalWarning",
     "DegenerateDataWarning",
+    "EmptyClassWarning",
+    "Float32InferenceWarning",
+    "InfeasibleConstraintWarning",
     "InsufficientMemoryError",
     "PathError",
     "PathStepCapWarning",
+    "SmallBatchWarning",
     "SmallCalibrationWarning",
 ]
 
@@ -42,6 +46,41 @@ class DegenerateDataWarning(ConformalWarning):
 
     The answer is still correct (coverage is kept), but it may be less informative than expected;
     the message names the data property and the remedy.
+    """
+
+
+class EmptyClassWarning(ConformalWarning):
+    """A class has no sample in the ALM-validation or in the calibration split (CaCT).
+
+    Its multiplier then stays at its initial value (validation), or the calibration falls back
+    to the shared threshold (marginal/cluster modes) or to the full label set (class mode), as
+    the message says. Remedies: more data, ``validation_data=`` / ``calibration_data=`` holding
+    every class, or larger ``validation_size`` / ``calibration_size``.
+    """
+
+
+class InfeasibleConstraintWarning(ConformalWarning):
+    """The class-wise constraints of conformal training look infeasible (CaCT).
+
+    The multipliers keep growing or sit at their cap; the message names the classes and the
+    parameters to change (a relative ``target_size``, ``lambda_max``, ``rho_max``).
+    """
+
+
+class SmallBatchWarning(ConformalWarning):
+    """A training batch was too small for the training quantile (CaCT, ConfTr).
+
+    Such batches use cross-entropy only; increase ``batch_size``.
+    """
+
+
+class Float32InferenceWarning(ConformalWarning):
+    """A user network cannot run in float64, so a torch-backed estimator predicts in float32.
+
+    Predictions then depend on the other rows of the call by about one float32 ulp (~1e-7): the
+    matrix kernels round differently for different batch shapes. Make the module's ``forward``
+    follow the input dtype (no hard-coded ``.float()`` or float32 constants) to get float64
+    predictions.
     """
 
 

@@ -281,3 +281,212 @@ def test_too_little_data_and_bad_parameters():
         CoCPRegressor(beta=0.0, **{k: v for k, v in TINY.items()}).fit(X, y)
     with pytest.raises(ValueError, match="val_scheme"):
         CoCPRegressor(val_scheme="paper").fit(X, y)
+
+
+# --------------------------------------------------------------------------------------------
+# float64 inference, float32 training range
+# --------------------------------------------------------------------------------------------
+def test_predictions_do_not_depend_on_row_order_or_batch():
+    # float32 inference rounds by batch shape (~1e-7 under subsetting); the float64 copies ~1e-16
+    X, y = _data(400, 12)
+    X = np.column_stack([X, np.random.RandomState(1).normal(size=(len(X), 4))])
+    model = CoCPRegressor(random_state=0, **TINY).fit(X, y)
+    for method in (model.predict, model.predict_interval, model.predict_radius):
+        full = method(X)
+        perm = np.random.RandomState(0).permutation(len(X))
+        assert np.max(np.abs(method(X[perm]) - full[perm])) <= 1e-12
+        for batch in (1, 7, 33):
+            parts = np.concatenate([method(X[i : i + batch]) for i in range(0, len(X), batch)])
+            assert np.max(np.abs(parts - full)) <= 1e-12
+    for net in model.centres_ + model.radii_ + model.stages_[0][0] + model.stages_[0][1]:
+        assert all(p.dtype == torch.float64 for p in net.parameters())
+
+
+def test_huge_finite_inputs():
+    X, y = _data(400, 13)
+    huge = X.copy()
+    huge[0, 0] = 1e39  # finite in float64, inf in float32
+    with pytest.raises(ValueError, match=r"X has values of magnitude up to 1e\+39.*StandardScaler"):
+        CoCPRegressor(random_state=0, **TINY).fit(huge, y)
+    with pytest.raises(ValueError, match=r"y \(after target_scale\) has values.*target_scale"):
+        CoCPRegressor(random_state=0, **TINY).fit(X, y * 1e40)
+    # y scaled into range trains
+    model = CoCPRegressor(random_state=0, target_scale="mean_abs", **TINY).fit(X, y * 1e40)
+    assert np.all(np.isfinite(model.predict_interval(X)))
+    # predictions on inputs beyond float32 are finite (they overflowed to inf/NaN in float32)
+    model = CoCPRegressor(random_state=0, **TINY).fit(X, y)
+    iv = model.predict_interval(huge)
+    assert np.all(np.isfinite(iv)) and np.all(iv[:, 0] <= iv[:, 1])
+    np.testing.assert_array_equal(iv[1:], model.predict_interval(X)[1:])
+
+
+# --------------------------------------------------------------------------------------------
+# random streams: per fit, thread-safe, the global torch generator untouched
+# --------------------------------------------------------------------------------------------
+def _dropout_factory(n_features):
+    return torch.nn.Sequential(
+        torch.nn.Linear(n_features, 16), torch.nn.ReLU(), torch.nn.Dropout(0.2),
+        torch.nn.Linear(16, 1),
+    )
+
+
+@pytest.mark.parametrize("centre_module", [None, _dropout_factory])
+def test_fits_in_threads_equal_serial_fits_bit_for_bit(centre_module):
+    # torch.manual_seed under fork_rng seeds one process-wide generator: concurrent fits
+    # interleaved their draws; each fold now owns its generators
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = _data(400, 14)
+
+    def fit(seed):
+        model = CoCPRegressor(centre_module=centre_module, random_state=seed, **TINY)
+        return model.fit(X, y).predict_interval(X)
+
+    serial = {seed: fit(seed) for seed in (0, 1)}
+    assert not np.array_equal(serial[0], serial[1])
+    for seeds in [(0, 0), (0, 1)]:
+        with ThreadPoolExecutor(2) as pool:
+            for seed, iv in zip(seeds, pool.map(fit, seeds)):
+                np.testing.assert_array_equal(iv, serial[seed])
+
+
+def test_fit_and_predictions_neither_read_nor_advance_the_global_torch_generator():
+    X, y = _data(300, 15)
+    torch.manual_seed(123)
+    np.random.seed(7)
+    np_state = np.random.get_state()[1].copy()
+    state = torch.get_rng_state()
+    model = CoCPRegressor(centre_module=_dropout_factory, random_state=0, **TINY).fit(X, y)
+    assert torch.equal(state, torch.get_rng_state())
+    assert np.array_equal(np_state, np.random.get_state()[1])  # nor numpy's
+    iv = model.predict_interval(X)
+    model.predict(X)
+    list(model.staged_predict_interval(X))
+    assert torch.equal(state, torch.get_rng_state())
+    torch.manual_seed(456)  # another global state: the same fit
+    again = CoCPRegressor(centre_module=_dropout_factory, random_state=0, **TINY).fit(X, y)
+    np.testing.assert_array_equal(again.predict_interval(X), iv)
+
+
+def test_overlapping_fits_in_threads_leave_torch_thread_setting_unchanged():
+    # each fit saved and restored torch.set_num_threads; a fit starting while another held the
+    # limit saved the limit and restored it last, leaving the process at torch_threads=1
+    import threading
+    import time
+
+    X, y = _data(400, 16)
+    original = torch.get_num_threads()
+    if original == 1:
+        torch.set_num_threads(2)
+    try:
+        expected = torch.get_num_threads()
+        started = threading.Event()
+
+        def first():
+            started.set()
+            CoCPRegressor(random_state=0, **TINY).fit(X, y)
+
+        def second():
+            CoCPRegressor(random_state=1, **dict(TINY, max_epochs=30, patience=30)).fit(X, y)
+
+        a = threading.Thread(target=first)
+        a.start()
+        started.wait()
+        time.sleep(0.2)  # the first fit holds the limit
+        b = threading.Thread(target=second)
+        b.start()
+        a.join()
+        b.join()
+        seen = {}
+        probe = threading.Thread(target=lambda: seen.update(n=torch.get_num_threads()))
+        probe.start()
+        probe.join()
+        assert seen["n"] == expected
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(original)
+
+
+@pytest.mark.parametrize(
+    "device, match",
+    [
+        ("gpu", r"device must be 'cpu', 'cuda', 'cuda:N'.*got 'gpu'"),
+        (3, r"device must be 'cpu', 'cuda'"),
+        pytest.param(
+            "cuda", r"torch.cuda.is_available\(\) is False.*use device='cpu'",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible"),
+        ),
+        pytest.param(
+            "cuda:1", r"torch.cuda.is_available\(\) is False.*use device='cpu'",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible"),
+        ),
+        pytest.param(
+            "mps", r"torch.backends.mps.is_available\(\) is False.*use device='cpu'",
+            marks=pytest.mark.skipif(torch.backends.mps.is_available(), reason="MPS available"),
+        ),
+    ],
+)
+def test_bad_or_unavailable_device_is_rejected_in_fit(device, match):
+    X, y = _data(200, 17)
+    model = CoCPRegressor(device=device, **TINY)  # the constructor only stores it
+    with pytest.raises(ValueError, match=match):
+        model.fit(X, y)
+
+
+def test_device_object_equals_device_string():
+    X, y = _data(300, 18)
+    a = CoCPRegressor(device=torch.device("cpu"), random_state=0, **TINY).fit(X, y)
+    b = CoCPRegressor(device="cpu", random_state=0, **TINY).fit(X, y)
+    np.testing.assert_array_equal(a.predict_interval(X), b.predict_interval(X))
+
+
+def test_fit_does_not_depend_on_torch_default_dtype():
+    # with torch.set_default_dtype(torch.float64) the default networks were built in float64 and
+    # the float32 training tensors failed ("mat1 and mat2 must have the same dtype")
+    X, y = _data(300, 19)
+    ref = CoCPRegressor(random_state=0, **TINY).fit(X, y).predict_interval(X)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        got = CoCPRegressor(random_state=0, **TINY).fit(X, y).predict_interval(X)
+        assert torch.get_default_dtype() == torch.float64  # the caller's setting is kept
+    finally:
+        torch.set_default_dtype(previous)
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_module_that_cannot_run_in_float64_predicts_in_float32_with_a_warning():
+    from sklearn_conformal.exceptions import Float32InferenceWarning
+
+    class Float32Only(torch.nn.Module):
+        def __init__(self, n_features):
+            super().__init__()
+            self.lin = torch.nn.Linear(n_features, 1)
+
+        def forward(self, X):
+            return self.lin(X.float()).to(X.dtype)
+
+    X, y = _data(300, 20)
+    with pytest.warns(Float32InferenceWarning, match="does not run in float64"):
+        model = CoCPRegressor(centre_module=Float32Only, random_state=0, **TINY).fit(X, y)
+    iv = model.predict_interval(X)
+    assert np.all(np.isfinite(iv)) and np.all(iv[:, 0] < iv[:, 1])
+    assert next(model.centres_[0].parameters()).dtype == torch.float32
+    assert next(model.radii_[0].parameters()).dtype == torch.float64
+
+
+def test_folds_in_joblib_threads_equal_sequential_folds():
+    # under a threading backend the folds of one fit train concurrently in one process
+    from joblib import parallel_backend
+
+    X, y = _data(400, 21)
+    ref = CoCPRegressor(random_state=3, **TINY).fit(X, y).predict_interval(X)
+    with parallel_backend("threading"):
+        got = CoCPRegressor(random_state=3, n_jobs=2, **TINY).fit(X, y).predict_interval(X)
+    np.testing.assert_array_equal(got, ref)
+
+
+def test_non_deterministic_tag_follows_the_device():
+    assert not CoCPRegressor().__sklearn_tags__().non_deterministic
+    assert not CoCPRegressor(device=torch.device("cpu")).__sklearn_tags__().non_deterministic
+    assert CoCPRegressor(device="cuda:0").__sklearn_tags__().non_deterministic

@@ -291,3 +291,93 @@ def test_small_batch_falls_back_to_ce_and_warns_once():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         loss(logits, y)  # no second warning
+
+
+# ------------------------------------------------------------------------- per-fit random scope
+def _draws(seed):
+    from sklearn_conformal._training._random import RandomScope
+
+    with RandomScope(seed):
+        net = torch.nn.Sequential(
+            torch.nn.Linear(5, 8), torch.nn.Conv1d(1, 2, 3), torch.nn.Embedding(4, 3),
+            torch.nn.LSTM(3, 3), torch.nn.Dropout(0.5),
+        )
+        x = torch.ones(64, 8)
+        out = [
+            torch.nn.functional.dropout(x, 0.5),
+            torch.nn.functional.dropout2d(torch.ones(4, 6, 5, 5), 0.5),
+            torch.rand_like(x), torch.randn(3), torch.randperm(10), torch.empty(4).uniform_(),
+        ]
+    return [t.detach().clone() for t in net.state_dict().values()] + out
+
+
+def test_random_scope_is_reproducible_thread_local_and_leaves_the_global_generator():
+    from concurrent.futures import ThreadPoolExecutor
+
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    a, b, c = _draws(1), _draws(1), _draws(2)
+    assert torch.equal(state, torch.get_rng_state())
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert not all(torch.equal(u, v) for u, v in zip(a, c))
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(_draws, [1, 2, 1, 2] * 3))
+    for seed, res in zip([1, 2, 1, 2] * 3, results):
+        assert all(torch.equal(u, v) for u, v in zip(res, a if seed == 1 else c))
+    assert torch.equal(state, torch.get_rng_state())
+
+
+def test_random_scope_dropout_matches_torch_semantics():
+    from sklearn_conformal._training._random import RandomScope
+
+    x = torch.ones(2000, 50)
+    with RandomScope(0):
+        out = torch.nn.functional.dropout(x, 0.2)
+        assert torch.nn.functional.dropout(x, 0.2, training=False) is x
+        assert torch.equal(torch.nn.functional.dropout(x, 1.0), torch.zeros_like(x))
+        ch = torch.nn.functional.dropout2d(torch.ones(8, 16, 4, 4), 0.5)
+    # kept entries are scaled by 1 / (1 - p); the kept share is 1 - p (binomial, 1e5 draws)
+    assert set(torch.unique(out).tolist()) == {0.0, 1.25}
+    assert abs((out > 0).float().mean().item() - 0.8) < 0.01
+    # channel dropout: one mask value per (sample, channel)
+    assert torch.equal(ch, ch[:, :, :1, :1].expand_as(ch))
+    assert set(torch.unique(ch).tolist()) <= {0.0, 2.0}
+
+
+def test_random_scope_covers_alpha_dropout_rrelu_and_gumbel_softmax():
+    import torch.nn.functional as F
+
+    from sklearn_conformal._training._random import RandomScope
+
+    x = torch.randn(200_000, generator=torch.Generator().manual_seed(0))
+
+    def draws(seed):
+        with RandomScope(seed):
+            return [
+                torch.nn.AlphaDropout(0.2).train()(x),
+                F.feature_alpha_dropout(x.reshape(1000, 40, 5), 0.2, training=True),
+                torch.nn.RReLU().train()(x),
+                F.gumbel_softmax(torch.zeros(20_000, 4), hard=True),
+            ]
+
+    state = torch.get_rng_state()
+    a, b = draws(1), draws(1)
+    assert torch.equal(state, torch.get_rng_state())
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    alpha, feature, rrelu, gumbel = a
+    # alpha dropout keeps a standard normal input at mean 0 and variance 1 (torch's kernel)
+    assert abs(alpha.mean().item()) < 0.01 and abs(alpha.std().item() - 1.0) < 0.01
+    # feature alpha dropout: a whole (sample, channel) is kept (a x + alpha a p) or dropped (the
+    # constant -alpha a (1 - p)), as in torch's kernel
+    p_drop, alpha_selu = 0.2, 1.7580993408473766
+    scale = 1.0 / math.sqrt((alpha_selu**2 * p_drop + 1) * (1 - p_drop))
+    kept = torch.isclose(feature, scale * x.reshape(1000, 40, 5) + alpha_selu * scale * p_drop)
+    dropped = torch.isclose(feature, torch.tensor(-alpha_selu * scale * (1 - p_drop)))
+    assert torch.all(kept.all(-1) | dropped.all(-1))
+    assert abs(dropped.all(-1).float().mean().item() - p_drop) < 0.03
+    neg = x < 0
+    slope = rrelu[neg] / x[neg]
+    assert torch.equal(rrelu[~neg], x[~neg])
+    assert 1 / 8 - 1e-6 <= slope.min().item() and slope.max().item() <= 1 / 3 + 1e-6
+    assert torch.equal(gumbel.sum(1), torch.ones(20_000))
+    assert torch.all((gumbel.mean(0) - 0.25).abs() < 0.02)  # uniform logits: uniform choice

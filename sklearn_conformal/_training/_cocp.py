@@ -56,10 +56,11 @@ class CoCPMLP(nn.Module):
     def __init__(self, n_features, hidden_sizes=(64, 64)):
         super().__init__()
         layers, width = [], n_features
+        # float32 explicitly: the initial weights must not depend on torch's default dtype
         for size in hidden_sizes:
-            layers += [nn.Linear(width, size), nn.ReLU()]
+            layers += [nn.Linear(width, size, dtype=torch.float32), nn.ReLU()]
             width = size
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, 1, dtype=torch.float32))
         self.body = nn.Sequential(*layers)
 
     def forward(self, X):
@@ -160,7 +161,7 @@ class TensorBatchIterator:
     The default ``DataLoader`` collates 512 single rows per batch, which costs more than the
     forward/backward pass of a 2 x 64 network; slicing a permuted index keeps the same sampling
     (shuffled, without replacement, last batch smaller) at a fraction of the cost. The permutation
-    is drawn from torch's global generator, which the caller seeds.
+    is drawn from ``generator`` (torch's global generator if ``None``).
 
     Parameters
     ----------
@@ -170,13 +171,16 @@ class TensorBatchIterator:
         Rows per batch (``-1`` or ``None``: the whole set).
     shuffle : bool, default=False
         Draw a fresh permutation per pass.
+    generator : torch.Generator or None, default=None
+        Source of the permutations, on the device of ``dataset.X``.
     """
 
-    def __init__(self, dataset, batch_size=None, shuffle=False, **kwargs):
+    def __init__(self, dataset, batch_size=None, shuffle=False, generator=None, **kwargs):
         self.X, self.y = dataset.X, dataset.y
         n = len(self.X)
         self.batch_size = n if batch_size in (None, -1) else int(batch_size)
         self.shuffle = shuffle
+        self.generator = generator
 
     def __len__(self):
         return math.ceil(len(self.X) / self.batch_size)
@@ -184,7 +188,7 @@ class TensorBatchIterator:
     def __iter__(self):
         n = len(self.X)
         if self.shuffle:
-            order = torch.randperm(n, device=self.X.device)
+            order = torch.randperm(n, device=self.X.device, generator=self.generator)
             for start in range(0, n, self.batch_size):
                 idx = order[start : start + self.batch_size]
                 yield self.X[idx], self.y[idx]
@@ -252,9 +256,9 @@ class PhaseEarlyStopping(Callback):
     def _check_finite(self, value, what):
         if not np.isfinite(value):
             raise FloatingPointError(
-                f"CoCP phase {self.phase!r}: non-finite {what} ({value}). The targets are probably "
-                "too large for float32 training or the learning rate too high; rescale y "
-                "(target_scale='mean_abs') or lower lr."
+                f"CoCP phase {self.phase!r}: non-finite {what} ({value}). The targets or features "
+                "are probably too large for float32 training or the learning rate too high; "
+                "rescale y (target_scale='mean_abs'), standardise X (StandardScaler) or lower lr."
             )
 
 
@@ -330,6 +334,7 @@ def train_phase(
     min_delta=1e-6,
     beta_schedule=None,
     device="cpu",
+    generator=None,
 ):
     """Train ``module`` in place for one phase through a fresh skorch ``NeuralNet``.
 
@@ -349,6 +354,8 @@ def train_phase(
     beta_schedule : tuple (beta, beta_end) or None
         Anneal ``criterion.beta`` over the epochs.
     device : str
+    generator : torch.Generator or None
+        Source of the minibatch order (on ``device``); ``None``: torch's global generator.
 
     Returns
     -------
@@ -377,6 +384,7 @@ def train_phase(
         batch_size=batch_size,
         iterator_train=TensorBatchIterator,
         iterator_train__shuffle=True,
+        iterator_train__generator=generator,
         iterator_valid=TensorBatchIterator,
         iterator_valid__batch_size=-1,
         train_split=predefined_split(Dataset(X_valid, y_valid)),

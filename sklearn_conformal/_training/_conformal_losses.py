@@ -23,12 +23,9 @@ import warnings
 import torch
 import torch.nn.functional as F
 
+from ..exceptions import SmallBatchWarning
 from ._penalties import get_penalty
 from ._soft_quantile import soft_quantile
-
-
-class SmallBatchWarning(UserWarning):
-    """A batch was too small for the training quantile; that batch used cross-entropy only."""
 
 
 def smooth_set_size(log_proba, threshold, temperature):
@@ -84,6 +81,8 @@ class _ConformalBatchLoss(torch.nn.Module):
         self.class_weight = None if class_weight is None else torch.as_tensor(class_weight)
         # set when a batch falls back to cross-entropy; the warning is issued once per instance
         self.small_batch_warned = False
+        # torch.Generator of the batch splits (set by the estimator; None: torch's global one)
+        self.generator = None
 
     def cross_entropy(self, logits, target):
         weight = None
@@ -110,6 +109,8 @@ class _ConformalBatchLoss(torch.nn.Module):
                 )
                 self.small_batch_warned = True
             return None
+        if generator is None:
+            generator = self.generator
         perm = torch.randperm(n, device=logits.device, generator=generator)
         cal, pred = perm[:n_cal], perm[n_cal:]
         log_proba = F.log_softmax(logits, dim=1)

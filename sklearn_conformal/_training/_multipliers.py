@@ -25,13 +25,10 @@ import warnings
 import numpy as np
 import torch
 
+from ..exceptions import InfeasibleConstraintWarning
 from ._penalties import get_penalty
 
 MULTIPLIER_RULES = ("alm", "hr")
-
-
-class InfeasibleConstraintWarning(UserWarning):
-    """The class-wise constraints look infeasible: multipliers keep growing or sit at their cap."""
 
 
 class ClasswiseMultipliers:

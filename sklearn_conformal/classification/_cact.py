@@ -5,6 +5,7 @@ calibrator, so every objective (CaCT, ConfTr, plain or class-balanced cross-entr
 data splits, the calibration and the metrics. Torch is imported only here and in ``_training``.
 """
 
+import contextlib
 import copy
 import warnings
 from numbers import Integral, Real
@@ -30,12 +31,73 @@ from .._estimator_mixins import ConformalClassifierMixin
 from .._estimator_utils import split_calibration
 from .._training._cact_callbacks import MultiplierUpdate, module_logits, validation_set_sizes
 from .._training._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss
+from .._training._inference import float64_copy, forward_float64
 from .._training._multipliers import ClasswiseMultipliers
+from .._training._random import RandomScope
 from .._training._soft_quantile import QUANTILE_METHODS
+from .._training._validation import check_device, check_float32_range, device_type
+from ..exceptions import EmptyClassWarning
 
 
-class EmptyClassWarning(UserWarning):
-    """A class has no sample in the ALM-validation or in the calibration split."""
+_X_REMEDY = (
+    "standardise the features first, e.g. make_pipeline(StandardScaler(), CaCTClassifier())."
+)
+
+
+def _check_labels(y, name):
+    """Class labels of one kind (numbers or strings) as an array, or a ValueError naming ``name``.
+
+    Object arrays are inspected element by element: missing labels (None, NaN) and a mix of
+    strings and numbers are rejected with the offending values; object arrays of numbers become
+    numeric arrays (sklearn would call them of unknown type).
+    """
+    y = np.asarray(y)
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        missing = y[np.isnan(y)].tolist()
+    elif y.dtype == object:
+        missing = [v for v in y.ravel() if v is None or (isinstance(v, float) and np.isnan(v))]
+    else:
+        missing = []
+    if missing:
+        raise ValueError(
+            f"{name} contains missing labels ({missing[0]!r}, {len(missing)} in all); "
+            "CaCTClassifier needs a class label for every sample: drop those samples or "
+            "give them a class of their own."
+        )
+    if y.dtype == object:
+        flat = y.ravel()
+        is_str = np.array([isinstance(v, str) for v in flat], dtype=bool)
+        is_num = np.array(
+            [isinstance(v, (Integral, Real, np.bool_)) for v in flat], dtype=bool
+        )
+        if is_str.any() and not is_str.all():
+            other = flat[~is_str][0]
+            raise ValueError(
+                f"{name} mixes label types: strings (e.g. {flat[is_str][0]!r}) and "
+                f"{type(other).__name__} (e.g. {other!r}); CaCTClassifier needs labels of one "
+                f"kind, e.g. {name}.astype(str)."
+            )
+        if not is_str.any():
+            if not is_num.all():
+                other = flat[~is_num][0]
+                raise ValueError(
+                    f"{name} holds labels of type {type(other).__name__} (e.g. {other!r}); "
+                    "CaCTClassifier needs int, bool or str labels."
+                )
+            y = np.asarray(flat.tolist()).reshape(y.shape)
+    try:
+        check_classification_targets(y)
+    except ValueError as exc:
+        raise ValueError(
+            f"{name} must hold class labels (ints, bools or strings), got e.g. "
+            f"{y.ravel()[:3].tolist()} ({exc}). CaCTClassifier is a classifier: for a "
+            "continuous target use a conformal regressor."
+        ) from exc
+    return y
+
+
+def _label_kind(y):
+    return "str" if y.dtype.kind in "OUS" else "numeric"
 
 
 class _MLP(torch.nn.Module):
@@ -44,10 +106,11 @@ class _MLP(torch.nn.Module):
     def __init__(self, n_features, n_classes, hidden_layer_sizes=(64,)):
         super().__init__()
         layers, width = [], n_features
+        # float32 explicitly: the initial weights must not depend on torch's default dtype
         for h in hidden_layer_sizes:
-            layers += [torch.nn.Linear(width, h), torch.nn.ReLU()]
+            layers += [torch.nn.Linear(width, h, dtype=torch.float32), torch.nn.ReLU()]
             width = h
-        layers.append(torch.nn.Linear(width, n_classes))
+        layers.append(torch.nn.Linear(width, n_classes, dtype=torch.float32))
         self.layers = torch.nn.Sequential(*layers)
 
     def forward(self, X):
@@ -106,13 +169,15 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     ``lambda_max=10``, ``rho_max=10``, hard validation sizes, temperature 0.5 and gradient-norm
     clipping at 2. The literal settings stay reachable: ``pretrain_epochs=0, target_size=1.0,
     rho_init=1.0, lambda_max=1e6, rho_max=None, validation_sizes="soft", gradient_clip=None`` (and
-    an :class:`~sklearn_conformal._training._multipliers.InfeasibleConstraintWarning` then
+    an :class:`~sklearn_conformal.exceptions.InfeasibleConstraintWarning` then
     reports the runaway multipliers).
 
     Parameters
     ----------
     module : torch.nn.Module, callable or None, default=None
-        The network; it must map a float32 batch ``(n, n_features)`` to logits ``(n, n_classes)``.
+        The network; it must map a float32 batch ``(n, n_features)`` to logits ``(n, n_classes)``
+        (training; the module is converted with ``module.float()``), and the same in float64
+        after ``module.double()`` (prediction).
         ``None`` builds a ReLU MLP with ``hidden_layer_sizes`` (``()`` gives a linear model). A
         callable (e.g. a module class) is called as ``module(n_features, n_classes)``; a module
         instance is deep-copied (its weights are the initialisation).
@@ -199,10 +264,16 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         Share (or number) of the samples used for the ALM-validation split.
     calibration_size : float or int, default=0.25
         Share (or number) of the samples used for calibration.
-    device : str, default="cpu"
+    device : str or torch.device, default="cpu"
+        Training device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a ``torch.device``
+        (checked in ``fit``: an unavailable device raises a ValueError). Predictions run a
+        float64 copy of the network on the CPU.
     random_state : int, RandomState instance or None, default=None
         Controls the splits, the torch initialisation, the batch order and split, and the APS/RAPS
-        uniforms: equal seeds give equal sets bit for bit on CPU.
+        uniforms: equal seeds give equal sets bit for bit on CPU, also for fits running in
+        concurrent threads. Torch draws come from generators of the fit's own; torch's global
+        generator is neither used nor advanced by ``fit`` or the predictions (a user module's
+        dropout, alpha dropout, RReLU and Gumbel-softmax draws included).
     verbose : int, default=0
         ``> 0`` prints skorch's per-epoch table (losses, multipliers, validation size).
 
@@ -210,6 +281,10 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     ----------
     net_ : skorch.NeuralNetClassifier
         The trained net (labels encoded as ``0..K-1``).
+    inference_module_ : torch.nn.Module
+        Float64 CPU copy of ``net_.module_`` that ``predict_proba`` and the calibration run:
+        a float32 forward pass rounds differently for different batch shapes, so probabilities
+        would change by ~1e-7 with the other rows of the call and their order.
     classes_ : ndarray of shape (n_classes,)
     multipliers_ : ndarray of shape (n_classes,) or None
         Final class-wise multipliers (``None`` for ``"ce"`` and ``"conftr"``).
@@ -290,7 +365,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
             Interval(RealNotInt, 0, 1, closed="neither"),
             Interval(Integral, 1, None, closed="left"),
         ],
-        "device": [str],
+        "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
     }
@@ -413,8 +488,14 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         -------
         self : object
         """
-        X, y = validate_data(self, X, y, dtype=np.float32)
-        check_classification_targets(y)
+        device = check_device(self.device, "CaCTClassifier")
+        labels_checked = y is not None and np.asarray(y).ndim == 1
+        if labels_checked:
+            y = _check_labels(y, "y")  # before validate_data, whose NaN message names no label
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_float32_range(X, "X", "CaCTClassifier", _X_REMEDY)
+        if not labels_checked:  # a column vector, raveled by validate_data
+            y = _check_labels(y, "y")
         extra = [
             (name, data)
             for name, data in (("validation_data", validation_data), ("calibration_data", calibration_data))
@@ -422,9 +503,15 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         ]
         checked = {}
         for name, (Xe, ye) in extra:
-            Xe = validate_data(self, Xe, reset=False, dtype=np.float32)
-            ye = np.asarray(ye)
-            check_classification_targets(ye)
+            Xe = validate_data(self, Xe, reset=False, dtype=np.float64)
+            check_float32_range(Xe, f"{name}[0]", "CaCTClassifier", _X_REMEDY)
+            ye = _check_labels(ye, f"{name}[1]")
+            if _label_kind(ye) != _label_kind(y):
+                raise ValueError(
+                    f"{name}[1] holds {_label_kind(ye)} labels but y holds {_label_kind(y)} "
+                    f"labels (e.g. {ye.ravel()[:1].tolist()[0]!r} and "
+                    f"{y.ravel()[:1].tolist()[0]!r}); give both labels of the same type."
+                )
             checked[name] = (Xe, ye)
         labels = np.concatenate([y] + [d[1] for d in checked.values()])
         self._label_encoder = LabelEncoder().fit(labels)
@@ -459,10 +546,13 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self._warn_missing(y_val, K, "ALM-validation", "its multiplier stays at its initial value")
         self._warn_missing(y_cal, K, "calibration", "marginal/cluster modes fall back to the shared threshold, class mode to the full label set")
 
-        torch_seed = int(rng.randint(2**31 - 1))
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(torch_seed)
-            self._train(X_tr, y_tr, X_val, y_val, K)
+        # every torch draw of this fit comes from generators of its own (the global torch
+        # generator is neither read nor advanced, so fits in concurrent threads are reproducible)
+        scope = RandomScope(int(rng.randint(2**31 - 1)))
+        # training runs in float32 (the range was checked above); calibration in float64
+        self._train(
+            X_tr.astype(np.float32), y_tr, X_val.astype(np.float32), y_val, K, scope, device
+        )
 
         # ---- calibration with the shared conformalizer (exact finite-sample threshold)
         self.conformalizer_ = ClassificationConformalizer(
@@ -476,9 +566,11 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self.thresholds_ = self.conformalizer_.thresholds_
         return self
 
-    def _train(self, X_tr, y_tr, X_val, y_val, K):
+    def _train(self, X_tr, y_tr, X_val, y_val, K, scope, device):
         n_features = X_tr.shape[1]
-        module = self._build_module(n_features, K)
+        with scope:  # weight initialisation from the fit's generator
+            # float32 whatever torch's default dtype (training runs on float32 arrays)
+            module = self._build_module(n_features, K).float()
         cw = None
         if isinstance(self.class_weight, dict):
             cw = np.array([self.class_weight.get(c, 1.0) for c in self.classes_], dtype=np.float32)
@@ -511,15 +603,19 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
             max_epochs=self.pretrain_epochs,
             batch_size=batch,
             iterator_train__shuffle=True,
+            # DataLoaders draw their order (and a base seed, even unshuffled) from these
+            iterator_train__generator=scope.generator("cpu"),
+            iterator_valid__generator=scope.generator("cpu"),
             # full batches only: a small last batch would give a degenerate calibration half
             iterator_train__drop_last=n_tr > batch,
             train_split=predefined_split(Dataset(X_val, y_val)) if has_val else None,
             classes=np.arange(K),
             callbacks=callbacks,
-            device=self.device,
+            device=device,
             verbose=self.verbose,
         )
-        net.initialize()
+        with scope:
+            net.initialize()
         self._check_module_output(net, X_tr[:2], K)
         _set_objective(net, None)
         if self.objective in ("cact", "cals") and self.max_epochs > 0:
@@ -527,7 +623,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
             multiplier_cb = self._build_multiplier_callback(X_val, y_val, K, has_val)
             net.callbacks_.insert(0, ("multipliers", multiplier_cb))
         if self.pretrain_epochs > 0:
-            self._run_phase(net, X_tr, y_tr, self.pretrain_epochs, "pretrain")
+            self._run_phase(net, X_tr, y_tr, self.pretrain_epochs, "pretrain", scope)
 
         if self.max_epochs > 0:
             objective = self._build_objective(net, X_tr, y_tr, X_val, y_val, K, cw, has_val)
@@ -538,11 +634,13 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
                 multiplier_cb.target_size = np.full(
                     K, self.target_size_ if self.target_size_ is not None else 1.0
                 )
+            if objective is not None:
+                objective.generator = scope.generator(net.device)
             _set_objective(net, objective)
             if self.finetune_lr is not None:
                 net.lr = self.finetune_lr
             net.initialize_optimizer()  # restart momentum for the fine-tune, as a fresh fine-tune would
-            self._run_phase(net, X_tr, y_tr, self.max_epochs, "finetune")
+            self._run_phase(net, X_tr, y_tr, self.max_epochs, "finetune", scope)
         if multiplier_cb is not None:
             mult = multiplier_cb.multipliers
             self.multipliers_ = mult.lambdas.copy()
@@ -558,11 +656,16 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         # the fitted net predicts with plain softmax; the training objective is not part of the model
         _set_objective(net, None)
         self.net_ = net
+        # predictions run in float64 so that a row's probabilities do not depend on the batch
+        self.inference_module_ = float64_copy(net.module_, X_tr[:2], "CaCTClassifier")
         self.history_ = [dict(row) for row in net.history]
 
-    def _run_phase(self, net, X, y, epochs, phase):
+    def _run_phase(self, net, X, y, epochs, phase, scope):
         start = len(net.history)
-        net.partial_fit(X, y, epochs=epochs)
+        # a user module may draw at random while training (dropout): route it to the fit's
+        # generators; the default MLP draws nothing and trains without the mode's overhead
+        with scope if self.module is not None else contextlib.nullcontext():
+            net.partial_fit(X, y, epochs=epochs)
         for row in net.history[start:]:
             row["phase"] = phase
 
@@ -575,8 +678,14 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
 
     @staticmethod
     def _check_module_output(net, X_probe, K):
-        with torch.no_grad():
-            out = net.module_(torch.as_tensor(X_probe, device=net.device))
+        # eval mode: the probe must not draw dropout masks (skorch sets train mode per batch)
+        training = net.module_.training
+        net.module_.eval()
+        try:
+            with torch.no_grad():
+                out = net.module_(torch.as_tensor(X_probe, device=net.device))
+        finally:
+            net.module_.train(training)
         if out.ndim != 2 or out.shape[1] != K:
             raise ValueError(
                 f"module must output logits of shape (n_samples, n_classes) = (n, {K}); "
@@ -663,7 +772,8 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
 
     # ---------------------------------------------------------------------------- predict
     def _net_proba(self, X):
-        return np.asarray(self.net_.predict_proba(np.asarray(X, dtype=np.float32)), dtype=np.float64)
+        logits = forward_float64(self.inference_module_, X)
+        return torch.softmax(logits, dim=1).numpy()
 
     def predict_proba(self, X):
         """Softmax probabilities of the trained network, in the order of ``classes_``.
@@ -673,10 +783,10 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         proba : ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=np.float32)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
         return self._net_proba(X)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.non_deterministic = self.device != "cpu"
+        tags.non_deterministic = device_type(self.device) != "cpu"
         return tags

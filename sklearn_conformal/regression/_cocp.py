@@ -90,6 +90,7 @@ def _build_module(spec, n_features, hidden_sizes):
 
 def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
     """Train one (centre, radius) pair; returns CPU modules and the phase history."""
+    import contextlib
     import copy
 
     import torch
@@ -101,10 +102,9 @@ def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
         predict_module,
         train_phase,
     )
+    from .._training._random import RandomScope
+    from .._training._threads import torch_num_threads
 
-    previous_threads = torch.get_num_threads()
-    if torch_threads is not None:
-        torch.set_num_threads(torch_threads)
     device = params["device"]
     X, y, X_val_global, y_val_global = data
     idx_m, idx_h, idx_v = idx
@@ -137,19 +137,25 @@ def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
                 flush=True,
             )
 
-    try:
-        # fork (and restore) the generator of the training device too, so a fit leaves the
-        # caller's torch random state untouched on GPU as on CPU
-        dev = torch.device(device)
-        devices = [dev.index or 0] if dev.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
+    # every torch draw of the fold comes from generators of its own (the global generator is
+    # neither read nor advanced, so folds and fits in concurrent threads are reproducible)
+    scope = RandomScope(seed)
+    common["generator"] = scope.generator(device)
+    # user modules may draw at random while training (dropout): route it to the fold's
+    # generators; the default networks draw nothing and train without the mode's overhead
+    user = params["centre_module"] is not None or params["radius_module"] is not None
+    with torch_num_threads(torch_threads):
+        with scope:  # weight initialisation
             n_features = X.shape[1]
+            # float32 whatever torch's default dtype (training runs on float32 tensors)
             centre = _build_module(params["centre_module"], n_features, params["hidden_sizes"])
+            centre = centre.float()
             body = _build_module(params["radius_module"], n_features, params["hidden_sizes"])
+            body = body.float()
             radius = RadiusHead(body, floor=params["radius_floor"])
             centre.to(device)
             radius.to(device)
+        with scope if user else contextlib.nullcontext():
 
             def radius_step(name):
                 # stop-gradient: the residuals of the frozen centre are the targets
@@ -185,8 +191,6 @@ def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
                 )
                 log(rec, f"centre {t + 1}")
             radius_step("radius final")
-    finally:
-        torch.set_num_threads(previous_threads)
     centre.to("cpu").eval()
     radius.to("cpu").eval()
     return centre, radius, history, stages
@@ -245,7 +249,9 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     centre_module, radius_module : torch.nn.Module, callable or None, default=None
         Replace the default ``hidden_sizes`` ReLU network. A callable is called with
         ``n_features`` and must return a module mapping ``(n, n_features)`` float32 tensors to
-        ``(n,)`` or ``(n, 1)``; an instance is deep-copied for every fold (so folds then share
+        ``(n,)`` or ``(n, 1)`` (it is converted with ``module.float()`` for training, and
+        must map float64 tensors after ``module.double()``, for prediction); an instance is
+        deep-copied for every fold (so folds then share
         its initial weights). The radius network's output goes through ``softplus`` plus
         ``radius_floor``.
     hidden_sizes : tuple of int, default=(64, 64)
@@ -269,9 +275,10 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     radius_floor : float, default=1e-6
         Added to the softplus radius so that a collapsing radius network (e.g. constant targets)
         keeps the normalised scores finite; in units of the rescaled target.
-    device : str, default="cpu"
-        Torch device for training. The fitted networks are moved to the CPU (prediction and
-        pickles are CPU-only).
+    device : str or torch.device, default="cpu"
+        Torch device for training: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a
+        ``torch.device`` (checked in ``fit``: an unavailable device raises a ValueError). The
+        fitted networks are moved to the CPU (prediction and pickles are CPU-only).
     n_jobs : int or None, default=None
         Folds trained in parallel with joblib (``None`` = 1). Results do not depend on it.
     torch_threads : int or None, default=1
@@ -279,17 +286,21 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         networks train fastest single-threaded, and parallel folds must not oversubscribe cores.
         ``None`` keeps torch's setting.
     random_state : int, RandomState instance or None, default=None
-        Seeds the splits, the fold assignment, the initial weights and the minibatch order
-        (torch seeded under ``torch.random.fork_rng``, so the global torch state is untouched).
+        Seeds the splits, the fold assignment, the initial weights and the minibatch order. Torch
+        draws come from generators of each fold's own: the global torch generator is neither used
+        nor advanced, and fits running in concurrent threads equal the serial fits bit for bit
+        (a user module's dropout, alpha dropout, RReLU and Gumbel-softmax draws included).
     verbose : int, default=0
         Print one line per phase (fold, epochs, best epoch, validation loss, seconds).
 
     Attributes
     ----------
     centres_ : list of torch.nn.Module
-        The ``n_folds`` centre networks (CPU, eval mode).
+        The ``n_folds`` centre networks (CPU, eval mode). They train in float32 and are stored
+        as float64 copies, so predictions do not depend on the other rows of the call (float32
+        kernels round differently by batch shape) and inputs up to the float64 range stay finite.
     radii_ : list of torch.nn.Module
-        The ``n_folds`` radius networks (including the softplus head).
+        The ``n_folds`` radius networks (including the softplus head), float64 like ``centres_``.
     history_ : list of list of dict
         Per fold, one record per phase: ``phase``, ``epochs``, ``best_epoch``,
         ``initial_valid_loss``, ``best_valid_loss``, ``seconds``.
@@ -358,7 +369,7 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         "patience": [Interval(numbers.Integral, 1, None, closed="left")],
         "min_delta": [Interval(numbers.Real, 0, None, closed="left")],
         "radius_floor": [Interval(numbers.Real, 0, None, closed="left")],
-        "device": [str],
+        "device": "no_validation",  # str or torch.device, checked in fit (torch imported there)
         "n_jobs": [numbers.Integral, None],
         "torch_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
@@ -427,6 +438,10 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         # score() is the negative interval score, not R^2, so sklearn's "score > 0.5" check
         # does not apply
         tags.regressor_tags.poor_score = True
+        # GPU kernels (atomics in reductions) are not bit-reproducible; the CPU path is
+        from .._training._validation import device_type
+
+        tags.non_deterministic = device_type(self.device) != "cpu"
         return tags
 
     # ----------------------------------------------------------------------------------------
@@ -443,7 +458,15 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         -------
         self : CoCPRegressor
         """
+        from .._training._validation import check_device, check_float32_range
+
+        device = check_device(self.device, "CoCPRegressor")
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
+        check_float32_range(
+            X, "X", "CoCPRegressor",
+            "standardise the features first, e.g. make_pipeline(StandardScaler(), "
+            "CoCPRegressor()).",
+        )
         level = check_confidence_level(self.confidence_level)
         if self.val_scheme == "fold" and self.n_folds < 3:
             raise ValueError(
@@ -495,9 +518,13 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             "patience": int(self.patience),
             "min_delta": float(self.min_delta),
             "radius_floor": float(self.radius_floor),
-            "device": self.device,
+            "device": device,
         }
         data = (X[train], y_train / scale, X[val], y[val] / scale)
+        check_float32_range(
+            np.concatenate([data[1], data[3]]), "y (after target_scale)", "CoCPRegressor",
+            "rescale the target (target_scale='mean_abs' or a float).",
+        )
         assignments = _fold_assignments(len(train), self.n_folds, self.val_scheme, fold_seed)
         tic = time.perf_counter()
         jobs = (
@@ -509,12 +536,20 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         )
         n_jobs = 1 if self.n_jobs is None else self.n_jobs
         results = Parallel(n_jobs=n_jobs)(jobs) if n_jobs != 1 else list(_run_sequential(jobs))
-        self.centres_ = [r[0] for r in results]
-        self.radii_ = [r[1] for r in results]
+        # the networks trained in float32; they predict in float64, so that a row's prediction
+        # does not depend on the other rows of the call (float32 kernels round by batch shape)
+        # and inputs up to the float64 range stay finite
+        from .._training._inference import float64_copy
+
+        def copy64(module):
+            return float64_copy(module, X[train[:2]], "CoCPRegressor")
+
+        self.centres_ = [copy64(r[0]) for r in results]
+        self.radii_ = [copy64(r[1]) for r in results]
         self.history_ = [r[2] for r in results]
         # stage t: every fold's (centre, radius) after t alternations plus a radius fit
         self.stages_ = [
-            ([r[3][t][0] for r in results], [r[3][t][1] for r in results])
+            ([copy64(r[3][t][0]) for r in results], [copy64(r[3][t][1]) for r in results])
             for t in range(self.n_alternations + 1)
         ]
         self.fit_seconds_ = time.perf_counter() - tic
@@ -535,13 +570,13 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         """Ensemble centre and radius in the units of ``y`` (float64)."""
         import torch
 
-        from .._training._cocp import predict_module
+        from .._training._inference import forward_float64
 
         centres = self.centres_ if centres is None else centres
         radii = self.radii_ if radii is None else radii
-        Xt = torch.as_tensor(np.asarray(X, dtype=np.float32))
-        centre = torch.stack([predict_module(m, Xt) for m in centres]).mean(0)
-        radius = torch.stack([predict_module(h, Xt) for h in radii]).mean(0)
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        centre = torch.stack([forward_float64(m, X).reshape(-1) for m in centres]).mean(0)
+        radius = torch.stack([forward_float64(h, X).reshape(-1) for h in radii]).mean(0)
         centre = centre.numpy().astype(np.float64) * self.y_scale_
         # the floor also guards user radius modules whose output may underflow
         floor = max(self.radius_floor, np.finfo(np.float32).tiny)
