@@ -56,8 +56,8 @@ def row_keys(X):
     """One 64-bit content key per row of ``X``.
 
     Numeric rows are keyed by their values as float64, so float32 and float64 copies of the same
-    numbers, and a numeric DataFrame and its array, get the same keys. Sparse rows are keyed by
-    their dense content.
+    numbers, a numeric DataFrame and its array, and a sparse matrix and its dense array get the
+    same keys.
 
     Parameters
     ----------
@@ -68,17 +68,14 @@ def row_keys(X):
     keys : ndarray of uint64, shape (n_samples,)
     """
     if sp.issparse(X):
+        # keyed by the dense content, so a row gets the same key sparse or dense; densified in
+        # blocks of about a million entries to bound the memory
         X = sp.csr_matrix(X)
-        X.sum_duplicates()
-        X.eliminate_zeros()
-        keys = np.empty(X.shape[0], dtype=np.uint64)
-        for i in range(X.shape[0]):
-            lo, hi = X.indptr[i], X.indptr[i + 1]
-            words = np.concatenate(
-                [X.indices[lo:hi].astype(np.uint64), _float_words(X.data[lo:hi])]
-            )
-            keys[i] = _hash_words(words[np.newaxis, :], X.shape[1])[0]
-        return keys
+        block = max(1, 2**20 // max(X.shape[1], 1))
+        return np.concatenate(
+            [row_keys(X[lo : lo + block].toarray()) for lo in range(0, X.shape[0], block)]
+            or [np.empty(0, dtype=np.uint64)]
+        )
     if hasattr(X, "iloc"):  # a DataFrame: numeric as an array, otherwise value by value
         try:
             X = X.to_numpy(dtype=np.float64)
