@@ -258,3 +258,15 @@ def test_capped_cross_validation_paths_warn():
     with pytest.warns(PathStepCapWarning, match="cross-validation lambda paths reached"):
         reg = SpeedCPRegressor(gamma="auto", max_steps=3, random_state=0).fit(X, y)
     assert reg.path_truncated_
+
+
+def test_fixed_lambda_below_the_numerical_floor_warns_with_the_remedy():
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, size=(200, 1))
+    y = X[:, 0] + rng.normal(size=200)
+    with pytest.warns(DegenerateDataWarning, match=r"lambda_=1e-08.*lambda_='auto'"):
+        SpeedCPRegressor(gamma=1.0, lambda_=1e-8, random_state=0).fit(X, y)
+    # the same lambda on a target 1e9 times larger is a strong penalty: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DegenerateDataWarning)
+        SpeedCPRegressor(gamma=1.0, lambda_=1e-8, random_state=0).fit(X, y * 1e9)

@@ -562,6 +562,14 @@ def lambda_path(
     K_val = rows.rows(np.asarray(K_val, dtype=np.float64))
     W_val = np.ones(np.asarray(S_val).shape[0])
     lam_stop_std = -1.0 if lam_stop is None else sc.lam_std(float(lam_stop))
+    if warn and lam_stop is not None and lam_stop_std < jitter_floor(jitter):
+        warnings.warn(
+            f"lambda_={float(lam_stop):.3g} lies below the path solver's numerical floor "
+            f"({jitter_floor(jitter) / sc.s:.3g} for scores of this scale): such a fit is decided "
+            "by the solver's jitter, not by the data, and the intervals can be arbitrarily wide. "
+            "Use a larger lambda_, or lambda_='auto'.",
+            DegenerateDataWarning, stacklevel=2,
+        )
     lam_min_std = sc.lam_std(float(lam_min))
     if lam_stop is None:
         lam_min_std = max(lam_min_std, jitter_floor(jitter))
