@@ -11,7 +11,6 @@ still cover.
 
 # %%
 import matplotlib.pyplot as plt
-import numpy as np
 import pandas as pd
 from sklearn.datasets import load_wine
 from sklearn.linear_model import LogisticRegression
