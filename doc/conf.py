@@ -17,6 +17,7 @@ from pathlib import Path
 DOC = Path(__file__).resolve().parent
 ROOT = DOC.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(DOC))  # _gallery_order
 # the examples run in this process: draw without a display, and let them import the checkout
 os.environ.setdefault("MPLBACKEND", "Agg")
 # one OpenMP thread: CI has two shared cores, and oversubscribed gradient boosting runs 10-20
@@ -49,11 +50,14 @@ html_theme = "pydata_sphinx_theme"
 html_title = "sklearn-conformal"
 html_theme_options = {
     "navbar_align": "left",
+    "header_links_before_dropdown": 4,
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc", "sg_download_links", "sg_launcher_links"],
 }
 html_static_path = []
 html_show_sourcelink = False
+# pages without sub-pages need no left sidebar (it would stay empty); the gallery keeps its own
+html_sidebars = {page: [] for page in ("index", "quickstart", "speedcp", "cocp", "cact", "api")}
 
 # autosummary only draws summary tables here; every object is documented on the API page itself
 autosummary_generate = False
@@ -74,7 +78,7 @@ sphinx_gallery_conf = {
         "../examples/howto",
         "../examples/papers",
     ],
-    "within_subsection_order": "FileNameSortKey",
+    "within_subsection_order": "_gallery_order.ExampleOrder",
     "filename_pattern": r"/plot_",  # every example runs at every build
     "image_scrapers": ("matplotlib",),
     "matplotlib_animations": False,
