@@ -45,6 +45,12 @@ print(f"coverage {coverage(y_test, sets):.3f}, mean set size {mean_set_size(sets
 print("final multipliers:", np.round(clf.multipliers_, 3).tolist())
 
 # %%
+# The coverage of one calibrated model on one test set fluctuates around the target: with
+# 400 calibration samples its spread is about ``sqrt(0.9 * 0.1 / 400)`` = 0.015 (see
+# :ref:`sphx_glr_auto_examples_howto_plot_little_data.py`); the guarantee is on average over
+# calibration draws.
+
+# %%
 # Multiplier and constraint traces
 # --------------------------------
 # :class:`CaCTTraceDisplay` shows each class's multiplier after every update (left) and its

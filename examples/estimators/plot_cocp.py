@@ -41,6 +41,12 @@ print(f"coverage {coverage(y_test, intervals):.3f}, "
       f"(oracle {oracle.mean_hdi_length(0.9):.3f})")
 
 # %%
+# The coverage of one calibrated model on one test set fluctuates around the target: with
+# 750 calibration samples its spread is about ``sqrt(0.9 * 0.1 / 750)`` = 0.011 (see
+# :ref:`sphx_glr_auto_examples_howto_plot_little_data.py`); the guarantee is on average over
+# calibration draws.
+
+# %%
 # Intervals against the oracle
 # ----------------------------
 # The oracle is the shortest interval with conditional coverage 0.9 (the highest-density

@@ -36,6 +36,12 @@ print(f"coverage {coverage(y_test, intervals):.3f}, "
 print(f"lambda chosen on the path: {reg.lam_:.3g} ({reg.path_lambdas_.size} breakpoints)")
 
 # %%
+# The coverage of one calibrated model on one test set fluctuates around the target: with
+# 240 calibration samples its spread is about ``sqrt(0.9 * 0.1 / 240)`` = 0.019 (see
+# :ref:`sphx_glr_auto_examples_howto_plot_little_data.py`); the guarantee is on average over
+# calibration draws.
+
+# %%
 # The cutoff along the feature
 # ----------------------------
 # :class:`CutoffDisplay` draws ``S*(x)`` against the feature; ``reference="split"`` adds the
