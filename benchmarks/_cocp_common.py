@@ -1,9 +1,11 @@
-"""Shared pieces of the CoCP benchmarks: the 2 x 64 MLP baselines and result tables.
+"""Shared pieces of the CoCP benchmarks: the 2 x 64 MLP baselines (tables: ``_report``).
 
 The paper's Split and CQR baselines are its own 2 x 64 MLPs (Su, Zhou & Luo 2026, App. C.4). Here
 they are the library's ``SplitConformalRegressor`` around a small torch MLP trained exactly like a
 CoCP phase (AdamW, cosine schedule, batch 512, early stopping with patience 100 on a held-out
-sixth of the training rows), with the MSE loss (Split) or the pinball loss (CQR).
+sixth of the training rows), with the MSE loss (Split) or the pinball loss (CQR). To train them
+exactly like a CoCP phase, they use CoCP's private training loop
+(``sklearn_conformal._training._cocp``): the one private import of the benchmarks' baselines.
 """
 
 import numbers
@@ -106,30 +108,6 @@ def timed_fit(model, X, y):
     tic = time.perf_counter()
     model.fit(X, y)
     return time.perf_counter() - tic
-
-
-def summarize(rows, keys, group=("method",)):
-    """Print mean (sd) of ``keys`` per group of result dicts; returns the summary rows."""
-    groups = {}
-    for row in rows:
-        groups.setdefault(tuple(row[g] for g in group), []).append(row)
-    header = "  ".join(f"{g:<12s}" for g in group) + "  n  " + "  ".join(f"{k:>17s}" for k in keys)
-    print(header)
-    out = []
-    for name, members in groups.items():
-        cells = []
-        summary = dict(zip(group, name))
-        summary["n"] = len(members)
-        for k in keys:
-            vals = np.array([m[k] for m in members if m.get(k) is not None], dtype=float)
-            if len(vals) == 0:
-                cells.append(f"{'-':>17s}")
-                continue
-            summary[k] = (float(vals.mean()), float(vals.std(ddof=1)) if len(vals) > 1 else 0.0)
-            cells.append(f"{vals.mean():8.4f} ({summary[k][1]:.4f})")
-        print("  ".join(f"{str(v):<12s}" for v in name) + f"  {len(members)}  " + "  ".join(cells))
-        out.append(summary)
-    return out
 
 
 def is_int(x):

@@ -16,9 +16,9 @@ win counts, fine-tune epoch time relative to CE-ft, and plots the multipliers pe
 
 Usage::
 
-    python benchmarks/bench_cact.py --quick              # 2 seeds, short grid (smoke run)
-    python benchmarks/bench_cact.py --seeds 5            # the reported run
-    python benchmarks/bench_cact.py --problems digits-lt --seeds 5
+    python -m benchmarks cact --quick              # 2 seeds, short grid (smoke run)
+    python -m benchmarks cact --seeds 5            # the reported run
+    python -m benchmarks cact --problems digits-lt --seeds 5
 
 CPU only; run it in the background with a log (``nohup ... > benchmarks/results/cact.log &``).
 """
@@ -26,14 +26,12 @@ CPU only; run it in the background with a log (``nohup ... > benchmarks/results/
 import argparse
 import json
 import os
-import sys
 import time
 import warnings
 
 import numpy as np
 
-# run from a checkout without installing: the package sits next to benchmarks/
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ._report import ratio
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 LEVEL = 0.9
@@ -95,12 +93,13 @@ def methods(quick):
 
 
 def evaluate(clf, cal, test, seed):
-    from sklearn_conformal._core import ClassificationConformalizer
+    from sklearn.frozen import FrozenEstimator
+
+    from sklearn_conformal import SplitConformalClassifier
     from sklearn_conformal.metrics import class_coverage_gap, coverage, mean_set_size
 
-    p_cal, p_test = clf.predict_proba(cal[0]), clf.predict_proba(test[0])
+    p_test = clf.predict_proba(test[0])
     y_cal, y_test = cal[1], test[1]
-    K = p_cal.shape[1]
     rank = np.argsort(-p_test, axis=1)
     row = {
         "top1": float(np.mean(rank[:, 0] == y_test)),
@@ -110,10 +109,12 @@ def evaluate(clf, cal, test, seed):
         for mode in MODES:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                conf = ClassificationConformalizer(score=score, mode=mode).fit(
-                    p_cal, y_cal, K, LEVEL, random_state=seed
-                )
-                sets = conf.predict_set(p_test)
+                # the trained network, frozen: every calibration sample calibrates
+                conf = SplitConformalClassifier(
+                    FrozenEstimator(clf), confidence_level=LEVEL, conformity_score=score,
+                    mode=mode, random_state=seed,
+                ).fit(cal[0], y_cal)
+                sets = conf.predict_set(test[0])
             key = f"{score}/{mode}"
             row[key] = dict(
                 size=mean_set_size(sets),
@@ -227,7 +228,8 @@ def report(records, histories, problems, seeds, quick, out_dir):
             s_b, sb = _mean(records, problem, seeds, b, key, "size")
             emit(f"  stretch {a} vs {b} (THR-Split): CovGap {g_a:5.2f} vs {g_b:5.2f} (wins {sum(x < z for x, z in zip(ga, gb))}/{len(seeds)}), size {s_a:5.3f} vs {s_b:5.3f} (wins {sum(x < z for x, z in zip(sa, sb))}/{len(seeds)})")
         ratios = [
-            records[f"{problem}/{s}"]["CaCT-ALM"]["epoch_s"] / records[f"{problem}/{s}"]["CE-ft"]["epoch_s"]
+            ratio(records[f"{problem}/{s}"]["CaCT-ALM"]["epoch_s"],
+                  records[f"{problem}/{s}"]["CE-ft"]["epoch_s"])
             for s in seeds
         ]
         emit(f"  CaCT-ALM fine-tune epoch / CE-ft epoch: median {np.median(ratios):.2f} (per seed {np.round(ratios, 2).tolist()}; shared CPU, noisy)")
@@ -287,14 +289,14 @@ def plot(records, histories, problems, seeds, out_dir):
     fig.savefig(os.path.join(out_dir, f"cact_multipliers_{'+'.join(problems)}.png"), dpi=110)
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 seeds, short ConfTr grid")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--seed-offset", type=int, default=0)
     parser.add_argument("--problems", default="digits-lt,digits-bal,synth50-lt")
     parser.add_argument("--report-only", action="store_true", help="re-print from saved JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     n = 2 if args.quick and args.seeds == 5 else args.seeds
     seeds = list(range(args.seed_offset, args.seed_offset + n))
     problems = args.problems.split(",")

@@ -23,22 +23,18 @@ in ``b`` unless ``n b`` is large.
 
 Usage::
 
-    python benchmarks/bench_cocp_beta_finite_sample.py                # n = 1000, 4000: ~3 min
-    python benchmarks/bench_cocp_beta_finite_sample.py --sizes 16000  # ~10 min (idle machine)
+    python -m benchmarks cocp-beta                # n = 1000, 4000: ~3 min
+    python -m benchmarks cocp-beta --sizes 16000  # ~10 min (idle machine)
 """
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from scipy import optimize
 from scipy.special import expit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from sklearn_conformal.datasets import HeteroscedasticOracle  # noqa: E402
+from sklearn_conformal.datasets import HeteroscedasticOracle
 
 LEVEL = 0.9
 # sigmoid((h - t) / b) is within 3e-7 of 0 or 1 beyond 15 temperatures from the boundary
@@ -104,7 +100,11 @@ def main(argv=None):
                         help="temperatures in standardised units (beta / s(x))")
     parser.add_argument("--reps", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="n = 1000, three temperatures, 10 draws: a smoke test")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.betas, args.reps = "1000", "0.005,0.01,0.02", 10
     sizes = [int(v) for v in args.sizes.split(",")]
     betas = [float(v) for v in args.betas.split(",")]
 

@@ -6,19 +6,15 @@ the wall time is about half of it (4 folds, 2 per worker).
 
 Usage::
 
-    python benchmarks/bench_cocp_fit_time.py [--n-jobs 1] [--n-alternations 5]
+    python -m benchmarks cocp-fit-time [--n-jobs 1] [--n-alternations 5]
 """
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from sklearn_conformal.datasets import make_heteroscedastic_regression  # noqa: E402
-from sklearn_conformal.regression import CoCPRegressor  # noqa: E402
+from sklearn_conformal.datasets import make_heteroscedastic_regression
+from sklearn_conformal.regression import CoCPRegressor
 
 
 def main(argv=None):
@@ -26,17 +22,22 @@ def main(argv=None):
     parser.add_argument("--n-jobs", type=int, default=1)
     parser.add_argument("--n-alternations", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true",
+                        help="n = 2,000, T = 1, at most 50 epochs per step: a smoke test")
     args = parser.parse_args(argv)
-    X, y = make_heteroscedastic_regression(20000, noise="exponential", random_state=args.seed)
-    n_fit = 16000  # 80 %: 10,000 train / 2,000 validation / 4,000 calibration inside fit
+    n, params = 20000, {}
+    if args.quick:
+        n, args.n_alternations, params = 2000, 1, {"max_epochs": 50, "patience": 10}
+    X, y = make_heteroscedastic_regression(n, noise="exponential", random_state=args.seed)
+    n_fit = 4 * n // 5  # 80 %: 50 % train / 10 % validation / 20 % calibration inside fit
     load = os.getloadavg()
     wall, cpu = time.perf_counter(), time.process_time()
     model = CoCPRegressor(n_alternations=args.n_alternations, n_jobs=args.n_jobs,
-                          random_state=args.seed).fit(X[:n_fit], y[:n_fit])
+                          random_state=args.seed, **params).fit(X[:n_fit], y[:n_fit])
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     per_fold = [sum(rec["seconds"] for rec in fold) for fold in model.history_]
     epochs = [sum(rec["epochs"] for rec in fold) for fold in model.history_]
-    print(f"n=20000 (fit on {n_fit}), T={args.n_alternations}, n_jobs={args.n_jobs}")
+    print(f"n={n} (fit on {n_fit}), T={args.n_alternations}, n_jobs={args.n_jobs}")
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.n_jobs == 1:

@@ -1,7 +1,8 @@
 """CoCP on the paper's real data sets bike / bio / homes (Su, Zhou & Luo 2026, Table 3).
 
-Reads ``bike_train.csv``, ``CASP.csv`` and ``kc_house_data.csv`` from ``--data`` (default
-``../shared/data`` next to the repository; see its README). Preprocessing as in the paper
+Reads ``bike_train.csv``, ``CASP.csv`` and ``kc_house_data.csv`` from ``--data`` (default: the
+directory in the environment variable ``SKCONF_DATA``, else ``../shared/data`` next to the
+repository; see ``benchmarks/README.md``). Preprocessing as in the paper
 (App. C.1): one random 50/10/20/20 split per run (the estimators get 80 % and split off
 validation and calibration themselves), X standardised and y divided by ``mean|y|`` on the 80 %
 fit part, so lengths are in units of ``mean|y|`` like the paper's. Metrics on the 20 % test part:
@@ -10,29 +11,26 @@ l1/l2-ERT with a logistic regression, all from ``sklearn_conformal.metrics``.
 
 Usage::
 
-    python benchmarks/bench_cocp_real.py --runs 10
-    python benchmarks/bench_cocp_real.py --quick            # bike only, 1 run, short training
+    python -m benchmarks cocp-real --runs 10
+    python -m benchmarks cocp-real --quick            # bike only, 1 run, short training
 """
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from _cocp_common import cqr_baseline, split_baseline, summarize  # noqa: E402
-
-from sklearn_conformal.metrics._conditional import (  # noqa: E402
+from sklearn_conformal.metrics import (
     excess_risk_target_coverage,
     mean_squared_conditional_error,
     worst_slab_coverage,
 )
-from sklearn_conformal.regression import CoCPRegressor  # noqa: E402
+from sklearn_conformal.regression import CoCPRegressor
+
+from ._cocp_common import cqr_baseline, split_baseline
+from ._report import data_dir, summarize
 
 LEVEL = 0.9
 PAPER = {  # Table 3: (coverage, length) of Split, CQR, CoCP
@@ -115,7 +113,9 @@ def main(argv=None):
     parser.add_argument("--datasets", default="bike,homes,bio")
     parser.add_argument("--methods", default="Split,CQR,CoCP")
     parser.add_argument("--n-jobs", type=int, default=2)
-    parser.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    parser.add_argument("--data", default=str(data_dir()),
+                        help="directory of the CSV files (default: $SKCONF_DATA, else "
+                             "../shared/data next to the repository)")
     parser.add_argument("--log", default="benchmarks/results/cocp_real.jsonl")
     parser.add_argument("--report", nargs="*", metavar="JSONL",
                         help="only print the tables of earlier runs' logs")
@@ -123,7 +123,7 @@ def main(argv=None):
     if args.report is not None:
         report([json.loads(line) for f in (args.report or [args.log]) for line in open(f)])
         return
-    data_dir = Path(args.data)
+    data_path = Path(args.data)
     # the authors' real-data settings: no gradient clipping, cosine floor 2e-4
     cocp_params = {"n_jobs": args.n_jobs, "grad_clip": 0.0, "lr_min": 2e-4}
     datasets, runs = args.datasets.split(","), args.runs
@@ -134,11 +134,11 @@ def main(argv=None):
     rows = []
     with open(args.log, "a") as log:
         for name in datasets:
-            if not (data_dir / {"bike": "bike_train.csv", "bio": "CASP.csv",
+            if not (data_path / {"bike": "bike_train.csv", "bio": "CASP.csv",
                                 "homes": "kc_house_data.csv"}[name]).exists():
-                print(f"skipping {name}: not found in {data_dir}")
+                print(f"skipping {name}: not found in {data_path} (set SKCONF_DATA)")
                 continue
-            X, y = load(name, data_dir)
+            X, y = load(name, data_path)
             print(f"{name}: n={len(X)} d={X.shape[1]}", flush=True)
             for run in range(args.first_run, args.first_run + runs):
                 rows += one_run(name, X, y, run, args.methods.split(","), cocp_params, log)

@@ -17,31 +17,25 @@ Sections (``--sections``):
 
 Usage::
 
-    python benchmarks/bench_cocp_synthetic.py --runs 10                # everything
-    python benchmarks/bench_cocp_synthetic.py --quick                  # smoke test, minutes
-    python benchmarks/bench_cocp_synthetic.py --sections beta --runs 3
+    python -m benchmarks cocp-synthetic --runs 10                # everything
+    python -m benchmarks cocp-synthetic --quick                  # smoke test, minutes
+    python -m benchmarks cocp-synthetic --sections beta --runs 3
 """
 
 import argparse
 import ast
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sklearn_conformal.datasets import HeteroscedasticOracle, make_heteroscedastic_regression
+from sklearn_conformal.metrics import conditional_mae
+from sklearn_conformal.regression import CoCPRegressor
 
-from _cocp_common import cqr_baseline, split_baseline, summarize  # noqa: E402
-
-from sklearn_conformal.datasets import (  # noqa: E402
-    HeteroscedasticOracle,
-    make_heteroscedastic_regression,
-)
-from sklearn_conformal.metrics._conditional import conditional_mae  # noqa: E402
-from sklearn_conformal.regression import CoCPRegressor  # noqa: E402
+from ._cocp_common import cqr_baseline, split_baseline
+from ._report import summarize
 
 LEVEL = 0.9
 FAMILIES = ("normal", "lognormal", "exponential")

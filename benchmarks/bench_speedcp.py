@@ -17,12 +17,16 @@
 
 Usage::
 
-    python benchmarks/bench_speedcp.py [admixture|scaling|condconf|all] [--quick]
+    python -m benchmarks speedcp [admixture|scaling|condconf|all] [--quick]
+
+Private imports: (b) times the S-path alone and (c) compares cutoffs with CondConf at the same
+``gamma`` and ``lambda``, so both reach into the fitted estimator (``_solver``, ``_kernel_cal``,
+``_embed``, ``_Z_cal``, ``_phi_transform``, ``_phi_basis``) and the path solvers of
+``sklearn_conformal._kqr``; (a) uses public names only.
 """
 
 import argparse
 import os
-import sys
 import time
 import warnings
 
@@ -32,15 +36,28 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LinearRegression
 from sklearn.neural_network import MLPRegressor
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from sklearn_conformal import SpeedCPRegressor
+from sklearn_conformal.datasets import make_latent_mixture
 
-from sklearn_conformal import SpeedCPRegressor  # noqa: E402
-from sklearn_conformal._core import conformal_quantile  # noqa: E402
-from sklearn_conformal._kqr import SPathSolver, kernel_matrix, lambda_path  # noqa: E402
-from sklearn_conformal.datasets import make_latent_mixture  # noqa: E402
-from sklearn_conformal.datasets._latent_mixture import latent_features  # noqa: E402
+from ._report import fmt_ratio, ratio, table
 
 PAPER_GAMMA_GRID = np.logspace(0, 2, 30)
+
+
+def split_quantile(scores, level):
+    """Split-conformal cutoff: the ``ceil((n + 1) level)``-th smallest score (inf if > n)."""
+    scores = np.sort(np.asarray(scores, dtype=float))
+    k = int(np.ceil((scores.size + 1) * level))
+    return scores[k - 1] if k <= scores.size else np.inf
+
+
+def latent_features(W, eps=np.finfo(float).eps):
+    """Row-standardised centred log-ratio of topic weights (the paper's kernel embedding)."""
+    L = np.log(np.asarray(W, dtype=float) + eps)
+    L -= L.mean(axis=1, keepdims=True)
+    sd = L.std(axis=1, keepdims=True)
+    sd[sd == 0] = 1.0
+    return L / sd
 
 
 class _Cols:
@@ -54,15 +71,6 @@ class _Cols:
 
     def predict(self, X):
         return self.model.predict(np.asarray(X)[:, : self.p])
-
-
-def _table(rows, header):
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(header)]
-    line = "  ".join(str(h).rjust(w) for h, w in zip(header, widths))
-    print(line)
-    print("-" * len(line))
-    for r in rows:
-        print("  ".join(str(c).rjust(w) for c, w in zip(r, widths)))
 
 
 def admixture_draw(seed, n_train=600, n_cal=300, n_test=100, n_words=1000):
@@ -116,7 +124,7 @@ def run_admixture(n_draws, predictors, cc_points, layout="text"):
             # split CP
             t0 = time.perf_counter()
             pred_cal = model.predict(Xf[ca, :p])
-            q = conformal_quantile(np.abs(y[ca] - pred_cal), 0.9)
+            q = split_quantile(np.abs(y[ca] - pred_cal), 0.9)
             pred = model.predict(Xf[te, :p])
             iv_s = np.column_stack([pred - q, pred + q])
             _record(res["SplitCP"], y[te], iv_s, topic[te], time.perf_counter() - t0)
@@ -145,7 +153,7 @@ def run_admixture(n_draws, predictors, cc_points, layout="text"):
             ])
     print(f"\n(a) admixture: {n_train} train / {n_cal} calibration / {n_test} shifted test, "
           "level 0.9")
-    _table(rows, ["predictor", "method", "draws", "coverage", "topic0", "topic1", "topic2",
+    table(rows, ["predictor", "method", "draws", "coverage", "topic0", "topic1", "topic2",
                   "cutoff", "length", "time_s"])
     print("per-topic coverage pools the test points of all draws (CondConf: first "
           f"{cc_points} test points per draw, time extrapolated to {n_test}); cutoff = mean "
@@ -165,6 +173,8 @@ def _record(r, y, iv, topic, t):
 
 
 def run_scaling(ns, n_test=100):
+    from sklearn_conformal._kqr import kernel_matrix  # private: the S-path alone is timed
+
     rows = []
     for n in ns:
         X, y, W, topic = make_latent_mixture(n + 600, n_shifted=n_test, n_words=200,
@@ -201,7 +211,7 @@ def run_scaling(ns, n_test=100):
           f"{os.cpu_count()} cores)")
     print("fit_cpu_s is the process CPU time (all threads): on a machine shared with other jobs "
           "wall time overstates the cost")
-    _table(rows, ["n_cal", "fit_s", "fit_cpu_s", "predict_s", "spath_ms/pt", "bp", "mean|E|",
+    table(rows, ["n_cal", "fit_s", "fit_cpu_s", "predict_s", "spath_ms/pt", "bp", "mean|E|",
                   "cv_bp", "cv_mean|E|", "s_steps", "s_mean|E|"])
 
 
@@ -250,6 +260,9 @@ def _condconf():
 
 
 def run_condconf(n=300, n_points=5, seed=214):
+    # private: the exact S-path at the same gamma and lambda as CondConf
+    from sklearn_conformal._kqr import SPathSolver, kernel_matrix, lambda_path
+
     cc = _condconf()
     Xf, y, topic, tr, ca, te, p = admixture_draw(seed, n_cal=n)
     model = LinearRegression().fit(Xf[tr, :p], y[tr])
@@ -279,14 +292,14 @@ def run_condconf(n=300, n_points=5, seed=214):
     theirs = cc(Z[ca], Phi[ca], S_cal, Z[te[idx]], Phi[te[idx]], reg.gamma_, reg.lam_, U[idx])
     cc_pt = (time.perf_counter() - t0) / n_points
     print(f"CondConf (bisection, tol 1e-3): {1e3 * cc_pt:.1f} ms per test point "
-          f"-> ratio {cc_pt / ours_pt:.0f}x")
+          f"-> ratio {fmt_ratio(ratio(cc_pt, ours_pt), 0)}")
     rel = np.abs(theirs - ours[idx]) / np.abs(ours[idx])
     print("cutoffs ours   :", np.round(ours[idx], 4))
     print("cutoffs CondConf:", np.round(theirs, 4), f"(max rel diff {rel.max():.2e}; "
           "CondConf bisection tolerance 1e-3)")
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("what", nargs="?", default="all",
                     choices=["admixture", "scaling", "condconf", "all"])
@@ -298,7 +311,7 @@ def main():
     ap.add_argument("--predictors", default=None, help="comma list of linear,mlp")
     ap.add_argument("--condconf-points", type=int, default=None,
                     help="test points per draw for CondConf in (a) (0 skips it)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     quick = args.quick
     if args.what in ("admixture", "all"):
         draws = args.draws or (3 if quick else 20)

@@ -4,20 +4,27 @@ Each size runs in a fresh process (peak RSS is per process); the table gives the
 set size of the fit above the process's resident size just before it, in GiB and in units of one
 ``n_cal x n_cal`` float64 matrix, plus the memory the fitted estimator keeps (its pickle size).
 
-    python benchmarks/bench_speedcp_memory.py 5000 10000 20000
+    python -m benchmarks speedcp-memory 5000 10000 20000
+    python -m benchmarks speedcp-memory --quick     # 1000 and 2000: seconds
 
 The fit uses a frozen linear model (all ``n`` points calibrate), ``gamma="auto"`` over a
 three-value grid (so the cross-validation is included) and the default ``n_jobs``.
 """
 
+import argparse
 import json
 import pickle
 import resource
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+from ._report import ratio, table
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _status_gb(field):
@@ -69,24 +76,33 @@ def _one(n):
                       "rss_after_gb": resident - base}))
 
 
-def main(sizes):
-    kernel = "one kernel (GiB)"
-    print(f"{'n_cal':>7} {kernel:>16} {'peak (GiB)':>10} {'peak/kernel':>12} "
-          f"{'kept after fit (GiB)':>20} {'fit (s)':>8}")
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, help="n_cal values (default 5000 10000)")
+    parser.add_argument("--quick", action="store_true", help="n_cal 1000 and 2000")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # one size, in this process
+    args = parser.parse_args(argv)
+    if args.one is not None:
+        _one(args.one)
+        return
+    sizes = args.sizes or ([1000, 2000] if args.quick else [5000, 10000])
+    rows = []
     for n in sizes:
-        out = subprocess.run([sys.executable, __file__, "--one", str(n)], capture_output=True,
-                             text=True)
+        # a fresh process per size: peak RSS is per process
+        out = subprocess.run(
+            [sys.executable, "-m", "benchmarks.bench_speedcp_memory", "--one", str(n)],
+            capture_output=True, text=True, cwd=ROOT,
+        )
         if out.returncode != 0:
             print(f"{n:>7} failed (exit {out.returncode}): {out.stderr.strip()[-300:]}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         k = n * n * 8 / 2**30
-        print(f"{n:>7} {k:>16.2f} {r['peak_gb']:>10.2f} {r['peak_gb'] / k:>12.2f} "
-              f"{r['rss_after_gb']:>20.2f} {r['fit_s']:>8.1f}", flush=True)
+        rows.append([n, f"{k:.2f}", f"{r['peak_gb']:.2f}", f"{ratio(r['peak_gb'], k):.2f}",
+                     f"{r['rss_after_gb']:.2f}", f"{r['fit_s']:.1f}"])
+    table(rows, ["n_cal", "one kernel (GiB)", "peak (GiB)", "peak/kernel",
+                 "kept after fit (GiB)", "fit (s)"])
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--one":
-        _one(int(sys.argv[2]))
-    else:
-        main([int(a) for a in sys.argv[1:]] or [5000, 10000])
+    main()

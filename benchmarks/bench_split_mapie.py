@@ -27,26 +27,24 @@ Rows, with the settings matched as far as MAPIE's API allows:
 
 Usage::
 
-    python benchmarks/bench_split_mapie.py                      # 100,000 x 100, 10,000 calibration
-    python benchmarks/bench_split_mapie.py --quick              # 10,000 x 20, seconds
-    python benchmarks/bench_split_mapie.py --n-test 20000 --n-classes 50 --repeats 5
-    python benchmarks/bench_split_mapie.py --margin 3           # harder: sets of ~20-30 labels
-    python benchmarks/bench_split_mapie.py --numba-threads 1    # ours on one thread, like MAPIE
+    python -m benchmarks split-mapie                      # 100,000 x 100, 10,000 calibration
+    python -m benchmarks split-mapie --quick              # 10,000 x 20, seconds
+    python -m benchmarks split-mapie --n-test 20000 --n-classes 50 --repeats 5
+    python -m benchmarks split-mapie --margin 3           # harder: sets of ~20-30 labels
+    python -m benchmarks split-mapie --numba-threads 1    # ours on one thread, like MAPIE
 """
 
 import argparse
-import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.frozen import FrozenEstimator
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sklearn_conformal import SplitConformalClassifier
 
-from sklearn_conformal import SplitConformalClassifier  # noqa: E402
+from ._report import add_ratio_column, table
 
 CONFIDENCE_LEVEL = 0.9
 MAPIE_EPSILON = 1e-8  # mapie._machine_precision.EPSILON
@@ -187,17 +185,15 @@ def print_table(rows, args):
         f"calibration, margin {args.margin:g}, confidence {CONFIDENCE_LEVEL}; best of "
         f"{args.repeats} after a warm-up"
     )
-    header = (
-        f"{'method':<10} {'ours (s)':>9} {'MAPIE (s)':>10} {'MAPIE/ours':>11}  "
-        f"{'cov ours':>8} {'cov MAPIE':>9} {'size ours':>9} {'size MAPIE':>10}"
-    )
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(
-            f"{r['method']:<10} {r['ours_s']:9.3f} {r['mapie_s']:10.3f} {r['ratio']:10.1f}x  "
-            f"{r['ours'][0]:8.4f} {r['mapie'][0]:9.4f} {r['ours'][1]:9.2f} {r['mapie'][1]:10.2f}"
-        )
+    cells = [{
+        "method": r["method"], "ours (s)": f"{r['ours_s']:.3f}", "MAPIE (s)": f"{r['mapie_s']:.3f}",
+        "ours_s": r["ours_s"], "mapie_s": r["mapie_s"],
+        "cov ours": f"{r['ours'][0]:.4f}", "cov MAPIE": f"{r['mapie'][0]:.4f}",
+        "size ours": f"{r['ours'][1]:.2f}", "size MAPIE": f"{r['mapie'][1]:.2f}",
+    } for r in rows]
+    add_ratio_column(cells, "mapie_s", "ours_s", "MAPIE/ours")
+    table(cells, ["method", "ours (s)", "MAPIE (s)", "MAPIE/ours", "cov ours", "cov MAPIE",
+                  "size ours", "size MAPIE"])
     for r in rows:
         if r["note"]:
             print(f"{r['method']}: {r['note']}")
@@ -217,6 +213,10 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="10,000 x 20, 2,000 calibration")
     args = parser.parse_args(argv)
+    try:
+        import mapie  # noqa: F401
+    except ImportError:
+        raise SystemExit("split-mapie needs MAPIE: pip install -e '.[bench]'") from None
     if args.quick:
         args.n_test, args.n_classes, args.n_cal = 10_000, 20, 2_000
     if args.numba_threads is not None:
