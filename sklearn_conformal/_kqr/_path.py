@@ -297,7 +297,7 @@ class CalibrationRows:
     * The scores are standardised (:class:`ScoreScale`).
 
     ``M`` is any matrix whose equal rows identify equal kernel rows (the kernel matrix, or the
-    squared distances).
+    points themselves: for a positive definite kernel equal rows are equal points).
     """
 
     def __init__(self, M, Phi, S):
@@ -368,6 +368,11 @@ def _duplicate_groups(M, Phi, S):
     pos = np.full(n, -1, dtype=np.int64)
     pos[keep] = np.arange(keep.size)
     return keep, pos[rep]
+
+
+def prepared_start(rows, alpha):
+    """The linear quantile regression start of :func:`lambda_path` on prepared ``rows``."""
+    return linear_qr_start(rows.S, rows.Phi, *rows.bounds(alpha))
 
 
 # --------------------------------------------------------------------------------------------
@@ -526,7 +531,7 @@ class LambdaPathResult:
 def lambda_path(
     K, Phi, S, alpha, *, lam_stop=None, lam_min=0.0, lam_min_ratio=1e-4, max_steps=None,
     jitter=1e-10, refactor_every=64, K_val=None, Phi_val=None, S_val=None, store_path=False,
-    start=None, grow_cap=True, warn=True,
+    start=None, grow_cap=True, warn=True, rows=None,
 ):
     """Exact lambda path of the RKHS quantile regression at level ``tau = 1 - alpha``.
 
@@ -539,10 +544,16 @@ def lambda_path(
     with :class:`~sklearn_conformal.exceptions.PathStepCapWarning` naming the cap and the
     lambda actually used. ``warn=False`` leaves the reporting to the caller (``truncated``): the
     cross-validation paths are many, and a degenerate gamma candidate simply loses.
+
+    ``rows`` may pass the :class:`CalibrationRows` of ``(Phi, S)`` prepared by the caller (e.g.
+    from the points instead of the kernel, once for many kernels); ``start`` then refers to its
+    merged, standardised rows, as :func:`prepared_start` returns it.
     """
     Phi = np.ascontiguousarray(Phi, dtype=np.float64)
     n, d = Phi.shape
-    rows = CalibrationRows(K, Phi, S)
+    prepared = rows is not None
+    if not prepared:
+        rows = CalibrationRows(K, Phi, S)
     sc = rows.scale
     if sc.constant:
         return _constant_path(sc, n, d, lam_stop, K_val, S_val, alpha, store_path)
@@ -552,7 +563,7 @@ def lambda_path(
     lo, hi = rows.bounds(alpha)
     if max_steps is None:
         max_steps = 20 * n + 100
-    if start is None or rows.changed:
+    if start is None or (rows.changed and not prepared):
         start = linear_qr_start(S, Phi, lo, hi)
     state0, v0 = start
     if K_val is None:

@@ -8,7 +8,14 @@ from sklearn.model_selection import KFold
 
 from ..exceptions import PathStepCapWarning
 from ._kernels import median_sq_dist
-from ._path import ScoreScale, kernel_matrix, lambda_path, n_threads
+from ._path import (
+    CalibrationRows,
+    ScoreScale,
+    kernel_matrix,
+    lambda_path,
+    n_threads,
+    prepared_start,
+)
 
 
 def gamma_grid(Z, grid=None, size=30):
@@ -73,10 +80,15 @@ def select_gamma_cv(
     fold_of = np.empty(n, dtype=np.int64)
     for f, (tr, va) in enumerate(kf.split(S)):
         fold_of[va] = f
+    # per fold, once for every gamma: duplicate points merged, ties broken, scores standardised
+    # (CalibrationRows from the points: equal kernel rows are equal points), and the linear
+    # quantile regression start of its paths
     folds = []
     for f in range(n_folds):
         tr = np.flatnonzero(fold_of != f)
-        folds.append((tr, np.flatnonzero(fold_of == f)))
+        rows = CalibrationRows(Z[tr], Phi[tr], S[tr])
+        start = None if rows.scale.constant else prepared_start(rows, alpha)
+        folds.append((tr, np.flatnonzero(fold_of == f), rows, start))
     if max_steps is None:
         max_steps = 20 * n + 100
     n_g = gammas.shape[0]
@@ -85,20 +97,20 @@ def select_gamma_cv(
     mean_el = np.zeros((n_g, n_folds))
     truncated = np.zeros((n_g, n_folds), dtype=bool)
     threads = n_threads(n_jobs)
-    per_path = max(tr.size * n for tr, _ in folds) * 8
+    per_path = max(fold[0].size * n for fold in folds) * 8
     concurrent = max(1, min(threads, max(n * n * 8, 64 * 2**20) // max(per_path, 1)))
     kernel_threads = 1 if concurrent > 1 else threads
 
     def run(task):
         g, f = divmod(task, n_folds)
-        tr, va = folds[f]
+        tr, va, rows, start = folds[f]
         Ztr = Z[tr]
         K_tr = kernel_matrix(Ztr, None, kernel, gammas[g], beta, n_jobs=kernel_threads)
         K_va = kernel_matrix(Ztr, Z[va], kernel, gammas[g], beta, n_jobs=kernel_threads)
         res = lambda_path(
             K_tr, Phi[tr], S[tr], alpha, lam_min_ratio=lam_min_ratio, max_steps=max_steps,
             jitter=jitter, refactor_every=refactor_every, K_val=K_va, Phi_val=Phi[va],
-            S_val=S[va], warn=False,
+            S_val=S[va], warn=False, rows=rows, start=start,
         )
         del K_tr, K_va
         vl = res.val_loss[~np.isnan(res.val_loss)]
