@@ -6,6 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from sklearn.model_selection import KFold
 
+from .._progress import progress
 from ..exceptions import PathStepCapWarning
 from ._kernels import median_sq_dist
 from ._path import (
@@ -41,6 +42,7 @@ def default_max_steps(n, max_steps=None):
 def select_gamma_cv(
     Z, Phi, S, alpha, gammas, *, kernel="rbf", beta=0.5, n_folds=5, random_state=None,
     lam_min_ratio=1e-4, max_steps=None, jitter=1e-10, refactor_every=64, n_jobs=None,
+    verbose=0,
 ):
     """Pick ``gamma`` minimising the K-fold validation pinball loss.
 
@@ -118,14 +120,16 @@ def select_gamma_cv(
         n_bp[g, f] = res.lambdas.shape[0]
         mean_el[g, f] = res.elbow_sizes.sum() / max(res.lambdas.shape[0], 1)
         truncated[g, f] = res.truncated
+        bar.update(1)
 
     tasks = range(n_g * n_folds)
-    if concurrent == 1:
-        for t in tasks:
-            run(t)
-    else:
-        with ThreadPoolExecutor(concurrent) as pool:
-            list(pool.map(run, tasks))
+    with progress(n_g * n_folds, "gamma cross-validation paths", verbose) as bar:
+        if concurrent == 1:
+            for t in tasks:
+                run(t)
+        else:
+            with ThreadPoolExecutor(concurrent) as pool:
+                list(pool.map(run, tasks))
     n_capped = int(truncated.sum())
     if n_capped:
         warnings.warn(

@@ -20,7 +20,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from skorch import NeuralNetClassifier
-from skorch.callbacks import GradientNormClipping
+from skorch.callbacks import GradientNormClipping, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
@@ -275,7 +275,9 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         generator is neither used nor advanced by ``fit`` or the predictions (a user module's
         dropout, alpha dropout, RReLU and Gumbel-softmax draws included).
     verbose : int, default=0
-        ``> 0`` prints skorch's per-epoch table (losses, multipliers, validation size).
+        ``> 0`` prints skorch's per-epoch table (losses, multipliers, validation size) and
+        shows skorch's :class:`~skorch.callbacks.ProgressBar` over the batches of each epoch
+        (a tqdm widget in Jupyter). Results do not depend on it.
 
     Attributes
     ----------
@@ -584,6 +586,9 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         callbacks = []
         if self.gradient_clip is not None:
             callbacks.append(("clip", GradientNormClipping(gradient_clip_value=self.gradient_clip)))
+        if self.verbose:
+            # skorch's own progress bar (batches of each epoch; tqdm, a skorch dependency)
+            callbacks.append(("progress", ProgressBar()))
         has_val = X_val is not None and len(y_val) > 0
         multiplier_cb = None
         self.multipliers_ = None

@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._core import check_confidence_level, conformal_quantile
 from .._core._validation import warn_small_calibration
 from .._estimator_mixins import ConformalRegressorMixin
+from .._progress import progress
 
 __all__ = ["CoCPRegressor"]
 
@@ -88,8 +89,11 @@ def _build_module(spec, n_features, hidden_sizes):
     return ScalarHead(module)
 
 
-def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
-    """Train one (centre, radius) pair; returns CPU modules and the phase history."""
+def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose, on_phase=None):
+    """Train one (centre, radius) pair; returns CPU modules and the phase history.
+
+    ``on_phase()`` (in-process runs only) is called after each of the ``2 T + 2`` phases.
+    """
     import contextlib
     import copy
 
@@ -136,6 +140,8 @@ def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose):
                 file=sys.stdout,
                 flush=True,
             )
+        if on_phase is not None:
+            on_phase()
 
     # every torch draw of the fold comes from generators of its own (the global generator is
     # neither read nor advanced, so folds and fits in concurrent threads are reproducible)
@@ -291,7 +297,10 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         nor advanced, and fits running in concurrent threads equal the serial fits bit for bit
         (a user module's dropout, alpha dropout, RReLU and Gumbel-softmax draws included).
     verbose : int, default=0
-        Print one line per phase (fold, epochs, best epoch, validation loss, seconds).
+        Print one line per phase (fold, epochs, best epoch, validation loss, seconds) and show
+        a progress bar over the ``n_folds x (2 n_alternations + 2)`` phases (tqdm if installed,
+        e.g. with the ``notebook`` extra, else plain lines on stderr; with ``n_jobs`` other than
+        1 it advances as folds finish). Results do not depend on it.
 
     Attributes
     ----------
@@ -527,15 +536,31 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         )
         assignments = _fold_assignments(len(train), self.n_folds, self.val_scheme, fold_seed)
         tic = time.perf_counter()
-        jobs = (
-            delayed(_fit_fold)(
-                k, self.n_folds, data, assignments[k], params, fold_seed + k,
-                self.torch_threads, self.verbose,
-            )
-            for k in range(self.n_folds)
-        )
         n_jobs = 1 if self.n_jobs is None else self.n_jobs
-        results = Parallel(n_jobs=n_jobs)(jobs) if n_jobs != 1 else list(_run_sequential(jobs))
+        phases = 2 * int(self.n_alternations) + 2  # warm start, T x (radius, centre), radius
+        with progress(self.n_folds * phases, "CoCP training phases", self.verbose) as bar:
+            # in this process the bar advances per phase; from workers, per finished fold
+            on_phase = bar.update if (n_jobs == 1 and self.verbose) else None
+            jobs = (
+                delayed(_fit_fold)(
+                    k, self.n_folds, data, assignments[k], params, fold_seed + k,
+                    self.torch_threads, self.verbose, on_phase,
+                )
+                for k in range(self.n_folds)
+            )
+            if n_jobs == 1:
+                results = list(_run_sequential(jobs))
+            elif self.verbose:
+                try:
+                    done = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
+                except TypeError:  # joblib < 1.3: no return_as
+                    done = Parallel(n_jobs=n_jobs)(jobs)
+                results = []
+                for r in done:
+                    results.append(r)
+                    bar.update(phases)
+            else:
+                results = Parallel(n_jobs=n_jobs)(jobs)
         # the networks trained in float32; they predict in float64, so that a row's prediction
         # does not depend on the other rows of the call (float32 kernels round by batch shape)
         # and inputs up to the float64 range stay finite

@@ -57,6 +57,10 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
         Keep the dual coefficients at every breakpoint (``predict_path``).
     random_state : int, RandomState instance or None, default=None
         Folds of the gamma cross-validation.
+    verbose : int, default=0
+        ``0``: silent. ``>= 1``: a progress bar over the ``n_gammas x n_folds`` paths of the
+        gamma cross-validation (tqdm if installed, e.g. with the ``notebook`` extra, else plain
+        lines on stderr). Results do not depend on it.
 
     Attributes
     ----------
@@ -97,6 +101,7 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
         "max_steps": [Interval(Integral, 1, None, closed="left"), None],
         "store_path": ["boolean"],
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -113,6 +118,7 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
         max_steps=None,
         store_path=True,
         random_state=None,
+        verbose=0,
     ):
         self.quantile = quantile
         self.kernel = kernel
@@ -125,6 +131,7 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
         self.max_steps = max_steps
         self.store_path = store_path
         self.random_state = random_state
+        self.verbose = verbose
 
     def _phi(self, X):
         n = X.shape[0]
@@ -168,7 +175,7 @@ class KernelQuantileRegressor(RegressorMixin, BaseEstimator):
                 self.gamma_, self.cv_loss_, _ = select_gamma_cv(
                     X, Phi, S, alpha, grid, kernel=self.kernel, n_folds=self.n_folds,
                     random_state=self.random_state, lam_min_ratio=self.lambda_min_ratio,
-                    max_steps=max_steps,
+                    max_steps=max_steps, verbose=self.verbose,
                 )
             else:
                 self.gamma_, self.cv_loss_ = float(grid[grid.size // 2]), None

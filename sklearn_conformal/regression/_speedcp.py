@@ -15,6 +15,7 @@ from .._core import min_calibration_size, warn_small_calibration
 from .._core._row_keys import keyed_uniforms, row_keys
 from .._core._validation import SmallCalibrationWarning
 from .._estimator_mixins import ConformalRegressorMixin
+from .._progress import progress
 from .._estimator_utils import (
     is_frozen,
     keep_frame,
@@ -152,6 +153,12 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         it fits in memory).
     random_state : int, RandomState instance or None, default=None
         Controls the calibration split, the cross-validation folds and ``U``.
+    verbose : int, default=0
+        ``0``: silent. ``>= 1``: progress bars over the ``n_gammas x n_folds`` paths of the
+        gamma cross-validation (``fit``) and over the test points whose S-paths are run, in
+        chunks of 2048 (``predict_cutoff`` / ``predict_interval``): tqdm if installed (e.g. with
+        the ``notebook`` extra; a widget in Jupyter), else plain lines on stderr. Results do not
+        depend on it.
 
     Attributes
     ----------
@@ -205,6 +212,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         "n_jobs": [Integral, None],
         "keep_kernel": [StrOptions({"auto"}), "boolean"],
         "random_state": ["random_state"],
+        "verbose": ["verbose"],
     }
 
     def __init__(
@@ -226,6 +234,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         n_jobs=None,
         keep_kernel="auto",
         random_state=None,
+        verbose=0,
     ):
         self.estimator = estimator
         self.embedding = embedding
@@ -243,6 +252,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self.n_jobs = n_jobs
         self.keep_kernel = keep_kernel
         self.random_state = random_state
+        self.verbose = verbose
 
     # ------------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
@@ -310,7 +320,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
                     self._Z_cal, Phi, self._S, alpha, grid, kernel=self.kernel,
                     n_folds=self.n_folds, random_state=cv_seed,
                     lam_min_ratio=self.lambda_min_ratio, max_steps=self._max_steps,
-                    n_jobs=self.n_jobs,
+                    n_jobs=self.n_jobs, verbose=self.verbose,
                 )
                 self.cv_n_breakpoints_ = info["n_breakpoints"]
                 self.cv_mean_elbow_ = info["mean_elbow"]
@@ -517,19 +527,30 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             # backend set by the caller) spreads them, each running the solver single-threaded
             from joblib import Parallel, delayed
 
-            results = Parallel(n_jobs=self.n_jobs, prefer="threads")(
+            tasks = (
                 delayed(_chunk_cutoffs)(solver, self._Z_cal, Z[c], Phi_t[c], U[c], self.kernel,
                                         self.gamma_, 1)
                 for c in chunks
             )
+            if self.verbose:
+                # results as they complete (in order), so that the bar moves per chunk
+                try:
+                    results = Parallel(n_jobs=self.n_jobs, prefer="threads",
+                                       return_as="generator")(tasks)
+                except TypeError:  # joblib < 1.3: no return_as
+                    results = Parallel(n_jobs=self.n_jobs, prefer="threads")(tasks)
+            else:
+                results = Parallel(n_jobs=self.n_jobs, prefer="threads")(tasks)
         else:
-            results = [
+            results = (
                 _chunk_cutoffs(solver, self._Z_cal, Z[c], Phi_t[c], U[c], self.kernel,
                                self.gamma_, self.n_jobs)
                 for c in chunks
-            ]
-        for c, r in zip(chunks, results):
-            cut[c] = r
+            )
+        with progress(idx.size, "S-paths (test points)", self.verbose) as bar:
+            for c, r in zip(chunks, results):
+                cut[c] = r
+                bar.update(c.size)
         return cut
 
     def predict_interval(self, X, confidence_level=None):
