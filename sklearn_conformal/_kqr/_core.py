@@ -492,7 +492,7 @@ def _lam_event_step(
         dv = lo[j] if to == SET_L else hi[j]
         v[j] = dv
         state[j] = to
-    _shift_sums(K, Phi, n, d, q, bal, j, dv, False)
+    _shift_sums(K, Phi, n, d, q, bal, j, dv, np.bool_(False))
     for i in range(qv.shape[0]):
         qv[i] += dv * Kval[j, i]
     if not ok:
@@ -537,7 +537,7 @@ def lambda_path_core(
     v = v_in.copy()
     Eidx = np.empty(n, np.int64)
     pos = np.full(n, -1, np.int64)
-    m = 0
+    m = np.int64(0)  # not a literal 0: numba would compile the helpers twice
     for i in range(n):
         if state[i] == SET_E:
             Eidx[m] = i
@@ -575,7 +575,7 @@ def lambda_path_core(
     else:
         v_path = np.empty((0, n))
         u_path = np.empty((0, d))
-    n_rec = 0
+    n_rec = np.int64(0)
     best_sic = np.inf
     best_state = state.copy()
     best_v = v.copy()
@@ -653,9 +653,9 @@ def lambda_path_core(
         for i in range(n):
             w[i] = w0[i] + lam * h[i]
 
-    steps = 0
-    updates = 0
-    zero_run = 0
+    steps = np.int64(0)
+    updates = np.int64(0)
+    zero_run = np.int64(0)
     while status == STATUS_OK:
         # ---- direction d(u, v_E)/dlam and d(w)/dlam, then the event scan (lam decreasing)
         _lam_direction(B, Eidx, m, d, S, rhs, x)
@@ -773,7 +773,7 @@ def prepare_state(K, Phi, S, lam, state_in, v_in, jitter):
     state = state_in
     v = v_in.copy()
     Eidx = np.empty(n, np.int64)
-    m = 0
+    m = np.int64(0)  # not a literal 0: numba would compile the helpers twice
     for i in range(n):
         if state[i] == SET_E:
             Eidx[m] = i
@@ -854,11 +854,11 @@ def s_path_one(
         if state[j] != SET_E:
             qt += kt[j] * v[j]
     status = STATUS_OK
-    steps = 0
-    updates = 0
-    zero_run = 0
-    sum_m = 0
-    n_trace = 0
+    steps = np.int64(0)
+    updates = np.int64(0)
+    zero_run = np.int64(0)
+    sum_m = np.int64(0)
+    n_trace = np.int64(0)
 
     # ---------------- stage 1: c from 0 to lo (t = -c goes 0 -> -lo)
     t_done = 0.0
@@ -909,7 +909,7 @@ def s_path_one(
     S0 = S_cur
     B, m, _ = _elbow_add(B, K, Phi, kt, ktt, phit, n, d, Eidx, pos, m, n, jitter)
     v[n] = lo
-    zero_run = 0
+    zero_run = np.int64(0)
 
     # ---------------- stage 2: S_t increases from S0
     cutoff = np.nan
@@ -1048,7 +1048,7 @@ def _critical_dir(Phi, phit, n, d, Eidx, m, j):
     """Whether removing elbow point ``j`` makes ``Phi_E`` rank deficient, and if so the
     direction ``delta`` with ``Phi_k delta = 0`` (k in E, k != j) and ``Phi_j delta = 1``."""
     Q = np.zeros((d, d))
-    r = 0
+    r = np.int64(0)
     row = np.empty(d)
     for a in range(m):
         k = Eidx[a]
@@ -1173,7 +1173,7 @@ def _s_event(
                 return B, -1, qt, False, True
             B, m, qt, ok1 = _apply_event(
                 B, K, Phi, kt, ktt, phit, n, d, lo, hi, Eidx, pos, m, state, v, q, bal, ii,
-                SET_E, jitter, qt,
+                np.int64(SET_E), jitter, qt,
             )
             B, m, qt, ok2 = _apply_event(
                 B, K, Phi, kt, ktt, phit, n, d, lo, hi, Eidx, pos, m, state, v, q, bal, j, to,
