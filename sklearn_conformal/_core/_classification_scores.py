@@ -39,6 +39,56 @@ def _score_at_rank(mass, u, p, rank, k_reg, lambda_reg):
     return mass + u * p + lambda_reg * max(0, rank - k_reg)
 
 
+@jit(inline="always")
+def _ranks_before(a, b):
+    """Whether probability ``a`` ranks strictly before ``b``: ``-a < -b`` in numpy's sort order.
+
+    That order puts NaN last (``np.argsort(-p, kind="mergesort")``'s order, which the merge
+    sort below reproduces).
+    """
+    return -a < -b or (b != b and a == a)
+
+
+@jit()
+def _merge_sort_by_rank(row, labels, count):
+    """Stable bottom-up merge sort of ``labels[:count]`` by ``_ranks_before`` of their ``row``.
+
+    The same permutation as ``labels[:count][np.argsort(-row[labels[:count]], kind="mergesort")]``
+    (both stable, same order), without compiling numpy's argsort and fancy indexing.
+    """
+    src = labels[:count].copy()
+    dst = np.empty(count, dtype=np.int64)
+    width = 1
+    while width < count:
+        start = 0
+        while start < count:
+            mid = min(start + width, count)
+            end = min(start + 2 * width, count)
+            i, j, k = start, mid, start
+            while i < mid and j < end:
+                # the right run's label goes first only if it ranks strictly before (stable)
+                if _ranks_before(row[src[j]], row[src[i]]):
+                    dst[k] = src[j]
+                    j += 1
+                else:
+                    dst[k] = src[i]
+                    i += 1
+                k += 1
+            while i < mid:
+                dst[k] = src[i]
+                i += 1
+                k += 1
+            while j < end:
+                dst[k] = src[j]
+                j += 1
+                k += 1
+            start = end
+        src, dst = dst, src
+        width *= 2
+    for a in range(count):
+        labels[a] = src[a]
+
+
 @jit()
 def _sort_by_rank(row, labels, count):
     """Sort ``labels[:count]`` (gathered in increasing label order) into rank order, in place.
@@ -47,7 +97,7 @@ def _sort_by_rank(row, labels, count):
     are stable, so labels gathered in label order keep the tie rule.
     """
     if count > _INSERTION_SORT_MAX:
-        labels[:count] = labels[:count][np.argsort(-row[labels[:count]], kind="mergesort")]
+        _merge_sort_by_rank(row, labels, count)
         return
     for a in range(1, count):
         label = labels[a]
@@ -68,7 +118,9 @@ def _aps_true_label_scores(proba, y_idx, u, k_reg, lambda_reg):
         row = proba[i]
         y = y_idx[i]
         py = row[y]
-        count = 0
+        # not a literal 0: numba would first type the call below with Literal[int](0) and
+        # compile _sort_by_rank twice
+        count = np.int64(0)
         for j in range(n_classes):
             pj = row[j]
             if pj > py or (pj == py and j < y):
@@ -157,14 +209,14 @@ def _aps_prefix_sets(proba, threshold, u, k_reg, lambda_reg):
             buckets[j] = b
             mass_in[b] += row[j]
             count_in[b] += 1
-        last, mass, count = _N_BUCKETS - 1, 0.0, 0
+        last, mass, count = _N_BUCKETS - 1, 0.0, np.int64(0)
         for b in range(_N_BUCKETS):
             mass += mass_in[b]
             count += count_in[b]
             if mass * shrink > threshold or count > max_size:
                 last = b
                 break
-        c = 0
+        c = np.int64(0)  # not a literal (one compilation of _sort_by_rank)
         for j in range(n_classes):
             if buckets[j] <= last:
                 candidates[c] = j
@@ -245,7 +297,7 @@ def prediction_sets(proba, thresholds, score, u, k_reg=0, lambda_reg=0.0):
     sets : ndarray of bool, shape (n_samples, n_classes)
     """
     proba = np.ascontiguousarray(proba, dtype=np.float64)
-    thresholds = np.asarray(thresholds, dtype=np.float64)
+    thresholds = np.ascontiguousarray(thresholds, dtype=np.float64)
     shared = bool(np.all(thresholds == thresholds[0]))
     if score == "lac":
         # the same floating-point expression as at calibration, so ties resolve identically
