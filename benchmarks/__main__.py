@@ -12,7 +12,7 @@ BENCHMARKS = {
     "split-mapie": ("bench_split_mapie", "predict_set throughput against MAPIE (needs mapie)"),
     "speedcp": ("bench_speedcp", "SpeedCP admixture study, scaling in n, time per point vs CondConf"),
     "speedcp-memory": ("bench_speedcp_memory", "peak memory of SpeedCPRegressor.fit vs n_cal"),
-    "first-call": ("bench_first_call", "cold / warm time of import and first fits (numba compile)"),
+    "first-call": ("bench_first_call", "cold / warm time of the import and first fits (numba)"),
     "cact": ("bench_cact", "CaCT against CE / ConfTr / CALS on long-tailed data (torch)"),
     "cocp-synthetic": ("bench_cocp_synthetic", "CoCP Table 1 / Table 4 on the synthetic families"),
     "cocp-real": ("bench_cocp_real", "CoCP Table 3 on bike / bio / homes ($SKCONF_DATA)"),
