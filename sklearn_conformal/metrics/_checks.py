@@ -35,13 +35,19 @@ def check_targets(y_true, n_samples=None, name="y_true"):
     return y_true
 
 
-def check_labels(y_true, n_samples, n_columns, name="y_true"):
-    """Column indices into prediction sets: integers in ``[0, n_columns)``."""
+def check_labels(y_true, n_samples, n_columns, name="y_true", classes=None):
+    """Column indices into prediction sets: integers in ``[0, n_columns)``.
+
+    With ``classes`` (the labels of the set columns, e.g. ``estimator.classes_``, in any order),
+    ``y_true`` holds labels and is mapped to their columns.
+    """
     y_true = np.asarray(y_true)
     if y_true.ndim == 2 and y_true.shape[1] == 1:
         y_true = y_true[:, 0]
     if y_true.ndim != 1:
         raise ValueError(f"{name} must be 1-D of shape (n_samples,), got shape {y_true.shape}.")
+    if classes is not None:
+        return _label_columns(y_true, n_samples, n_columns, name, classes)
     if not np.issubdtype(y_true.dtype, np.integer):
         raise TypeError(
             f"for prediction sets, {name} must hold integer column indices into the sets "
@@ -56,6 +62,28 @@ def check_labels(y_true, n_samples, n_columns, name="y_true"):
             f"(rows {_rows(outside)})."
         )
     return y_true
+
+
+def _label_columns(y_true, n_samples, n_columns, name, classes):
+    """The column of each label of ``y_true`` among ``classes``, or an error naming the labels."""
+    classes = np.asarray(classes)
+    if classes.ndim != 1 or classes.shape[0] != n_columns:
+        raise ValueError(
+            f"classes must list the labels of the {n_columns} columns of the prediction sets "
+            f"(e.g. estimator.classes_), got shape {classes.shape}."
+        )
+    column_of = {label: column for column, label in enumerate(classes.tolist())}
+    if len(column_of) != n_columns:
+        raise ValueError("classes must not repeat a label.")
+    _check_length(y_true, n_samples, name)
+    columns = np.array([column_of.get(label, -1) for label in y_true.tolist()], dtype=np.int64)
+    unseen = columns < 0
+    if np.any(unseen):
+        labels = list(dict.fromkeys(y_true[unseen].tolist()))[:10]
+        raise ValueError(
+            f"{name} holds labels that are not in classes: {labels} (rows {_rows(unseen)})."
+        )
+    return columns
 
 
 def check_intervals(y_pred_interval, n_samples=None, name="y_pred_interval"):
@@ -111,13 +139,15 @@ def check_sets(y_pred_set, n_samples=None, name="y_pred_set"):
     return sets
 
 
-def hits(y_true, y_pred_set):
+def hits(y_true, y_pred_set, classes=None):
     """Whether each true value lies in its set (boolean sets) or interval (float intervals)."""
     y_pred_set = np.asarray(y_pred_set)
     if y_pred_set.dtype == bool:
         sets = check_sets(y_pred_set)
-        labels = check_labels(y_true, sets.shape[0], sets.shape[1])
+        labels = check_labels(y_true, sets.shape[0], sets.shape[1], classes=classes)
         return sets[np.arange(labels.shape[0]), labels]
+    if classes is not None:
+        raise ValueError("classes applies to prediction sets (boolean arrays), not intervals.")
     if y_pred_set.dtype.kind == "f":
         intervals = check_intervals(y_pred_set, name="y_pred_set")
         y_true = check_targets(y_true, intervals.shape[0])
