@@ -12,7 +12,7 @@ import warnings
 import numpy as np
 import pytest
 from sklearn.base import BaseEstimator, RegressorMixin
-from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingRegressor
 from sklearn.exceptions import DataConversionWarning
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LinearRegression
@@ -495,3 +495,15 @@ def test_tags_never_raise():
             warnings.simplefilter("ignore")
             tags = reg.__sklearn_tags__()
         assert tags.input_tags.allow_nan is False
+
+
+@pytest.mark.parametrize(
+    "model", [HistGradientBoostingRegressor(), GradientBoostingRegressor(loss="squared_error")]
+)
+def test_cqr_refuses_a_model_whose_loss_is_not_quantile(model):
+    """The unused 'quantile'/'alpha' of a squared-error model used to give constant widths."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 2))
+    y = X[:, 0] + rng.normal(size=200)
+    with pytest.raises(ValueError, match=r"loss='quantile'"):
+        SplitConformalRegressor(model, conformity_score="cqr", random_state=0).fit(X, y)

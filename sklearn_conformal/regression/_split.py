@@ -322,6 +322,14 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
 def _with_quantile(estimator, quantile):
     """Clone of ``estimator`` predicting the given quantile."""
     params = estimator.get_params(deep=False)
+    if "loss" in params and params["loss"] != "quantile":
+        # e.g. HistGradientBoostingRegressor() has a 'quantile' parameter that only the quantile
+        # loss reads: setting it would silently give two equal mean models (constant width)
+        raise ValueError(
+            f"conformity_score='cqr' needs quantile models, but {type(estimator).__name__} has "
+            f"loss={params['loss']!r}. Pass {type(estimator).__name__}(loss='quantile'), or a "
+            "(lower, upper) tuple of regressors."
+        )
     if "quantile" in params:
         return clone(estimator).set_params(quantile=quantile)
     if params.get("loss") == "quantile" and "alpha" in params:
