@@ -1,6 +1,8 @@
 """Scorers for ``GridSearchCV(scoring=...)``: callables ``scorer(estimator, X, y)``.
 
-Higher is better for every scorer, as scikit-learn expects.
+Higher is better for every scorer, as scikit-learn expects. The estimator may be a conformal
+estimator or a ``Pipeline`` whose last step is one (``make_pipeline(scaler, conformal)``): the
+earlier steps then transform ``X`` before the conformal step predicts its sets or intervals.
 """
 
 import numpy as np
@@ -9,27 +11,41 @@ from ._intervals import interval_score, mean_interval_length
 from ._sets import coverage, mean_set_size
 
 
-def _label_indices(estimator, y):
-    return estimator._encode(np.asarray(y))
+def _conformal_step(estimator, X):
+    """``(conformal estimator, its input)``: the last step of a pipeline and the transformed X."""
+    steps = getattr(estimator, "steps", None)
+    if steps is None:
+        return estimator, X
+    final = steps[-1][1]
+    if not (hasattr(final, "predict_set") or hasattr(final, "predict_interval")):
+        raise TypeError(
+            f"the pipeline's last step {type(final).__name__} is not a conformal estimator "
+            "(it has neither predict_set nor predict_interval)."
+        )
+    return final, estimator[:-1].transform(X)
 
 
 def coverage_scorer(estimator, X, y):
     """Empirical coverage of ``predict_set`` (classifiers) or ``predict_interval`` (regressors)."""
-    if hasattr(estimator, "predict_interval"):
-        return coverage(np.asarray(y, dtype=float), estimator.predict_interval(X))
-    return coverage(_label_indices(estimator, y), estimator.predict_set(X))
+    conformal, X = _conformal_step(estimator, X)
+    if hasattr(conformal, "predict_interval"):
+        return coverage(np.asarray(y, dtype=float), conformal.predict_interval(X))
+    return coverage(np.asarray(y), conformal.predict_set(X), classes=conformal.classes_)
 
 
 def neg_mean_set_size_scorer(estimator, X, y):
     """Minus the mean prediction-set size."""
-    return -mean_set_size(estimator.predict_set(X))
+    conformal, X = _conformal_step(estimator, X)
+    return -mean_set_size(conformal.predict_set(X))
 
 
 def neg_mean_interval_length_scorer(estimator, X, y):
     """Minus the mean interval length."""
-    return -mean_interval_length(estimator.predict_interval(X))
+    conformal, X = _conformal_step(estimator, X)
+    return -mean_interval_length(conformal.predict_interval(X))
 
 
 def neg_interval_score_scorer(estimator, X, y):
     """Minus the mean interval (Winkler) score at the estimator's ``confidence_level``."""
-    return -interval_score(y, estimator.predict_interval(X), estimator.confidence_level)
+    conformal, X = _conformal_step(estimator, X)
+    return -interval_score(y, conformal.predict_interval(X), conformal.confidence_level)
