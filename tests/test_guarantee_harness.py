@@ -225,6 +225,16 @@ def test_predict_does_not_change_the_estimator(fitted):
     assert _state_snapshot(estimator) == before
 
 
+def test_a_level_set_after_fit_rules_predictions_like_the_per_call_override(fitted):
+    """One rule: predictions follow ``confidence_level``, also when set without refitting."""
+    _, estimator, X, _ = fitted
+    method = "predict_interval" if hasattr(estimator, "predict_interval") else "predict_set"
+    expected = getattr(estimator, method)(X, confidence_level=0.8)
+    relevelled = pickle.loads(pickle.dumps(estimator)).set_params(confidence_level=0.8)
+    assert_same_answer(getattr(relevelled, method)(X), expected)
+    assert_same_answer(getattr(relevelled, method)(X, confidence_level=0.9), _output(estimator, X))
+
+
 def test_same_seed_same_fit_in_threads(fitted):
     name, estimator, X_test, _ = fitted
     X, y = classification_data() if name in CLASSIFIERS else regression_data()

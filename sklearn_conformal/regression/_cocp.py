@@ -19,6 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._core import check_confidence_level, conformal_quantile
 from .._core._validation import warn_small_calibration
 from .._estimator_mixins import ConformalRegressorMixin
+from .._estimator_utils import resolve_confidence_level
 from .._progress import progress
 
 __all__ = ["CoCPRegressor"]
@@ -325,6 +326,10 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         Factor the target was divided by during training.
     conformity_scores_ : ndarray of shape (n_calibration,)
         Calibration scores ``|y - m(x)| / h(x)``.
+    confidence_level_ : float
+        The level ``quantile_`` belongs to (``confidence_level`` at fit). Predictions follow
+        ``confidence_level``, also when it is changed by ``set_params`` without refitting; the
+        threshold is then recomputed from the stored calibration scores.
     quantile_ : float
         Conformal factor ``q`` at ``confidence_level`` (``inf`` if the calibration set is too
         small).
@@ -587,6 +592,9 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         for centres, radii in self.stages_:
             c, r = self._centre_radius(X[cal], centres, radii)
             self.staged_conformity_scores_.append(np.abs(y[cal] - c) / r)
+        # the level of the stored factor; predictions follow self.confidence_level (also after
+        # set_params without refitting) and recompute q when it differs
+        self.confidence_level_ = level
         self.quantile_ = self._quantile(level)
         return self
 
@@ -663,12 +671,13 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             Lower and upper bounds; infinite when the calibration set is too small.
         """
         X = self._check_X(X)
-        if confidence_level is None:
+        level = resolve_confidence_level(self, confidence_level)
+        if level == self.confidence_level_:
             q = self.quantile_
             if not np.isfinite(q):
-                warn_small_calibration(len(self.conformity_scores_), self.confidence_level)
+                warn_small_calibration(len(self.conformity_scores_), level)
         else:
-            q = self._quantile(check_confidence_level(confidence_level))
+            q = self._quantile(level)
         centre, radius = self._centre_radius(X)
         if np.isinf(q):
             half = np.full_like(radius, np.inf)

@@ -11,7 +11,7 @@ from sklearn.utils import _safe_indexing, check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._core import min_calibration_size, warn_small_calibration
+from .._core import check_confidence_level, min_calibration_size, warn_small_calibration
 from .._core._row_keys import keyed_uniforms, row_keys
 from .._core._validation import SmallCalibrationWarning
 from .._estimator_mixins import ConformalRegressorMixin
@@ -166,6 +166,10 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     embedding_ : transformer or None
     gamma_ : float
         Kernel parameter in use.
+    confidence_level_ : float
+        The level of the fitted path (``confidence_level`` at fit). Predictions follow
+        ``confidence_level``, also when it is changed by ``set_params`` without refitting;
+        another level solves its own path.
     lam_ : float
         Penalty in use (the fixed ``lambda_`` or the SIC choice). Named ``lam_`` because the
         parameter already owns ``lambda_``.
@@ -302,7 +306,10 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self._Z_cal = self._embed(X_cal)
         self._S = scores  # the solvers merge duplicate rows and break ties
         self._Phi = Phi
-        alpha = 1.0 - self.confidence_level
+        # the level of the fitted path; predictions follow self.confidence_level (also after
+        # set_params without refitting) and solve their own path when it differs
+        self.confidence_level_ = check_confidence_level(self.confidence_level)
+        alpha = 1.0 - self.confidence_level_
         n = scores.shape[0]
         self._max_steps = default_max_steps(n, self.max_steps)
         self.cv_loss_ = None
@@ -353,7 +360,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     def _prediction_solver(self, alpha):
         """The S-path solver for a prediction call (the kept one, or one built for the call)."""
         kept = getattr(self, "_kept_solver", None)
-        if kept is not None and alpha == 1.0 - self.confidence_level:
+        if kept is not None and alpha == 1.0 - self.confidence_level_:
             return kept
         if kept is not None:
             return self._solver(kept.K, alpha)
@@ -372,7 +379,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         super().__setstate__(state)
         if rebuild:
             try:
-                self._kept_solver = self._prediction_solver(1.0 - self.confidence_level)
+                self._kept_solver = self._prediction_solver(1.0 - self.confidence_level_)
             except InsufficientMemoryError:  # loads; predictions then rebuild per call
                 self._kept_solver = None
 
@@ -401,7 +408,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         """The S-path solver at level ``1 - alpha`` on ``K``, local to the calling method: at
         the fitted level from the fitted solution, at another level from a lambda path run to
         ``lam_`` (nothing is cached on the estimator, so predict never mutates it)."""
-        if alpha == 1.0 - self.confidence_level:
+        if alpha == 1.0 - self.confidence_level_:
             lam, state, v = self.lam_, self._path_state, self._path_v
         else:
             path = self._lambda_path(K, alpha, self.lam_)

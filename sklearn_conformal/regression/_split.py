@@ -12,6 +12,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, St
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._core import (
+    check_confidence_level,
     conformal_quantile,
     regression_intervals,
     regression_scores,
@@ -78,6 +79,10 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
     scale_estimator_ : regressor
         The fitted spread model (``"normalized"`` only).
     conformity_scores_ : ndarray of shape (n_calibration,)
+    confidence_level_ : float
+        The level ``quantile_`` belongs to (``confidence_level`` at fit). Predictions follow
+        ``confidence_level``, also when it is changed by ``set_params`` without refitting; the
+        threshold is then recomputed from the stored calibration scores.
     quantile_ : float
         Conformal threshold at ``confidence_level`` (``inf`` with too little calibration data).
     n_features_in_ : int
@@ -164,7 +169,10 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         self.conformity_scores_ = regression_scores(
             self.conformity_score, y_cal, **self._predictions(X_cal)
         )
-        self.quantile_ = self._quantile(self.confidence_level)
+        # the level the stored threshold belongs to; predictions follow self.confidence_level
+        # (also after set_params without refitting) and recompute the threshold when it differs
+        self.confidence_level_ = check_confidence_level(self.confidence_level)
+        self.quantile_ = self._quantile(self.confidence_level_)
         return self
 
     def predict(self, X):
@@ -200,7 +208,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         check_is_fitted(self)
         X = self._validate(X)
         level = resolve_confidence_level(self, confidence_level)
-        threshold = self.quantile_ if level == self.confidence_level else self._quantile(level)
+        threshold = self.quantile_ if level == self.confidence_level_ else self._quantile(level)
         return regression_intervals(self.conformity_score, threshold, **self._predictions(X))
 
     def __sklearn_tags__(self):
