@@ -22,5 +22,6 @@ __getattr__, __dir__, __all__ = attach(
         "datasets": ".datasets",
         "plotting": ".plotting",
         "exceptions": ".exceptions",
+        "model_selection": ".model_selection",
     },
 )
