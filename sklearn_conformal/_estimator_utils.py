@@ -6,6 +6,8 @@ import numpy as np
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 from sklearn.utils import _safe_indexing, get_tags
+from sklearn.utils.metadata_routing import _routing_enabled, process_routing
+from sklearn.utils.validation import _check_method_params, _num_samples, has_fit_parameter
 
 from ._core import check_confidence_level
 
@@ -43,6 +45,12 @@ def split_calibration(X, y, calibration_size, random_state, stratify=False):
     -------
     X_train, X_cal, y_train, y_cal
     """
+    train, cal = split_indices(y, calibration_size, random_state, stratify=stratify)
+    return _safe_indexing(X, train), _safe_indexing(X, cal), y[train], y[cal]
+
+
+def split_indices(y, calibration_size, random_state, stratify=False):
+    """Indices ``(train, cal)`` of the split made by :func:`split_calibration`."""
     indices = np.arange(len(y))
     labels = None
     if stratify:
@@ -54,10 +62,75 @@ def split_calibration(X, y, calibration_size, random_state, stratify=False):
         )
         if counts.min() >= 2 and n_cal >= counts.size and len(y) - n_cal >= counts.size:
             labels = y
-    train, cal = train_test_split(
+    return train_test_split(
         indices, test_size=calibration_size, random_state=random_state, stratify=labels
     )
-    return _safe_indexing(X, train), _safe_indexing(X, cal), y[train], y[cal]
+
+
+def route_fit_params(meta_estimator, fit_params, models, n_samples):
+    """Fit metadata of each wrapped model, by role, for all ``n_samples`` rows (not yet split).
+
+    With metadata routing enabled (``sklearn.set_config(enable_metadata_routing=True)``),
+    ``fit_params`` are routed by scikit-learn's mechanism: a wrapped model receives what it
+    requested with ``set_fit_request``, and metadata that no model requests is an error.
+    Without routing, only ``sample_weight`` is accepted, as in ``CalibratedClassifierCV``: it
+    is passed to every model that is fitted, each of which must take ``sample_weight`` in its
+    ``fit`` (otherwise an error asks to enable routing). Frozen models ignore it, as
+    ``FrozenEstimator.fit`` does.
+
+    Parameters
+    ----------
+    meta_estimator : estimator with ``get_metadata_routing``
+    fit_params : dict
+    models : dict of role -> model
+        The roles of ``meta_estimator.get_metadata_routing()``.
+    n_samples : int
+
+    Returns
+    -------
+    dict of role -> dict of fit parameters
+    """
+    if _routing_enabled():
+        routed = process_routing(meta_estimator, "fit", **fit_params)
+        params = {role: dict(getattr(routed, role).fit) for role in models}
+    else:
+        unexpected = sorted(set(fit_params) - {"sample_weight"})
+        if unexpected:
+            raise TypeError(
+                f"{type(meta_estimator).__name__}.fit got {unexpected}: without metadata "
+                "routing only sample_weight is accepted. Enable it with "
+                "sklearn.set_config(enable_metadata_routing=True) and request the metadata on "
+                "the wrapped model (e.g. model.set_fit_request(groups=True))."
+            )
+        sample_weight = fit_params.get("sample_weight")
+        params = {role: {} for role in models}
+        if sample_weight is not None:
+            for role, model in models.items():
+                if is_frozen(model):
+                    continue
+                if not has_fit_parameter(model, "sample_weight"):
+                    raise ValueError(
+                        f"sample_weight was passed to {type(meta_estimator).__name__}.fit, but "
+                        f"the {role} {type(model).__name__} does not take sample_weight in its "
+                        "fit. Enable metadata routing "
+                        "(sklearn.set_config(enable_metadata_routing=True)) and request it where "
+                        "it applies (e.g. the last step of a Pipeline: "
+                        "model.set_fit_request(sample_weight=True))."
+                    )
+                params[role] = {"sample_weight": sample_weight}
+    for role_params in params.values():
+        weights = role_params.get("sample_weight")
+        if weights is not None and not np.isscalar(weights) and _num_samples(weights) != n_samples:
+            raise ValueError(
+                f"sample_weight has {_num_samples(weights)} samples, but X has {n_samples}; "
+                "sample_weight needs one weight per sample of X."
+            )
+    return params
+
+
+def split_fit_params(X, params, train):
+    """The training rows of per-sample metadata (length ``n_samples``); the rest as it is."""
+    return _check_method_params(X, params, indices=train)
 
 
 def resolve_confidence_level(estimator, confidence_level):

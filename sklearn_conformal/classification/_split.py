@@ -8,8 +8,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.utils import check_random_state, get_tags
+from sklearn.utils import _safe_indexing, check_random_state, get_tags
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
+from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -22,7 +23,14 @@ from .._estimator_mixins import (
     check_same_label_kind,
     sorted_labels,
 )
-from .._estimator_utils import SPARSE_FORMATS, is_frozen, keep_frame, split_calibration
+from .._estimator_utils import (
+    SPARSE_FORMATS,
+    is_frozen,
+    keep_frame,
+    route_fit_params,
+    split_fit_params,
+    split_indices,
+)
 from ..exceptions import DegenerateDataWarning
 
 
@@ -153,7 +161,7 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
+    def fit(self, X, y, **fit_params):
         """Fit the model on a training split and calibrate on the held-out split.
 
         Parameters
@@ -161,6 +169,19 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         X : array-like or DataFrame of shape (n_samples, n_features)
             Passed unchanged (split) to ``estimator``, so pipelines and column transformers work.
         y : array-like of shape (n_samples,)
+        **fit_params : dict
+            Metadata for ``estimator.fit``, e.g. ``sample_weight``. Per-sample arrays (length
+            ``n_samples``) are split like ``X``: the model gets their training rows; other
+            values are passed as they are. With metadata routing enabled
+            (``sklearn.set_config(enable_metadata_routing=True)``), the model receives what it
+            requested with ``set_fit_request``. Without routing, only ``sample_weight`` is
+            accepted, and the model must take it in its ``fit`` (as in
+            ``CalibratedClassifierCV``); otherwise an error asks to enable routing. A
+            ``FrozenEstimator`` is not fitted and ignores them, as its ``fit`` does.
+
+            Calibration is never weighted: the coverage guarantee is for exchangeable,
+            unweighted calibration data (weighted conformal prediction is another method), so
+            weights only shape the fitted model.
 
         Returns
         -------
@@ -181,14 +202,19 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         check_classification_targets(y)
         rng = check_random_state(self.random_state)
         estimator = self._inner_model()
+        params = route_fit_params(self, fit_params, {"estimator": estimator}, len(y))
         if is_frozen(estimator):
             self.estimator_ = estimator
             X_cal, y_cal = X, y
         else:
-            X_train, X_cal, y_train, y_cal = split_calibration(
-                X, y, self.calibration_size, rng.randint(2**31 - 1), stratify=True
+            train, cal = split_indices(
+                y, self.calibration_size, rng.randint(2**31 - 1), stratify=True
             )
-            self.estimator_ = clone(estimator).fit(X_train, y_train)
+            X_train, X_cal = _safe_indexing(X, train), _safe_indexing(X, cal)
+            y_train, y_cal = y[train], y[cal]
+            self.estimator_ = clone(estimator).fit(
+                X_train, y_train, **split_fit_params(X, params["estimator"], train)
+            )
         model_classes = np.asarray(self.estimator_.classes_)
         check_same_label_kind(model_classes, y)
         self.classes_ = sorted_labels(np.concatenate([model_classes, np.unique(y)]))
@@ -214,6 +240,18 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         self.conformity_scores_ = self.conformalizer_.conformity_scores_
         self.thresholds_ = self.conformalizer_.thresholds_
         return self
+
+    def get_metadata_routing(self):
+        """Routing of metadata: ``fit`` metadata goes to ``estimator.fit`` (training rows).
+
+        Returns
+        -------
+        routing : MetadataRouter
+        """
+        return MetadataRouter(owner=self).add_self_request(self).add(
+            estimator=self._inner_model(),
+            method_mapping=MethodMapping().add(caller="fit", callee="fit"),
+        )
 
     def predict_proba(self, X):
         """Class probabilities of the underlying model, in the order of ``classes_``.
