@@ -7,7 +7,8 @@ from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import cross_val_predict
-from sklearn.utils import check_random_state
+from sklearn.utils import _safe_indexing, check_random_state
+from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -25,7 +26,9 @@ from .._estimator_utils import (
     is_frozen,
     keep_frame,
     resolve_confidence_level,
-    split_calibration,
+    route_fit_params,
+    split_fit_params,
+    split_indices,
     wrapped_allows_nan,
     wrapped_input_tag,
 )
@@ -128,13 +131,30 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         self.random_state = random_state
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
+    def fit(self, X, y, **fit_params):
         """Fit on a training split, then calibrate on the held-out split.
 
         Parameters
         ----------
         X : array-like or DataFrame of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        **fit_params : dict
+            Metadata for the wrapped models' ``fit``, e.g. ``sample_weight``. Per-sample arrays
+            (length ``n_samples``) are split like ``X``: the models get their training rows;
+            other values are passed as they are. With metadata routing enabled
+            (``sklearn.set_config(enable_metadata_routing=True)``), each model receives what it
+            requested with ``set_fit_request``; the routing roles are ``estimator`` (the point
+            model, or the quantile model cloned for both CQR quantiles),
+            ``lower_estimator`` / ``upper_estimator`` (a CQR pair) and ``scale_estimator``
+            (``"normalized"``; without one, the spread model and the out-of-fold point models
+            get the ``estimator``'s metadata). Without routing, only ``sample_weight`` is
+            accepted and every fitted model must take it in its ``fit`` (as in
+            ``CalibratedClassifierCV``); otherwise an error asks to enable routing. Frozen
+            models are not fitted and ignore them, as ``FrozenEstimator.fit`` does.
+
+            Calibration is never weighted: the coverage guarantee is for exchangeable,
+            unweighted calibration data (weighted conformal prediction is another method), so
+            weights only shape the fitted models.
 
         Returns
         -------
@@ -150,22 +170,40 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                 "conformity_score='normalized' with a FrozenEstimator needs a frozen "
                 "scale_estimator too (all of fit's data is calibration data)."
             )
+        roles = self._routing_roles()
+        params = route_fit_params(self, fit_params, roles, len(y))
         if frozen:
             X_cal, y_cal = X, y
             fitted = models
         else:
-            X_train, X_cal, y_train, y_cal = split_calibration(
-                X, y, self.calibration_size, rng.randint(2**31 - 1)
-            )
+            train, cal = split_indices(y, self.calibration_size, rng.randint(2**31 - 1))
+            X_train, X_cal = _safe_indexing(X, train), _safe_indexing(X, cal)
+            y_train, y_cal = y[train], y[cal]
+            train_params = {
+                role: split_fit_params(X, role_params, train)
+                for role, role_params in params.items()
+            }
             # drawn after the split seed, so seeding the defaults leaves the split unchanged
             models = self._models(default_seed=rng.randint(2**31 - 1))
-            fitted = [clone(model).fit(X_train, y_train) for model in models]
+            if "lower_estimator" in roles:
+                model_params = [train_params["lower_estimator"], train_params["upper_estimator"]]
+            else:
+                model_params = [train_params["estimator"]] * len(models)
+            fitted = [
+                clone(model).fit(X_train, y_train, **model_params_)
+                for model, model_params_ in zip(models, model_params)
+            ]
         self.estimator_ = fitted[0] if len(fitted) == 1 else tuple(fitted)
         if self.conformity_score == "normalized":
             if frozen:
                 self.scale_estimator_, self._scale_floor = self.scale_estimator, 0.0
             else:
-                self.scale_estimator_ = self._fit_scale(X_train, y_train)
+                self.scale_estimator_ = self._fit_scale(
+                    X_train,
+                    y_train,
+                    train_params["estimator"],
+                    train_params.get("scale_estimator", train_params["estimator"]),
+                )
         self.conformity_scores_ = regression_scores(
             self.conformity_score, y_cal, **self._predictions(X_cal)
         )
@@ -236,6 +274,43 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
             models.append(self.scale_estimator)
         return models
 
+    def get_metadata_routing(self):
+        """Routing of metadata: ``fit`` metadata goes to the wrapped models' ``fit``.
+
+        The roles are ``estimator`` (the point model, or the quantile model cloned for both
+        CQR quantiles), ``lower_estimator`` and ``upper_estimator`` (a CQR pair), and
+        ``scale_estimator`` (``"normalized"`` with a spread model given).
+
+        Returns
+        -------
+        routing : MetadataRouter
+        """
+        router = MetadataRouter(owner=self).add_self_request(self)
+        for role, model in self._routing_roles().items():
+            router.add(
+                **{role: model},
+                method_mapping=MethodMapping().add(caller="fit", callee="fit"),
+            )
+        return router
+
+    def _routing_roles(self):
+        """Routing role -> wrapped model, read from the parameters without validating them."""
+        if self.conformity_score == "cqr" and isinstance(self.estimator, tuple):
+            if len(self.estimator) != 2:
+                raise ValueError(
+                    "estimator for CQR must be one regressor or a (lower, upper) pair."
+                )
+            roles = {"lower_estimator": self.estimator[0], "upper_estimator": self.estimator[1]}
+        elif self.estimator is not None:
+            roles = {"estimator": self.estimator}
+        elif self.conformity_score == "cqr":
+            roles = {"estimator": HistGradientBoostingRegressor(loss="quantile")}
+        else:
+            roles = {"estimator": LinearRegression()}
+        if self.conformity_score == "normalized" and self.scale_estimator is not None:
+            roles["scale_estimator"] = self.scale_estimator
+        return roles
+
     def _validate(self, X, y=None, fitting=False):
         """Validated ``(X, y)`` in ``fit`` (``fitting=True``), ``X`` alone at prediction time.
 
@@ -293,7 +368,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         alpha = 1.0 - self.confidence_level
         return [_with_quantile(base, alpha / 2), _with_quantile(base, 1 - alpha / 2)]
 
-    def _fit_scale(self, X_train, y_train):
+    def _fit_scale(self, X_train, y_train, point_params, scale_params):
         if len(y_train) < _SCALE_FOLDS:
             raise ValueError(
                 f"conformity_score='normalized' fits the spread model on {_SCALE_FOLDS}-fold "
@@ -303,12 +378,12 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
             )
         # out-of-fold residuals: in-sample residuals of a flexible model are too small
         out_of_fold = cross_val_predict(
-            clone(self._models()[0]), X_train, y_train, cv=_SCALE_FOLDS
+            clone(self._models()[0]), X_train, y_train, cv=_SCALE_FOLDS, params=point_params
         )
         residuals = np.abs(y_train - out_of_fold)
         self._scale_floor = _SCALE_FLOOR * max(float(residuals.mean()), np.finfo(float).tiny)
         base = self._models()[0] if self.scale_estimator is None else self.scale_estimator
-        return clone(base).fit(X_train, residuals)
+        return clone(base).fit(X_train, residuals, **scale_params)
 
     def _predictions(self, X):
         if self.conformity_score == "cqr":
