@@ -269,3 +269,10 @@ def test_gridsearch_routes_score_weights(make):
         weighted = search(True).cv_results_["mean_test_score"]
         unweighted = search(False).cv_results_["mean_test_score"]
     assert not np.allclose(weighted, unweighted)
+
+
+def test_regressor_routing_of_an_invalid_pair_says_what_is_wrong():
+    reg = SplitConformalRegressor((LinearRegression(), LinearRegression()))
+    with sklearn.config_context(enable_metadata_routing=True):
+        with pytest.raises(ValueError, match="only valid with conformity_score='cqr'"):
+            reg.get_metadata_routing()

@@ -294,12 +294,10 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         return router
 
     def _routing_roles(self):
-        """Routing role -> wrapped model, read from the parameters without validating them."""
-        if self.conformity_score == "cqr" and isinstance(self.estimator, tuple):
-            if len(self.estimator) != 2:
-                raise ValueError(
-                    "estimator for CQR must be one regressor or a (lower, upper) pair."
-                )
+        """Routing role -> wrapped model, read from the parameters."""
+        if isinstance(self.estimator, tuple):
+            # the same errors as fit's, also when GridSearchCV asks for the routing first
+            self._models()
             roles = {"lower_estimator": self.estimator[0], "upper_estimator": self.estimator[1]}
         elif self.estimator is not None:
             roles = {"estimator": self.estimator}
