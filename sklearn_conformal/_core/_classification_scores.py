@@ -6,7 +6,7 @@ ranking; with one uniform ``u`` per sample shared by all its labels, every predi
 ``{y : s(x, y) <= q}`` is a prefix of the ranking.
 
 * LAC:  ``s(x, y) = 1 - p_y``.
-* APS:  ``s(x, y) = sum_{j ranked before y} p_j + u * p_y`` (``u = 1`` when not randomized).
+* APS:  ``s(x, y) = sum_{j ranked before y} p_j + u * p_y`` (randomised; see below otherwise).
 * RAPS: APS ``+ lambda_reg * max(0, rank(y) - k_reg)`` with the 1-based rank.
 
 Non-randomised APS/RAPS (Romano et al. 2020) score a label by the score of the label ranked just

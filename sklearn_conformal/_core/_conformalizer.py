@@ -28,8 +28,10 @@ class ClassificationConformalizer:
         the top label; see :meth:`_regularisation`), so ``conformity_scores_`` differ from the
         randomised ones. On digits the earlier ``u = 1`` scores with sets ``{s <= q}`` gave
         about 10 % empty sets and larger sets (see SplitConformalClassifier).
-    k_reg, lambda_reg : int, float, default=5, 0.01
-        RAPS regularisation.
+    k_reg, lambda_reg : int, float, default=1, 0.1
+        RAPS regularisation. Chosen so RAPS differs visibly from APS on tens of classes: on
+        digits (LogisticRegression, 30 % calibration, level 0.9, 20 splits, randomised) mean
+        size 1.05 against APS's 1.20 at equal coverage (0.899); the earlier 5, 0.01 gave 1.20.
     n_clusters, clustering_fraction : int or "auto", float or "auto"
         ClusterCP parameters (Ding et al.'s automatic rule by default).
     """
@@ -39,8 +41,8 @@ class ClassificationConformalizer:
         score="lac",
         mode="marginal",
         randomized=True,
-        k_reg=5,
-        lambda_reg=0.01,
+        k_reg=1,
+        lambda_reg=0.1,
         n_clusters="auto",
         clustering_fraction="auto",
     ):
