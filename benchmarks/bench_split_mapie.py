@@ -18,7 +18,7 @@ Rows, with the settings matched as far as MAPIE's API allows:
   the same labels (those whose score ranked just before is at most the threshold, Romano et
   al. 2020) but also calibrates on that score (``u = 0``, the penalty of the previous rank),
   so its threshold is lower than MAPIE's. Both are valid, but the deterministic rows do not
-  give the same sets (ours are never larger), so compare their times with the set sizes in
+  give the same sets (ours are typically smaller), so compare their times with the set sizes in
   mind.
 * ``RAPS`` / ``RAPS-rand``: MAPIE tunes ``k_star`` and ``lambda_star`` on its own stratified
   20 % split of the calibration data (``size_raps=0.2``) and calibrates on the other 80 %; it
