@@ -14,11 +14,12 @@ Rows, with the settings matched as far as MAPIE's API allows:
   ``APS-rand``: ours ``randomized=True`` against ``include_last_label="randomized"``.
   MAPIE always calibrates APS with randomized scores ``cumsum - u * p_y``, and
   ``include_last_label=True`` keeps every label whose mass ranked strictly before it is below
-  the threshold (``u = 0`` at prediction, conservative); ours with ``randomized=False`` uses
-  ``u = 1`` (mass up to and including the label) both to calibrate and to predict. Both are
-  valid, but they are different procedures: the deterministic rows do not give the same sets
-  (for an under-confident model ``u = 1`` gives much larger ones), so compare their times with
-  the set sizes in mind.
+  the threshold (``u = 0`` at prediction, conservative); ours with ``randomized=False`` keeps
+  the same labels (those whose score ranked just before is at most the threshold, Romano et
+  al. 2020) but also calibrates on that score (``u = 0``, the penalty of the previous rank),
+  so its threshold is lower than MAPIE's. Both are valid, but the deterministic rows do not
+  give the same sets (ours are typically smaller), so compare their times with the set sizes in
+  mind.
 * ``RAPS`` / ``RAPS-rand``: MAPIE tunes ``k_star`` and ``lambda_star`` on its own stratified
   20 % split of the calibration data (``size_raps=0.2``) and calibrates on the other 80 %; it
   redoes the ``lambda`` search inside every ``predict_set`` call. Ours is given MAPIE's tuned

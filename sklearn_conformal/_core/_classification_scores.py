@@ -6,8 +6,16 @@ ranking; with one uniform ``u`` per sample shared by all its labels, every predi
 ``{y : s(x, y) <= q}`` is a prefix of the ranking.
 
 * LAC:  ``s(x, y) = 1 - p_y``.
-* APS:  ``s(x, y) = sum_{j ranked before y} p_j + u * p_y`` (``u = 1`` when not randomized).
+* APS:  ``s(x, y) = sum_{j ranked before y} p_j + u * p_y`` (randomised; see below otherwise).
 * RAPS: APS ``+ lambda_reg * max(0, rank(y) - k_reg)`` with the 1-based rank.
+
+Non-randomised APS/RAPS (Romano et al. 2020) score a label by the score of the label ranked just
+before it, ``s_prev(x, y) = sum_{j ranked before y} p_j + lambda_reg * max(0, rank(y) - 1 -
+k_reg)`` (0 for the top label): these kernels with ``u = 0`` and ``k_reg + 1`` (see
+``ClassificationConformalizer._regularisation``). Their sets ``{y : s_prev(x, y) <= q}`` are the
+labels in rank order up to and including the first whose cumulative score reaches ``q``: never
+empty, coverage at least the level. (``u = 1`` with ``{y : s(x, y) <= q}`` is valid too but
+drops the crossing label, and so gives empty sets.)
 
 The kernels are compiled with numba and run one sample at a time, so memory stays at the size of
 the output and no ``(n, K)`` argsort is ever materialised. They are serial GIL-free kernels with
@@ -256,7 +264,8 @@ def true_label_scores(proba, y_idx, score, u, k_reg=0, lambda_reg=0.0):
     score : {"lac", "aps", "raps"}
         Score name.
     u : ndarray of shape (n_samples,)
-        Uniform per sample (ones when not randomized); unused by LAC.
+        Uniform per sample (``None``: ones); unused by LAC. Non-randomised APS/RAPS pass zeros
+        and ``k_reg + 1`` (see the module docstring).
     k_reg, lambda_reg : int, float
         RAPS regularisation (ignored unless ``score="raps"``).
 

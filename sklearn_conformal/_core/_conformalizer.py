@@ -21,9 +21,17 @@ class ClassificationConformalizer:
     randomized : bool, default=True
         One uniform per sample for APS/RAPS (exact coverage): calibration uniforms come from
         the fit-time generator, test uniforms from each row's content key and a seed drawn at
-        fit (see :meth:`predict_set`). ``False`` uses ``u = 1`` (conservative).
-    k_reg, lambda_reg : int, float, default=5, 0.01
-        RAPS regularisation.
+        fit (see :meth:`predict_set`). ``False`` gives the non-randomised sets of Romano et al.
+        (2020): the labels in rank order up to and including the first whose cumulative score
+        (with the RAPS penalty) reaches the threshold, never empty, coverage at least the level.
+        Calibration then scores a label by the score of the label ranked just before it (0 for
+        the top label; see :meth:`_regularisation`), so ``conformity_scores_`` differ from the
+        randomised ones. On digits the earlier ``u = 1`` scores with sets ``{s <= q}`` gave
+        about 10 % empty sets and larger sets (see SplitConformalClassifier).
+    k_reg, lambda_reg : int, float, default=1, 0.1
+        RAPS regularisation. Chosen so RAPS differs visibly from APS on tens of classes: on
+        digits (LogisticRegression, 30 % calibration, level 0.9, 20 splits, randomised) mean
+        size 1.05 against APS's 1.20 at equal coverage (0.899); the earlier 5, 0.01 gave 1.20.
     n_clusters, clustering_fraction : int or "auto", float or "auto"
         ClusterCP parameters (Ding et al.'s automatic rule by default).
     """
@@ -33,8 +41,8 @@ class ClassificationConformalizer:
         score="lac",
         mode="marginal",
         randomized=True,
-        k_reg=5,
-        lambda_reg=0.01,
+        k_reg=1,
+        lambda_reg=0.1,
         n_clusters="auto",
         clustering_fraction="auto",
     ):
@@ -74,8 +82,9 @@ class ClassificationConformalizer:
         proba = _check_probabilities(proba, self.n_classes_, "calibration")
         y_idx = _check_label_indices(y_idx, proba.shape[0], self.n_classes_)
         self.y_idx_ = y_idx
+        k_reg, lambda_reg = self._regularisation()
         self.conformity_scores_ = true_label_scores(
-            proba, y_idx, self.score, self._uniforms(rng, len(y_idx)), self.k_reg, self.lambda_reg
+            proba, y_idx, self.score, self._uniforms(rng, len(y_idx)), k_reg, lambda_reg
         )
         if self.mode == "cluster":
             self.clusters_ = ClusterAssignment(
@@ -140,13 +149,13 @@ class ClassificationConformalizer:
         else:
             thresholds = self.thresholds(confidence_level)
         u = self._test_uniforms(proba, random_state, keys)
-        return prediction_sets(proba, thresholds, self.score, u, self.k_reg, self.lambda_reg)
+        return prediction_sets(proba, thresholds, self.score, u, *self._regularisation())
 
     def _test_uniforms(self, proba, random_state, keys):
-        """One uniform per test row from its content key (ones when not randomized)."""
+        """One uniform per test row from its content key (constant when not randomized)."""
         n = proba.shape[0]
         if not self.uses_test_uniforms:
-            return np.ones(n)
+            return self._uniforms(None, n)
         if keys is None:
             keys = row_keys(proba)
         keys = np.asarray(keys, dtype=np.uint64)
@@ -165,10 +174,29 @@ class ClassificationConformalizer:
         return bool(self.randomized) and self.score != "lac"
 
     def _uniforms(self, rng, n):
-        """Calibration uniforms, drawn in row order from the fit-time generator."""
+        """Calibration uniforms, drawn in row order from the fit-time generator.
+
+        Zeros for non-randomised APS/RAPS (:meth:`_regularisation`), ones for LAC (unused).
+        """
         if self.uses_test_uniforms:
             return rng.uniform(size=n)
+        if self.score != "lac":
+            return np.zeros(n)
         return np.ones(n)
+
+    def _regularisation(self):
+        """``(k_reg, lambda_reg)`` handed to the score kernels.
+
+        Non-randomised APS/RAPS score a label by the score of the label ranked just before it,
+        ``s_prev(x, y) = sum_{j ranked before y} p_j + lambda_reg * max(0, rank(y) - 1 - k_reg)``
+        (0 for the top label): the kernels' score with ``u = 0`` and ``k_reg + 1``. Calibration
+        and prediction both use it, so ``{y : s_prev(x, y) <= q_y}`` covers at the level by the
+        usual exchangeability argument, and it is the set of Romano et al. (2020): the labels in
+        rank order up to and including the first whose cumulative score reaches ``q``.
+        """
+        if self.score != "lac" and not self.randomized:
+            return int(self.k_reg) + 1, float(self.lambda_reg)
+        return self.k_reg, self.lambda_reg
 
 
 def _check_probabilities(proba, n_classes, part):

@@ -197,9 +197,10 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     mode : {"marginal", "class", "cluster"}, default="marginal"
         Split CP, LabelCP or ClusterCP calibration.
     randomized : bool, default=True
-        Randomised APS/RAPS.
-    k_reg, lambda_reg : int, float, default=5, 0.01
-        RAPS regularisation.
+        Randomised APS/RAPS; ``False`` is the non-randomised rule of
+        :class:`SplitConformalClassifier` (the crossing label kept, never empty).
+    k_reg, lambda_reg : int, float, default=1, 0.1
+        RAPS regularisation (:class:`SplitConformalClassifier`'s defaults and measurements).
     hidden_layer_sizes : tuple of int, default=(64,)
         Hidden widths of the default MLP (ignored with a user ``module``).
     pretrain_epochs : int, default=30
@@ -383,8 +384,8 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         conformity_score="lac",
         mode="marginal",
         randomized=True,
-        k_reg=5,
-        lambda_reg=0.01,
+        k_reg=1,
+        lambda_reg=0.1,
         hidden_layer_sizes=(64,),
         pretrain_epochs=30,
         max_epochs=30,

@@ -65,11 +65,25 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         conservative. Sets are still prefixes of the ranking by probability. A test row's
         uniform is a hash of its content and of a seed drawn at fit, so the same row always gets
         the same set however rows are batched, ordered or split across calls, while distinct
-        rows get independent uniforms. ``False`` uses ``u = 1``.
-    k_reg : int, default=5
+        rows get independent uniforms. ``False`` gives the conservative non-randomised sets of
+        Romano et al. (2020): the labels in rank order up to and including the first whose
+        cumulative score (mass plus RAPS penalty) exceeds the threshold, calibrated on the
+        same rule (a label's score is that of the label ranked just before it, 0 for the top
+        label). Sets are never empty and cover at least ``confidence_level``; they are never
+        smaller than the top label, so above the model's accuracy they are exactly top-1.
+        Measured on digits (LogisticRegression, 30 % calibration, level 0.9, 20 splits): mean
+        size 1.00, no empty set, coverage 0.953, where the earlier ``u = 1`` rule
+        ``{s <= q}`` gave size 2.90 with 10 % empty sets (randomised APS: 1.20, 9 % empty,
+        coverage 0.898).
+    k_reg : int, default=1
         RAPS: rank from which the penalty starts.
-    lambda_reg : float, default=0.01
-        RAPS: penalty per rank beyond ``k_reg``.
+    lambda_reg : float, default=0.1
+        RAPS: penalty per rank beyond ``k_reg``. The defaults follow Angelopoulos et al.
+        (2021)'s small-``k_reg``, ``lambda`` in 0.01-0.1 choices so that RAPS visibly differs
+        from APS on tens of classes: on digits (setting above, randomised, level 0.9) mean
+        size 1.05 (std 0.47) against APS's 1.20 (std 0.76), coverage 0.899 both; at level
+        0.97 1.23 (std 0.51) against 1.68 (std 1.13). The earlier ``k_reg=5,
+        lambda_reg=0.01`` gave APS's sets (1.20). Tune them for many more classes.
     n_clusters : int >= 1 or "auto", default="auto"
         ``mode="cluster"`` only: number of clusters of classes. ``"auto"`` is Ding et al.'s rule
         from the calibration count of the rarest class; with too few calibration points per
@@ -141,8 +155,8 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         conformity_score="lac",
         mode="marginal",
         randomized=True,
-        k_reg=5,
-        lambda_reg=0.01,
+        k_reg=1,
+        lambda_reg=0.1,
         n_clusters="auto",
         clustering_fraction="auto",
         calibration_size=0.3,
