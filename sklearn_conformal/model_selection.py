@@ -11,7 +11,7 @@
 import numpy as np
 from sklearn.base import clone, is_classifier
 from sklearn.model_selection import check_cv
-from sklearn.utils import indexable
+from sklearn.utils import _safe_indexing, indexable
 from sklearn.utils.parallel import Parallel, delayed
 
 from ._core import check_confidence_level
@@ -85,8 +85,6 @@ def cross_val_predict_set(estimator, X, y, *, cv=5, confidence_level=None, n_job
 
 
 def _fit_and_predict(estimator, X, y, train, test, level):
-    from sklearn.utils import _safe_indexing
-
     estimator.fit(_safe_indexing(X, train), y[train])
     X_test = _safe_indexing(X, test)
     if hasattr(estimator, "predict_interval"):

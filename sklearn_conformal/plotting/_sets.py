@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from ..metrics._checks import check_labels, hits
 from ._utils import (
     _check_ci_level,
     _get_ax,
@@ -19,27 +20,12 @@ def _is_classifier_with_sets(estimator):
     return hasattr(estimator, "classes_") and hasattr(estimator, "predict_set")
 
 
-def _encode(y, classes):
-    """Column index of each label of ``y`` in ``classes``; unseen labels raise ``ValueError``."""
-    y = np.asarray(y)
-    classes = np.asarray(classes)
-    positions = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
-    unseen = classes[positions] != y
-    if np.any(unseen):
-        raise ValueError(
-            f"y contains labels not seen during fit: {np.unique(y[unseen])[:10].tolist()}; "
-            f"known classes are {classes[:10].tolist()}."
-        )
-    return positions
-
-
 def _stratified_coverage(y_true, y_pred_set, by, groups, display_labels):
     """``(labels, coverages, counts)`` of the strata present in the data, in sorted order."""
-    from ..metrics._checks import hits as _hits
 
     y_true = np.asarray(y_true)
     y_pred_set = np.asarray(y_pred_set)
-    hits = _hits(y_true, y_pred_set)
+    covered = hits(y_true, y_pred_set)
     is_sets = y_pred_set.dtype == bool
     if by == "auto":
         by = "group" if groups is not None else "class"
@@ -63,7 +49,7 @@ def _stratified_coverage(y_true, y_pred_set, by, groups, display_labels):
     strata, inverse = np.unique(keys, return_inverse=True)
     inverse = inverse.ravel()
     counts = np.bincount(inverse, minlength=strata.shape[0])
-    coverages = np.bincount(inverse, weights=hits.astype(float), minlength=strata.shape[0]) / counts
+    coverages = np.bincount(inverse, weights=covered.astype(float), minlength=strata.shape[0]) / counts
     labels = strata
     if by == "class" and display_labels is not None:
         labels = np.asarray(display_labels)[strata]
@@ -237,7 +223,9 @@ class CoverageDisplay:
         display_labels = None
         if _is_classifier_with_sets(estimator):
             y_pred_set = estimator.predict_set(X, confidence_level)
-            y_true = _encode(y, estimator.classes_)
+            classes = np.asarray(estimator.classes_)
+            # column indices of the labels (unseen labels are named), as the set metrics do
+            y_true = check_labels(y, len(y), len(classes), name="y", classes=classes)
             display_labels = estimator.classes_
         else:
             y_pred_set = estimator.predict_interval(X, confidence_level)
