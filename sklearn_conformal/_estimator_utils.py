@@ -5,6 +5,7 @@ import numbers
 import numpy as np
 from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
+from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, get_tags
 from sklearn.utils.metadata_routing import _routing_enabled, process_routing
 from sklearn.utils.validation import _check_method_params, _num_samples, has_fit_parameter
@@ -140,27 +141,51 @@ def resolve_confidence_level(estimator, confidence_level):
     return check_confidence_level(confidence_level)
 
 
-def wrapped_input_tag(models, name):
-    """Whether every model in ``models`` sets the input tag ``name`` (e.g. ``"allow_nan"``).
+def tags_or_none(model):
+    """Tags of ``model``, or None when it has none readable.
 
-    Never raises: a meta-estimator's tags are read by scikit-learn's checks and ``clone`` on
-    objects that are not yet validated, so a model whose tags cannot be read (an odd user
-    object, a broken ``__sklearn_tags__``) counts as not setting the tag.
+    A meta-estimator's tags are read by scikit-learn's checks and ``clone`` on objects that are
+    not yet validated, so a model whose tags cannot be read (an odd user object, a broken
+    ``__sklearn_tags__``) must not make ours raise.
     """
+    try:
+        return get_tags(model)
+    except Exception:  # noqa: BLE001 - any failure reading foreign tags means "no tags"
+        return None
+
+
+def wrapped_input_tag(models, name):
+    """Whether every model in ``models`` sets the input tag ``name`` (e.g. ``"sparse"``);
+    never raises (a model without readable tags does not set it)."""
     for model in models:
-        try:
-            if not bool(getattr(get_tags(model).input_tags, name)):
-                return False
-        except Exception:  # noqa: BLE001 - any failure reading foreign tags means "no"
+        tags = tags_or_none(model)
+        if tags is None or not bool(getattr(tags.input_tags, name, False)):
             return False
     return True
 
 
+def model_allows_nan(model):
+    """Whether ``model`` takes NaN in ``X``; never raises.
+
+    A pipeline's own tag does not say (scikit-learn leaves it False), but its first step is the
+    one that sees ``X``: an imputer there makes the pipeline NaN-capable. A frozen model is
+    asked through the model it wraps.
+    """
+    if is_frozen(model):
+        return model_allows_nan(model.estimator)
+    if isinstance(model, Pipeline):
+        try:
+            steps = [step for _, step in model.steps if step is not None and step != "passthrough"]
+        except (TypeError, ValueError):  # malformed steps: the pipeline's own fit will say so
+            return False
+        return bool(steps) and model_allows_nan(steps[0])
+    return wrapped_input_tag([model], "allow_nan")
+
+
 def wrapped_allows_nan(models):
-    """Whether every wrapped model accepts NaN in ``X`` (its ``allow_nan`` input tag).
+    """Whether every wrapped model accepts NaN in ``X`` (see :func:`model_allows_nan`).
 
     Meta-estimators validate ``X`` with ``ensure_all_finite="allow-nan"`` when this holds, so
-    that NaN-capable models (``HistGradientBoostingRegressor``) see their missing values; never
-    raises (see :func:`wrapped_input_tag`).
+    that NaN-capable models (``HistGradientBoostingRegressor``) see their missing values.
     """
-    return wrapped_input_tag(models, "allow_nan")
+    return all(model_allows_nan(model) for model in models)

@@ -507,3 +507,22 @@ def test_cqr_refuses_a_model_whose_loss_is_not_quantile(model):
     y = X[:, 0] + rng.normal(size=200)
     with pytest.raises(ValueError, match=r"loss='quantile'"):
         SplitConformalRegressor(model, conformity_score="cqr", random_state=0).fit(X, y)
+
+
+def test_nan_reaches_an_imputing_pipeline_and_a_frozen_nan_capable_model():
+    """The regressor reads NaN capability as the classifier does: a pipeline by its first step,
+    a frozen model by the model it wraps (a pipeline's own tag is always False)."""
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import make_pipeline
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = X[:, 0] + rng.normal(size=300)
+    X[rng.random(X.shape) < 0.1] = np.nan
+    imputing = make_pipeline(SimpleImputer(), LinearRegression())
+    reg = SplitConformalRegressor(imputing, random_state=0).fit(X, y)
+    assert np.all(np.isfinite(reg.predict_interval(X)))
+    assert reg.__sklearn_tags__().input_tags.allow_nan
+    frozen = FrozenEstimator(HistGradientBoostingRegressor(max_iter=20).fit(X[:150], y[:150]))
+    reg = SplitConformalRegressor(frozen).fit(X[150:], y[150:])
+    assert np.all(np.isfinite(reg.predict_interval(X)))

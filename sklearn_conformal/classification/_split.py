@@ -7,8 +7,7 @@ import warnings
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.utils import _safe_indexing, check_random_state, get_tags
+from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.multiclass import check_classification_targets
@@ -27,9 +26,11 @@ from .._estimator_utils import (
     SPARSE_FORMATS,
     is_frozen,
     keep_frame,
+    model_allows_nan,
     route_fit_params,
     split_fit_params,
     split_indices,
+    tags_or_none,
 )
 from ..exceptions import DegenerateDataWarning
 
@@ -289,10 +290,10 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         inner = self._inner_model()
-        inner_tags = _tags_or_none(inner)
+        inner_tags = tags_or_none(inner)
         if inner_tags is not None:
             tags.input_tags.sparse = inner_tags.input_tags.sparse
-        tags.input_tags.allow_nan = _model_allows_nan(inner)
+        tags.input_tags.allow_nan = model_allows_nan(inner)
         return tags
 
     def _inner_model(self):
@@ -300,7 +301,7 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
 
     def _inner_allows_nan(self):
         """Whether missing values go to the wrapped model, which then decides about them."""
-        return _model_allows_nan(self._inner_model())
+        return model_allows_nan(self._inner_model())
 
     def _proba(self, X):
         """The model's probabilities with column k for label ``classes_[k]``."""
@@ -316,33 +317,6 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         proba = np.zeros((model_proba.shape[0], len(self.classes_)))
         proba[:, self._model_columns] = model_proba
         return proba
-
-
-def _tags_or_none(model):
-    """Tags of ``model``, or None when it has none readable (our tags must never raise)."""
-    try:
-        return get_tags(model)
-    except Exception:  # a third-party model with broken tags must not break ours
-        return None
-
-
-def _model_allows_nan(model):
-    """Whether ``model`` takes NaN in ``X``.
-
-    A pipeline's own tag does not say (scikit-learn leaves it False), but its first step is the
-    one that sees ``X``: an imputer there makes the pipeline NaN-capable. A frozen model is
-    asked through the model it wraps.
-    """
-    if is_frozen(model):
-        return _model_allows_nan(model.estimator)
-    if isinstance(model, Pipeline):
-        try:
-            steps = [step for _, step in model.steps if step is not None and step != "passthrough"]
-        except (TypeError, ValueError):  # malformed steps: the pipeline's own fit will say so
-            return False
-        return bool(steps) and _model_allows_nan(steps[0])
-    tags = _tags_or_none(model)
-    return tags is not None and bool(tags.input_tags.allow_nan)
 
 
 def _warn_unknown_to_model(classes, model_classes, frozen):

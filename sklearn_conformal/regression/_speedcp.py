@@ -7,7 +7,7 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.linear_model import LinearRegression
-from sklearn.utils import _safe_indexing, check_random_state, get_tags
+from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -19,6 +19,7 @@ from .._progress import progress
 from .._estimator_utils import (
     is_frozen,
     keep_frame,
+    model_allows_nan,
     resolve_confidence_level,
     split_calibration,
 )
@@ -40,13 +41,6 @@ from ..exceptions import InsufficientMemoryError
 _CHUNK = 2048
 # "auto" keeps the calibration kernel after fit up to this size (n_cal <= 5792)
 _KEEP_KERNEL_BYTES = 256 * 2**20
-
-
-def _allows_nan(obj):
-    try:
-        return bool(get_tags(obj).input_tags.allow_nan)
-    except (AttributeError, TypeError):  # duck-typed objects without sklearn tags
-        return False
 
 
 def _column(X, col):
@@ -591,7 +585,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         # NaN reaches the point model and the embedding; the kernel itself never takes it
         estimator = LinearRegression() if self.estimator is None else self.estimator
         tags.input_tags.allow_nan = (
-            self.embedding is not None and _allows_nan(estimator) and _allows_nan(self.embedding)
+            self.embedding is not None and model_allows_nan(estimator) and model_allows_nan(self.embedding)
         )
         tags.non_deterministic = False
         return tags
