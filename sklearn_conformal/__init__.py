@@ -19,6 +19,8 @@ __getattr__, __dir__, __all__ = attach(
         "KernelQuantileRegressor": ".regression",
         "CoCPRegressor": ".regression",
         "metrics": ".metrics",
+        "conformity_scores": ".conformity_scores",
+        "calibrators": ".calibrators",
         "datasets": ".datasets",
         "plotting": ".plotting",
         "exceptions": ".exceptions",

@@ -85,7 +85,7 @@ class ConformalClassifierMixin:
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
 
-    def predict_set(self, X, confidence_level=None):
+    def predict_set(self, X, confidence_level=None, groups=None):
         """Conformal prediction sets.
 
         Parameters
@@ -93,6 +93,9 @@ class ConformalClassifierMixin:
         X : array-like of shape (n_samples, n_features)
         confidence_level : float in (0, 1), default=None
             Overrides the fitted level without refitting.
+        groups : array-like of shape (n_samples,), default=None
+            The rows' groups, for a ``MondrianCalibrator(groups=None)`` calibrated on
+            ``groups=`` metadata.
 
         Returns
         -------
@@ -104,7 +107,7 @@ class ConformalClassifierMixin:
         level = check_confidence_level(resolve_confidence_level(self, confidence_level))
         # randomized APS/RAPS key each row's uniform by the row as the user passed it
         keys = row_keys(X) if self.conformalizer_.uses_test_uniforms else None
-        return self.conformalizer_.predict_set(proba, level, keys=keys)
+        return self.conformalizer_.predict_set(proba, level, keys=keys, X=X, groups=groups)
 
     def score(self, X, y, sample_weight=None):
         """Efficiency under coverage: ``-mean set size - n_classes * shortfall / alpha``.

@@ -22,6 +22,31 @@ def keep_frame(X, X_checked):
     return X if hasattr(X, "iloc") else X_checked
 
 
+def pop_calibration_groups(calibrator, fit_params, n_samples):
+    """``(fit_params, groups)``: the ``groups=`` metadata taken out for a calibrator using it.
+
+    A calibrator that conditions on metadata groups (``uses_groups_metadata``, e.g.
+    ``MondrianCalibrator(groups=None)``) needs one group per row; other calibrators leave
+    ``groups`` to the wrapped models.
+    """
+    if not getattr(calibrator, "uses_groups_metadata", False):
+        return fit_params, None
+    fit_params = dict(fit_params)
+    groups = fit_params.pop("groups", None)
+    if groups is None:
+        raise ValueError(
+            f"{type(calibrator).__name__}(groups=None) calibrates on the groups= metadata; pass "
+            "fit(X, y, groups=...) with one group per row, or give the calibrator a column or a "
+            "callable of X."
+        )
+    groups = np.asarray(groups)
+    if groups.shape != (n_samples,):
+        raise ValueError(
+            f"groups must hold one group per row of X ({n_samples}), got shape {groups.shape}."
+        )
+    return fit_params, groups
+
+
 def is_frozen(estimator):
     """Whether ``estimator`` is a pre-trained model wrapped in ``FrozenEstimator``."""
     return isinstance(estimator, FrozenEstimator)

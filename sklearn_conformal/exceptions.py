@@ -16,6 +16,7 @@ __all__ = [
     "PathStepCapWarning",
     "SmallBatchWarning",
     "SmallCalibrationWarning",
+    "UnseenGroupWarning",
 ]
 
 
@@ -28,6 +29,14 @@ class SmallCalibrationWarning(ConformalWarning):
 
     The conformal threshold is then infinite: prediction sets hold every label and intervals are
     unbounded, which is the only choice that keeps the coverage guarantee.
+    """
+
+
+class UnseenGroupWarning(ConformalWarning):
+    """Test rows belong to a group that never appeared in calibration (Mondrian calibration).
+
+    Their threshold is ``+inf`` (every label, unbounded intervals): nothing certifies a smaller
+    one. The message names the groups; calibrate with data from every group.
     """
 
 

@@ -1,39 +1,42 @@
-"""Split-conformal calibration of class probabilities, shared by every conformal classifier."""
+"""Split-conformal calibration of class probabilities, shared by every conformal classifier.
+
+The conformalizer composes a conformity score (:mod:`sklearn_conformal.conformity_scores`) and a
+calibrator (:mod:`sklearn_conformal.calibrators`), given as objects or as the string shortcuts
+that select the built-ins; it owns what they share: the probability checks and the uniforms of
+randomised scores (calibration uniforms from the fit's generator, test uniforms from each row's
+content key).
+"""
 
 import numpy as np
-from sklearn.utils import check_random_state
+from sklearn.utils import _safe_indexing, check_random_state
 
-from ._calibrators import MODES, ClusterAssignment, class_thresholds, marginal_thresholds
-from ._classification_scores import SCORES, prediction_sets, true_label_scores
 from ._row_keys import keyed_uniforms, row_keys
-from ._validation import check_confidence_level, warn_small_calibration
+from ._validation import check_confidence_level
 
 
 class ClassificationConformalizer:
-    """Turn calibration probabilities into per-label thresholds and prediction sets.
+    """Turn calibration probabilities into thresholds and prediction sets.
 
     Parameters
     ----------
-    score : {"lac", "aps", "raps"}, default="lac"
-        Non-conformity score (see :mod:`sklearn_conformal._core._classification_scores`).
-    mode : {"marginal", "class", "cluster"}, default="marginal"
-        Marginal split conformal, class-conditional (LabelCP) or cluster-conditional (ClusterCP).
+    score : str or BaseClassificationScore, default="lac"
+        A score object or a shortcut ("lac", "aps", "raps", "top_k", "saps", "margin"); see
+        :func:`~sklearn_conformal.conformity_scores.check_classification_score`.
+    mode : str or BaseCalibrator, default="marginal"
+        A calibrator object or a shortcut: "marginal" (split conformal), "class" (LabelCP) or
+        "cluster" (ClusterCP); see :func:`~sklearn_conformal.calibrators.check_calibrator`.
     randomized : bool, default=True
-        One uniform per sample for APS/RAPS (exact coverage): calibration uniforms come from
-        the fit-time generator, test uniforms from each row's content key and a seed drawn at
-        fit (see :meth:`predict_set`). ``False`` gives the non-randomised sets of Romano et al.
-        (2020): the labels in rank order up to and including the first whose cumulative score
-        (with the RAPS penalty) reaches the threshold, never empty, coverage at least the level.
-        Calibration then scores a label by the score of the label ranked just before it (0 for
-        the top label; see :meth:`_regularisation`), so ``conformity_scores_`` differ from the
-        randomised ones. On digits the earlier ``u = 1`` scores with sets ``{s <= q}`` gave
-        about 10 % empty sets and larger sets (see SplitConformalClassifier).
+        Shortcut parameter of the APS/RAPS/SAPS strings: one uniform per sample (exact
+        coverage). Calibration uniforms come from the fit-time generator, test uniforms from
+        each row's content key and a seed drawn at fit (see :meth:`predict_set`). ``False``
+        gives the non-randomised sets of Romano et al. (2020): the labels in rank order up to
+        and including the first whose cumulative score reaches the threshold, never empty.
     k_reg, lambda_reg : int, float, default=1, 0.1
-        RAPS regularisation. Chosen so RAPS differs visibly from APS on tens of classes: on
-        digits (LogisticRegression, 30 % calibration, level 0.9, 20 splits, randomised) mean
-        size 1.05 against APS's 1.20 at equal coverage (0.899); the earlier 5, 0.01 gave 1.20.
+        Shortcut parameters of the "raps" string. On digits (LogisticRegression, 30 %
+        calibration, level 0.9, 20 splits, randomised) mean size 1.05 against APS's 1.20 at
+        equal coverage (0.899); the earlier 5, 0.01 gave 1.20.
     n_clusters, clustering_fraction : int or "auto", float or "auto"
-        ClusterCP parameters (Ding et al.'s automatic rule by default).
+        Shortcut parameters of the "cluster" string (Ding et al.'s automatic rule by default).
     """
 
     def __init__(
@@ -46,10 +49,9 @@ class ClassificationConformalizer:
         n_clusters="auto",
         clustering_fraction="auto",
     ):
-        if score not in SCORES:
-            raise ValueError(f"conformity_score must be one of {SCORES}, got {score!r}.")
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}.")
+        from ..calibrators import check_calibrator
+        from ..conformity_scores import check_classification_score
+
         self.score = score
         self.mode = mode
         self.randomized = randomized
@@ -57,8 +59,15 @@ class ClassificationConformalizer:
         self.lambda_reg = lambda_reg
         self.n_clusters = n_clusters
         self.clustering_fraction = clustering_fraction
+        # resolved now so that a bad name fails early; fit works on fresh copies
+        self.score_ = check_classification_score(
+            score, randomized=randomized, k_reg=k_reg, lambda_reg=lambda_reg
+        )
+        self.calibrator_ = check_calibrator(
+            mode, n_clusters=n_clusters, clustering_fraction=clustering_fraction
+        )
 
-    def fit(self, proba, y_idx, n_classes, confidence_level, random_state=None):
+    def fit(self, proba, y_idx, n_classes, confidence_level, random_state=None, X=None, groups=None):
         """Compute calibration scores and thresholds.
 
         Parameters
@@ -69,64 +78,69 @@ class ClassificationConformalizer:
         n_classes : int
         confidence_level : float
         random_state : int, RandomState, Generator or None
-            Drives the calibration uniforms, the ClusterCP split and the seed of the test-time
-            uniforms, so equal seeds give equal sets.
+            Drives the score's tuning split, the calibration uniforms, the calibrator (e.g.
+            ClusterCP's split) and the seed of the test-time uniforms, so equal seeds give
+            equal sets.
+        X : array-like or DataFrame, optional
+            The calibration rows as the user passed them (for calibrators grouping rows).
+        groups : array-like, optional
+            ``groups=`` metadata of the calibration rows.
 
         Returns
         -------
         self
         """
+        from ..calibrators import CalibrationData
+
         self.confidence_level_ = check_confidence_level(confidence_level)
         rng = check_random_state(random_state)
         self.n_classes_ = int(n_classes)
         proba = _check_probabilities(proba, self.n_classes_, "calibration")
         y_idx = _check_label_indices(y_idx, proba.shape[0], self.n_classes_)
+        score, keep = self.score_.prepare(proba, y_idx, self.confidence_level_, rng)
+        if keep is not None:
+            keep = np.flatnonzero(keep)
+            proba, y_idx = proba[keep], y_idx[keep]
+            X = None if X is None else _safe_indexing(X, keep)
+            groups = None if groups is None else _safe_indexing(groups, keep)
+        self.score_ = score
         self.y_idx_ = y_idx
-        k_reg, lambda_reg = self._regularisation()
-        self.conformity_scores_ = true_label_scores(
-            proba, y_idx, self.score, self._uniforms(rng, len(y_idx)), k_reg, lambda_reg
+        u = rng.uniform(size=len(y_idx)) if self.uses_test_uniforms else None
+        self.conformity_scores_ = _check_scores(
+            score.calibration_scores(proba, y_idx, u), len(y_idx), score
         )
-        if self.mode == "cluster":
-            self.clusters_ = ClusterAssignment(
-                self.n_clusters, self.clustering_fraction, random_state=rng
-            ).fit(self.conformity_scores_, y_idx, self.n_classes_, self.confidence_level_)
+        self.calibrator_.fit(
+            CalibrationData(
+                scores=self.conformity_scores_,
+                confidence_level=self.confidence_level_,
+                X=X,
+                labels=y_idx,
+                n_labels=self.n_classes_,
+                groups=groups,
+                random_state=rng,
+            )
+        )
         self.predict_seed_ = int(rng.randint(2**31 - 1))
-        self.thresholds_ = self.thresholds(self.confidence_level_)
+        self.thresholds_ = self.calibrator_.thresholds_
         return self
 
-    def thresholds(self, confidence_level):
-        """Per-label thresholds at ``confidence_level`` from the stored calibration scores.
+    @property
+    def clusters_(self):
+        """ClusterCP's label clusters (``mode="cluster"`` only)."""
+        return self.calibrator_.clusters_
 
+    def thresholds(self, confidence_level, X=None, groups=None):
+        """Thresholds at ``confidence_level`` from the stored calibration scores.
+
+        Per label (shape ``(n_classes,)``) for label-based calibrators; calibrators that group
+        rows need the test rows ``X`` (or ``groups``) and return one threshold per row.
         ClusterCP keeps the clusters found at fit time and recomputes only their quantiles.
         """
         level = check_confidence_level(confidence_level)
-        scores, y_idx = self.conformity_scores_, self.y_idx_
-        if self.mode == "marginal":
-            thresholds = marginal_thresholds(scores, self.n_classes_, level)
-            if np.isinf(thresholds[0]):
-                warn_small_calibration(len(scores), level)
-        elif self.mode == "class":
-            thresholds = class_thresholds(scores, y_idx, self.n_classes_, level)
-            if np.isinf(thresholds).any():
-                counts = np.bincount(y_idx, minlength=self.n_classes_)
-                short = np.flatnonzero(np.isinf(thresholds))
-                warn_small_calibration(
-                    int(counts[short].min()),
-                    level,
-                    where=f"the smallest of {short.size} under-filled class(es) (indices "
-                    f"{short[:10].tolist()})",
-                )
-        else:
-            thresholds = self.clusters_.thresholds(scores, y_idx, level)
-            if np.isinf(thresholds).any():
-                warn_small_calibration(
-                    int(self.clusters_.calibration_mask_.sum()),
-                    level,
-                    where="a cluster of the cluster-conditional calibration",
-                )
-        return thresholds
+        return self.calibrator_.thresholds(X, level, groups=groups)
 
-    def predict_set(self, proba, confidence_level=None, random_state=None, keys=None):
+    def predict_set(self, proba, confidence_level=None, random_state=None, keys=None, X=None,
+                    groups=None):
         """Boolean prediction sets of shape ``(n_samples, n_classes)``.
 
         Parameters
@@ -139,23 +153,31 @@ class ClassificationConformalizer:
             on the same data return the same sets.
         keys : ndarray of uint64, shape (n_samples,), default=None
             Content keys of the test rows (:func:`~._row_keys.row_keys` of the estimator's raw
-            ``X``). APS/RAPS draw each row's uniform from its key, so a row's set does not depend
-            on its position in the batch, and rows get independent uniforms however they are
-            batched. ``None`` keys the rows by their probabilities.
+            ``X``). Randomised scores draw each row's uniform from its key, so a row's set does
+            not depend on its position in the batch, and rows get independent uniforms however
+            they are batched. ``None`` keys the rows by their probabilities.
+        X : array-like or DataFrame, optional
+            The test rows as the user passed them (for calibrators grouping rows).
+        groups : array-like, optional
+            ``groups=`` metadata of the test rows.
         """
         proba = _check_probabilities(proba, self.n_classes_, "test")
-        if confidence_level is None or confidence_level == self.confidence_level_:
-            thresholds = self.thresholds_
-        else:
-            thresholds = self.thresholds(confidence_level)
+        level = self.confidence_level_ if confidence_level is None else confidence_level
+        thresholds = self.calibrator_.thresholds(X, check_confidence_level(level), groups=groups)
         u = self._test_uniforms(proba, random_state, keys)
-        return prediction_sets(proba, thresholds, self.score, u, *self._regularisation())
+        sets = np.asarray(self.score_.prediction_sets(proba, thresholds, u))
+        if sets.shape != proba.shape or sets.dtype != bool:
+            raise ValueError(
+                f"{type(self.score_).__name__}.prediction_sets returned {sets.dtype} of shape "
+                f"{sets.shape}; expected bool of shape {proba.shape}."
+            )
+        return sets
 
     def _test_uniforms(self, proba, random_state, keys):
-        """One uniform per test row from its content key (constant when not randomized)."""
+        """One uniform per test row from its content key (None when the score takes none)."""
         n = proba.shape[0]
         if not self.uses_test_uniforms:
-            return self._uniforms(None, n)
+            return None
         if keys is None:
             keys = row_keys(proba)
         keys = np.asarray(keys, dtype=np.uint64)
@@ -170,33 +192,24 @@ class ClassificationConformalizer:
 
     @property
     def uses_test_uniforms(self):
-        """Whether sets depend on per-row uniforms (randomized APS/RAPS), hence on row keys."""
-        return bool(self.randomized) and self.score != "lac"
+        """Whether sets depend on per-row uniforms (randomised scores), hence on row keys."""
+        return bool(getattr(self.score_, "uses_uniforms", False))
 
-    def _uniforms(self, rng, n):
-        """Calibration uniforms, drawn in row order from the fit-time generator.
 
-        Zeros for non-randomised APS/RAPS (:meth:`_regularisation`), ones for LAC (unused).
-        """
-        if self.uses_test_uniforms:
-            return rng.uniform(size=n)
-        if self.score != "lac":
-            return np.zeros(n)
-        return np.ones(n)
-
-    def _regularisation(self):
-        """``(k_reg, lambda_reg)`` handed to the score kernels.
-
-        Non-randomised APS/RAPS score a label by the score of the label ranked just before it,
-        ``s_prev(x, y) = sum_{j ranked before y} p_j + lambda_reg * max(0, rank(y) - 1 - k_reg)``
-        (0 for the top label): the kernels' score with ``u = 0`` and ``k_reg + 1``. Calibration
-        and prediction both use it, so ``{y : s_prev(x, y) <= q_y}`` covers at the level by the
-        usual exchangeability argument, and it is the set of Romano et al. (2020): the labels in
-        rank order up to and including the first whose cumulative score reaches ``q``.
-        """
-        if self.score != "lac" and not self.randomized:
-            return int(self.k_reg) + 1, float(self.lambda_reg)
-        return self.k_reg, self.lambda_reg
+def _check_scores(scores, n, score):
+    """Calibration scores of a (possibly user-written) score: n numbers, none NaN."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (n,):
+        raise ValueError(
+            f"{type(score).__name__}.calibration_scores returned shape {scores.shape}; expected "
+            f"({n},), one score per calibration sample."
+        )
+    if np.isnan(scores).any():
+        raise ValueError(
+            f"{type(score).__name__} returned NaN calibration scores "
+            f"({int(np.isnan(scores).sum())} of {n}); scores must be numbers (+inf is allowed)."
+        )
+    return scores
 
 
 def _check_probabilities(proba, n_classes, part):

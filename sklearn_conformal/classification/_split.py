@@ -15,7 +15,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._core import ClassificationConformalizer, check_confidence_level
 from .._core._calibrators import MODES
-from .._core._classification_scores import SCORES
+from ..conformity_scores._classification import CLASSIFICATION_SCORES
 from .._estimator_mixins import (
     ConformalClassifierMixin,
     check_label_types,
@@ -27,6 +27,7 @@ from .._estimator_utils import (
     is_frozen,
     keep_frame,
     model_allows_nan,
+    pop_calibration_groups,
     route_fit_params,
     split_fit_params,
     split_indices,
@@ -52,15 +53,26 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         ``fit``'s data then calibrates.
     confidence_level : float in (0, 1), default=0.9
         Target coverage ``1 - alpha``.
-    conformity_score : {"lac", "aps", "raps"}, default="lac"
+    conformity_score : str or BaseClassificationScore, default="lac"
         ``"lac"`` (THR) ``1 - p_y``: smallest sets on average, may be empty. ``"aps"``:
         cumulative mass of labels ranked up to ``y``: adaptive to difficulty. ``"raps"``: APS
         plus ``lambda_reg * max(0, rank - k_reg)``: smaller, more stable sets than APS.
-    mode : {"marginal", "class", "cluster"}, default="marginal"
+        ``"top_k"`` (sets of the k most probable labels), ``"saps"`` (Huang et al. 2024) and
+        ``"margin"`` (``max_{j != y} p_j - p_y``). The strings are shortcuts for the score
+        objects of :mod:`sklearn_conformal.conformity_scores`, built in ``fit`` with this
+        estimator's ``randomized`` / ``k_reg`` / ``lambda_reg``; pass an object for its other
+        parameters (``RAPSScore(k_reg="auto", lambda_reg="auto")`` tunes them on part of the
+        calibration data) or a subclass of
+        :class:`~sklearn_conformal.conformity_scores.BaseClassificationScore` of your own. An
+        object keeps its own parameters.
+    mode : {"marginal", "class", "cluster"} or BaseCalibrator, default="marginal"
         ``"marginal"`` guarantees average coverage; ``"class"`` (LabelCP / Mondrian) guarantees
         it within every class, at the price of larger sets for rare classes; ``"cluster"``
         (ClusterCP, Ding et al. 2023) shares thresholds between classes with similar scores and
-        calibrates rare classes marginally.
+        calibrates rare classes marginally. A
+        :class:`~sklearn_conformal.calibrators.MondrianCalibrator` guarantees coverage within
+        groups of rows (a column, a callable of ``X`` or ``groups=`` metadata); any
+        :class:`~sklearn_conformal.calibrators.BaseCalibrator` works.
     randomized : bool, default=True
         APS/RAPS only: draw one uniform per sample so coverage is exact rather than
         conservative. Sets are still prefixes of the ranking by probability. A test row's
@@ -109,9 +121,11 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         Calibration scores of the observed labels.
     thresholds_ : ndarray of shape (n_classes,)
         Threshold per class at ``confidence_level`` (all equal for ``mode="marginal"``;
-        ``+inf`` where calibration data are too few).
+        ``+inf`` where calibration data are too few); for a calibrator of row groups, its
+        ``thresholds_`` (one per group).
     conformalizer_ : ClassificationConformalizer
-        The calibrated scores and thresholds.
+        The calibrated scores and thresholds; ``conformalizer_.score_`` and
+        ``conformalizer_.calibrator_`` are the score and calibrator objects used.
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Defined when ``X`` has string column names.
@@ -131,8 +145,11 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         "estimator": [HasMethods(["fit", "predict_proba"]), None],
         # checked in fit by check_confidence_level, which also takes 0-d arrays
         "confidence_level": "no_validation",
-        "conformity_score": [StrOptions(set(SCORES))],
-        "mode": [StrOptions(set(MODES))],
+        "conformity_score": [
+            StrOptions(set(CLASSIFICATION_SCORES)),
+            HasMethods(["label_scores", "calibration_scores", "prediction_sets"]),
+        ],
+        "mode": [StrOptions(set(MODES)), HasMethods(["fit", "thresholds"])],
         "randomized": ["boolean"],
         "k_reg": [Interval(Integral, 0, None, closed="left")],
         "lambda_reg": [Interval(Real, 0, None, closed="left")],
@@ -217,6 +234,17 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         check_classification_targets(y)
         rng = check_random_state(self.random_state)
         estimator = self._inner_model()
+        conformalizer = ClassificationConformalizer(
+            score=self.conformity_score,
+            mode=self.mode,
+            randomized=self.randomized,
+            k_reg=self.k_reg,
+            lambda_reg=self.lambda_reg,
+            n_clusters=self.n_clusters,
+            clustering_fraction=self.clustering_fraction,
+        )
+        fit_params, groups = pop_calibration_groups(conformalizer.calibrator_, fit_params, len(y))
+        cal_groups = groups
         params = route_fit_params(self, fit_params, {"estimator": estimator}, len(y))
         if is_frozen(estimator):
             self.estimator_ = estimator
@@ -227,6 +255,7 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
             )
             X_train, X_cal = _safe_indexing(X, train), _safe_indexing(X, cal)
             y_train, y_cal = y[train], y[cal]
+            cal_groups = None if groups is None else groups[cal]
             self.estimator_ = clone(estimator).fit(
                 X_train, y_train, **split_fit_params(X, params["estimator"], train)
             )
@@ -237,20 +266,14 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         # labels the model never saw (absent from its training split) get probability 0
         self._model_columns = np.searchsorted(self.classes_, model_classes)
         _warn_unknown_to_model(self.classes_, model_classes, is_frozen(estimator))
-        self.conformalizer_ = ClassificationConformalizer(
-            score=self.conformity_score,
-            mode=self.mode,
-            randomized=self.randomized,
-            k_reg=self.k_reg,
-            lambda_reg=self.lambda_reg,
-            n_clusters=self.n_clusters,
-            clustering_fraction=self.clustering_fraction,
-        ).fit(
+        self.conformalizer_ = conformalizer.fit(
             self._proba(X_cal),
             self._encode(y_cal),
             len(self.classes_),
             self.confidence_level,
             random_state=rng,
+            X=X_cal,
+            groups=cal_groups,
         )
         self.conformity_scores_ = self.conformalizer_.conformity_scores_
         self.thresholds_ = self.conformalizer_.thresholds_

@@ -12,6 +12,8 @@ __getattr__, __dir__, __all__ = attach(
         "size_stratified_coverage": "._sets",
         "class_coverage_gap": "._sets",
         "class_coverages": "._sets",
+        "group_coverages": "._groups",
+        "group_coverage_gap": "._groups",
         "mean_interval_length": "._intervals",
         "interval_score": "._intervals",
         "neg_mean_set_size_scorer": "._scorers",

@@ -10,22 +10,19 @@ from sklearn.model_selection import cross_val_predict
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _num_samples, check_is_fitted, validate_data
 
-from .._core import (
-    check_confidence_level,
-    conformal_quantile,
-    regression_intervals,
-    regression_scores,
-    warn_small_calibration,
-)
-from .._core._regression_scores import REGRESSION_SCORES
+from .._core import check_confidence_level
+from ..calibrators import CalibrationData, check_calibrator
+from ..conformity_scores import check_regression_score
+from ..conformity_scores._regression import REGRESSION_SCORES
 from .._estimator_mixins import ConformalRegressorMixin
 from .._estimator_utils import (
     SPARSE_FORMATS,
     is_frozen,
     keep_frame,
     resolve_confidence_level,
+    pop_calibration_groups,
     route_fit_params,
     split_fit_params,
     split_indices,
@@ -59,11 +56,24 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         ``allow_nan`` tag, e.g. histogram gradient boosting).
     confidence_level : float in (0, 1), default=0.9
         Target coverage.
-    conformity_score : {"absolute", "normalized", "cqr"}, default="absolute"
+    conformity_score : {"absolute", "normalized", "cqr"} or BaseRegressionScore, \
+            default="absolute"
         ``|y - m(x)|`` (constant width), ``|y - m(x)| / sigma(x)`` (width follows a fitted
-        spread model) or conformalized quantile regression (Romano et al. 2019).
+        spread model) or conformalized quantile regression (Romano et al. 2019). The strings
+        are shortcuts for :class:`~sklearn_conformal.conformity_scores.AbsoluteScore`,
+        :class:`~sklearn_conformal.conformity_scores.NormalizedScore` and
+        :class:`~sklearn_conformal.conformity_scores.CQRScore`; pass an object for the other
+        scores (``CQRScore(symmetric=False)``, ``SpreadScore(spread)`` for a known spread) or a
+        subclass of :class:`~sklearn_conformal.conformity_scores.BaseRegressionScore`. The
+        models fitted follow the score's ``predictions``: a point model (``"center"``), a
+        spread model (``"scale"``), a pair of quantile models (``"bounds"``).
+    mode : "marginal" or BaseCalibrator, default="marginal"
+        ``"marginal"``: one threshold, marginal coverage. A
+        :class:`~sklearn_conformal.calibrators.MondrianCalibrator` gives one threshold per
+        group of rows (a column, a callable of ``X`` or ``groups=`` metadata) and coverage
+        within every group; any :class:`~sklearn_conformal.calibrators.BaseCalibrator` works.
     scale_estimator : regressor, default=None
-        ``"normalized"`` only: model of ``|y - m(x)|``, fitted on out-of-fold residuals of the
+        ``"normalized"`` (scores reading ``"scale"``) only: model of ``|y - m(x)|``, fitted on out-of-fold residuals of the
         training split; ``None`` means a clone of the point regressor. Its predictions are
         floored at ``1e-3`` times their mean absolute residual so widths never collapse.
     calibration_size : float in (0, 1) or int, default=0.3
@@ -81,13 +91,19 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         The fitted point regressor, or the (lower, upper) quantile regressors.
     scale_estimator_ : regressor
         The fitted spread model (``"normalized"`` only).
-    conformity_scores_ : ndarray of shape (n_calibration,)
+    conformity_scores_ : ndarray of shape (n_calibration,) (or (n_calibration, n_parts))
+    conformity_score_ : BaseRegressionScore
+        The score used (the built-in of a string, or a clone of the object given).
+    calibrator_ : BaseCalibrator
+        The fitted calibrator (the built-in of ``mode``, or a clone of the object given).
     confidence_level_ : float
         The level ``quantile_`` belongs to (``confidence_level`` at fit). Predictions follow
         ``confidence_level``, also when it is changed by ``set_params`` without refitting; the
         threshold is then recomputed from the stored calibration scores.
-    quantile_ : float
-        Conformal threshold at ``confidence_level`` (``inf`` with too little calibration data).
+    quantile_ : float or ndarray
+        Conformal threshold at ``confidence_level_`` (``inf`` with too little calibration
+        data): the calibrator's ``thresholds_`` (one per group for Mondrian calibration, one
+        per tail for ``CQRScore(symmetric=False)``).
     n_features_in_ : int
 
     Examples
@@ -104,7 +120,11 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
     _parameter_constraints = {
         "estimator": [HasMethods(["fit", "predict"]), tuple, None],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
-        "conformity_score": [StrOptions(set(REGRESSION_SCORES))],
+        "conformity_score": [
+            StrOptions(set(REGRESSION_SCORES)),
+            HasMethods(["conformity_scores", "intervals"]),
+        ],
+        "mode": [StrOptions({"marginal"}), HasMethods(["fit", "thresholds"])],
         "scale_estimator": [HasMethods(["fit", "predict"]), None],
         "calibration_size": [
             Interval(RealNotInt, 0, 1, closed="neither"),
@@ -119,6 +139,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         *,
         confidence_level=0.9,
         conformity_score="absolute",
+        mode="marginal",
         scale_estimator=None,
         calibration_size=0.3,
         random_state=None,
@@ -126,6 +147,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         self.estimator = estimator
         self.confidence_level = confidence_level
         self.conformity_score = conformity_score
+        self.mode = mode
         self.scale_estimator = scale_estimator
         self.calibration_size = calibration_size
         self.random_state = random_state
@@ -163,15 +185,20 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         X, y = self._validate(X, y, fitting=True)
         y = np.asarray(y, dtype=float)
         rng = check_random_state(self.random_state)
+        # strings select the built-ins here, never in __init__ (set_params and clone see them)
+        self.conformity_score_ = check_regression_score(self.conformity_score)
+        calibrator = check_calibrator(self.mode, allowed=("marginal",))
+        fit_params, groups = pop_calibration_groups(calibrator, fit_params, len(y))
         models = self._models()
         frozen = all(is_frozen(model) for model in models)
-        if frozen and self.conformity_score == "normalized" and self.scale_estimator is None:
+        if frozen and "scale" in self._needs() and self.scale_estimator is None:
             raise ValueError(
                 "conformity_score='normalized' with a FrozenEstimator needs a frozen "
                 "scale_estimator too (all of fit's data is calibration data)."
             )
         roles = self._routing_roles()
         params = route_fit_params(self, fit_params, roles, len(y))
+        cal_groups = groups
         if frozen:
             X_cal, y_cal = X, y
             fitted = models
@@ -179,6 +206,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
             train, cal = split_indices(y, self.calibration_size, rng.randint(2**31 - 1))
             X_train, X_cal = _safe_indexing(X, train), _safe_indexing(X, cal)
             y_train, y_cal = y[train], y[cal]
+            cal_groups = None if groups is None else groups[cal]
             train_params = {
                 role: split_fit_params(X, role_params, train)
                 for role, role_params in params.items()
@@ -194,7 +222,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                 for model, model_params_ in zip(models, model_params)
             ]
         self.estimator_ = fitted[0] if len(fitted) == 1 else tuple(fitted)
-        if self.conformity_score == "normalized":
+        if "scale" in self._needs():
             if frozen:
                 self.scale_estimator_, self._scale_floor = self.scale_estimator, 0.0
             else:
@@ -204,14 +232,37 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                     train_params["estimator"],
                     train_params.get("scale_estimator", train_params["estimator"]),
                 )
-        self.conformity_scores_ = regression_scores(
-            self.conformity_score, y_cal, **self._predictions(X_cal)
-        )
+        self.conformity_scores_ = self._calibration_scores(y_cal, self._predictions(X_cal))
         # the level the stored threshold belongs to; predictions follow self.confidence_level
         # (also after set_params without refitting) and recompute the threshold when it differs
         self.confidence_level_ = check_confidence_level(self.confidence_level)
-        self.quantile_ = self._quantile(self.confidence_level_)
+        self.calibrator_ = calibrator.fit(
+            CalibrationData(
+                scores=self.conformity_scores_,
+                confidence_level=self.confidence_level_,
+                threshold=self.conformity_score_.threshold,
+                X=X_cal,
+                groups=None if cal_groups is None else cal_groups,
+                random_state=rng,
+            )
+        )
+        self.quantile_ = self.calibrator_.thresholds_
         return self
+
+    def _calibration_scores(self, y, parts):
+        """The score's calibration scores, checked: one (row of parts) per sample, no NaN."""
+        scores = np.asarray(self.conformity_score_.conformity_scores(y, parts), dtype=float)
+        if scores.ndim not in (1, 2) or scores.shape[0] != len(y):
+            raise ValueError(
+                f"{type(self.conformity_score_).__name__}.conformity_scores returned shape "
+                f"{scores.shape}; expected ({len(y)},) or ({len(y)}, n_parts)."
+            )
+        if np.isnan(scores).any():
+            raise ValueError(
+                f"{type(self.conformity_score_).__name__} returned NaN calibration scores; "
+                "scores must be numbers (+inf is allowed)."
+            )
+        return scores
 
     def predict(self, X):
         """Point prediction (the centre of the interval for CQR).
@@ -223,11 +274,11 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         check_is_fitted(self)
         X = self._validate(X)
         parts = self._predictions(X)
-        if self.conformity_score == "cqr":
+        if "center" not in parts:
             return (parts["lower"] + parts["upper"]) / 2.0
         return parts["center"]
 
-    def predict_interval(self, X, confidence_level=None):
+    def predict_interval(self, X, confidence_level=None, groups=None):
         """Conformal prediction intervals.
 
         Parameters
@@ -236,6 +287,9 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         confidence_level : float in (0, 1), default=None
             Overrides the fitted level without refitting (for CQR the quantile regressors
             stay those trained for the fitted level; only the correction changes).
+        groups : array-like of shape (n_samples,), default=None
+            The rows' groups, for a ``MondrianCalibrator(groups=None)`` calibrated on
+            ``groups=`` metadata.
 
         Returns
         -------
@@ -245,9 +299,26 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         """
         check_is_fitted(self)
         X = self._validate(X)
-        level = resolve_confidence_level(self, confidence_level)
-        threshold = self.quantile_ if level == self.confidence_level_ else self._quantile(level)
-        return regression_intervals(self.conformity_score, threshold, **self._predictions(X))
+        level = check_confidence_level(resolve_confidence_level(self, confidence_level))
+        thresholds = self.calibrator_.thresholds(X, level, groups=groups)
+        intervals = np.asarray(
+            self.conformity_score_.intervals(thresholds, self._predictions(X)), dtype=float
+        )
+        n = _num_samples(X)
+        if intervals.shape != (n, 2):
+            raise ValueError(
+                f"{type(self.conformity_score_).__name__}.intervals returned shape "
+                f"{intervals.shape}; expected ({n}, 2)."
+            )
+        return intervals
+
+    def _needs(self):
+        """The predictions the score reads, from the parameter (never raising: tags use it)."""
+        score = self.conformity_score
+        if isinstance(score, str):
+            score = REGRESSION_SCORES.get(score, REGRESSION_SCORES["absolute"])
+        needs = getattr(score, "predictions", ("center",))
+        return set(needs) if isinstance(needs, (tuple, list, set, frozenset)) else {"center"}
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -266,11 +337,11 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
             models = list(self.estimator)
         elif self.estimator is not None:
             models = [self.estimator]
-        elif self.conformity_score == "cqr":
+        elif "bounds" in self._needs():
             models = [HistGradientBoostingRegressor(loss="quantile")]
         else:
             models = [LinearRegression()]
-        if self.conformity_score == "normalized" and self.scale_estimator is not None:
+        if "scale" in self._needs() and self.scale_estimator is not None:
             models.append(self.scale_estimator)
         return models
 
@@ -301,11 +372,11 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
             roles = {"lower_estimator": self.estimator[0], "upper_estimator": self.estimator[1]}
         elif self.estimator is not None:
             roles = {"estimator": self.estimator}
-        elif self.conformity_score == "cqr":
+        elif "bounds" in self._needs():
             roles = {"estimator": HistGradientBoostingRegressor(loss="quantile")}
         else:
             roles = {"estimator": LinearRegression()}
-        if self.conformity_score == "normalized" and self.scale_estimator is not None:
+        if "scale" in self._needs() and self.scale_estimator is not None:
             roles["scale_estimator"] = self.scale_estimator
         return roles
 
@@ -346,10 +417,11 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         return keep_frame(X, checked)
 
     def _models(self, default_seed=None):
-        if self.conformity_score != "cqr":
+        if "bounds" not in self._needs():
             if isinstance(self.estimator, tuple):
                 raise ValueError(
-                    "a (lower, upper) estimator pair is only valid with conformity_score='cqr'."
+                    "a (lower, upper) estimator pair is only valid with conformity_score='cqr' "
+                    "(a score whose predictions include 'bounds')."
                 )
             return [LinearRegression() if self.estimator is None else self.estimator]
         if isinstance(self.estimator, tuple):
@@ -384,20 +456,19 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         return clone(base).fit(X_train, residuals, **scale_params)
 
     def _predictions(self, X):
-        if self.conformity_score == "cqr":
+        """``X`` and the predictions the score reads (see ``BaseRegressionScore``)."""
+        needs = self._needs()
+        parts = {"X": X}
+        if "bounds" in needs:
             lower_model, upper_model = self.estimator_
-            return {"lower": lower_model.predict(X), "upper": upper_model.predict(X)}
-        parts = {"center": np.asarray(self.estimator_.predict(X), dtype=float)}
-        if self.conformity_score == "normalized":
+            parts["lower"] = np.asarray(lower_model.predict(X), dtype=float)
+            parts["upper"] = np.asarray(upper_model.predict(X), dtype=float)
+            return parts
+        parts["center"] = np.asarray(self.estimator_.predict(X), dtype=float)
+        if "scale" in needs:
             scale = np.asarray(self.scale_estimator_.predict(X), dtype=float)
             parts["scale"] = np.maximum(scale, max(self._scale_floor, np.finfo(float).tiny))
         return parts
-
-    def _quantile(self, level):
-        threshold = conformal_quantile(self.conformity_scores_, level)
-        if np.isinf(threshold):
-            warn_small_calibration(len(self.conformity_scores_), level)
-        return threshold
 
 
 def _with_quantile(estimator, quantile):
