@@ -121,7 +121,8 @@ class ClassificationConformalizer:
             )
         )
         self.predict_seed_ = int(rng.randint(2**31 - 1))
-        self.thresholds_ = self.calibrator_.thresholds_
+        # a user calibrator need not expose its thresholds (they may depend on the test rows)
+        self.thresholds_ = getattr(self.calibrator_, "thresholds_", None)
         return self
 
     @property

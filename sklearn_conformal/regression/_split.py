@@ -246,7 +246,8 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                 random_state=rng,
             )
         )
-        self.quantile_ = self.calibrator_.thresholds_
+        # a user calibrator need not expose its thresholds (they may depend on the test rows)
+        self.quantile_ = getattr(self.calibrator_, "thresholds_", None)
         return self
 
     def _calibration_scores(self, y, parts):
