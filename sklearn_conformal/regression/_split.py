@@ -21,11 +21,11 @@ from .._core import (
 )
 from .._core._regression_scores import REGRESSION_SCORES
 from .._estimator_mixins import ConformalRegressorMixin
+from .._output import per_level
 from .._estimator_utils import (
     SPARSE_FORMATS,
     is_frozen,
     keep_frame,
-    resolve_confidence_level,
     route_fit_params,
     split_fit_params,
     split_indices,
@@ -233,21 +233,30 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        confidence_level : float in (0, 1), default=None
+        confidence_level : float in (0, 1) or sequence of such floats, default=None
             Overrides the fitted level without refitting (for CQR the quantile regressors
-            stay those trained for the fitted level; only the correction changes).
+            stay those trained for the fitted level; only the correction changes). A
+            sequence gives the intervals at each of its levels, stacked on a last axis.
 
         Returns
         -------
-        intervals : ndarray of shape (n_samples, 2)
+        intervals : ndarray of shape (n_samples, 2) or (n_samples, 2, n_levels)
             ``[lower, upper]`` per sample, ``lower <= upper`` (a CQR set that the threshold
-            empties is returned as the point interval at the quantile midpoint).
+            empties is returned as the point interval at the quantile midpoint);
+            ``intervals[:, :, j]`` is the call at ``confidence_level[j]`` alone. After
+            ``set_output(predict="pandas")``, a DataFrame with columns ``lower``, ``upper``
+            (MultiIndex ``(confidence_level, bound)`` for several levels) and the index of
+            ``X``.
         """
         check_is_fitted(self)
-        X = self._validate(X)
-        level = resolve_confidence_level(self, confidence_level)
-        threshold = self.quantile_ if level == self.confidence_level_ else self._quantile(level)
-        return regression_intervals(self.conformity_score, threshold, **self._predictions(X))
+        X_checked = self._validate(X)
+        parts = self._predictions(X_checked)
+
+        def at_level(level):
+            threshold = self.quantile_ if level == self.confidence_level_ else self._quantile(level)
+            return regression_intervals(self.conformity_score, threshold, **parts)
+
+        return per_level(self, X, confidence_level, at_level, "interval")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
