@@ -175,6 +175,13 @@ class ConformalRegressorMixin(ConformalOutputMixin):
     container chosen with ``set_output``.
     """
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # score() is minus the interval (Winkler) score, not R^2: scikit-learn's "score above
+        # 0.5" expectation (check_regressors_train) does not apply to it
+        tags.regressor_tags.poor_score = True
+        return tags
+
     def predict_set(self, X, confidence_level=None):
         """Same as ``predict_interval``: the prediction set of a regressor is an interval.
 
