@@ -148,6 +148,23 @@ class ConformalOutputMixin:
         Returns
         -------
         self : estimator
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import pandas as pd
+        >>> from sklearn.linear_model import LinearRegression
+        >>> from sklearn_conformal import SplitConformalRegressor
+        >>> rng = np.random.default_rng(0)
+        >>> X = pd.DataFrame(rng.normal(size=(200, 2)), columns=["a", "b"])
+        >>> y = X["a"].to_numpy() + rng.normal(size=200)
+        >>> reg = SplitConformalRegressor(LinearRegression(), random_state=0).fit(X, y)
+        >>> reg.predict_interval(X.iloc[:3], confidence_level=[0.8, 0.9]).shape
+        (3, 2, 2)
+        >>> reg.set_output(predict="pandas").predict_interval(X.iloc[:3]).columns.tolist()
+        ['lower', 'upper']
+        >>> reg.predict_interval(X.iloc[:3], [0.8, 0.9]).columns.tolist()
+        [(0.8, 'lower'), (0.8, 'upper'), (0.9, 'lower'), (0.9, 'upper')]
         """
         if predict is None:
             return self
