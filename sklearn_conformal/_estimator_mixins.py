@@ -5,7 +5,7 @@ from sklearn.utils import check_consistent_length, column_or_1d
 
 from ._core import check_confidence_level
 from ._core._row_keys import row_keys
-from ._estimator_utils import resolve_confidence_level
+from ._output import ConformalOutputMixin, per_level
 
 
 def _label_types(labels):
@@ -68,7 +68,7 @@ def sorted_labels(labels):
         ) from exc
 
 
-class ConformalClassifierMixin:
+class ConformalClassifierMixin(ConformalOutputMixin):
     """``predict``, ``predict_set`` and ``score`` from ``predict_proba`` and ``conformalizer_``.
 
     The class using it defines ``predict_proba(X)`` (which checks fitting and validates ``X``),
@@ -91,23 +91,35 @@ class ConformalClassifierMixin:
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        confidence_level : float in (0, 1), default=None
-            Overrides the fitted level without refitting.
+        confidence_level : float in (0, 1) or sequence of such floats, default=None
+            Overrides the fitted level without refitting. A sequence (list, tuple, 1-d array)
+            gives the sets at each of its levels, stacked on a last axis.
         groups : array-like of shape (n_samples,), default=None
             The rows' groups, for a ``MondrianCalibrator(groups=None)`` calibrated on
             ``groups=`` metadata.
 
         Returns
         -------
-        sets : ndarray of bool, shape (n_samples, n_classes)
-            ``sets[i, k]`` is True when ``classes_[k]`` is in the set of sample ``i``. A row's
-            set depends on its content only, not on its position or on the other rows of ``X``.
+        sets : ndarray of bool, shape (n_samples, n_classes) or (n_samples, n_classes, n_levels)
+            ``sets[i, k]`` is True when ``classes_[k]`` is in the set of sample ``i``
+            (``sets[:, :, j]`` is the set at ``confidence_level[j]``, equal to the call with
+            that level alone). A row's set depends on its content only, not on its position or
+            on the other rows of ``X``. After ``set_output(predict="pandas")``, a boolean
+            DataFrame with one column per class (MultiIndex ``(confidence_level, class)``
+            columns for several levels) and the index of ``X``.
         """
         proba = self.predict_proba(X)
-        level = check_confidence_level(resolve_confidence_level(self, confidence_level))
         # randomized APS/RAPS key each row's uniform by the row as the user passed it
         keys = row_keys(X) if self.conformalizer_.uses_test_uniforms else None
-        return self.conformalizer_.predict_set(proba, level, keys=keys, X=X, groups=groups)
+        return per_level(
+            self,
+            X,
+            confidence_level,
+            lambda level: self.conformalizer_.predict_set(
+                proba, level, keys=keys, X=X, groups=groups
+            ),
+            "set",
+        )
 
     def score(self, X, y, sample_weight=None):
         """Efficiency under coverage: ``-mean set size - n_classes * shortfall / alpha``.
@@ -127,7 +139,7 @@ class ConformalClassifierMixin:
         """
         from .metrics import coverage, mean_set_size
 
-        sets = self.predict_set(X)
+        sets = np.asarray(self.predict_set(X))
         y_idx = self._encode(y)
         check_consistent_length(sets, y_idx)
         level = check_confidence_level(self.confidence_level)
@@ -160,17 +172,32 @@ class ConformalClassifierMixin:
         return positions
 
 
-class ConformalRegressorMixin:
-    """``predict_set`` and ``score`` from ``predict_interval``."""
+class ConformalRegressorMixin(ConformalOutputMixin):
+    """``predict_set`` and ``score`` from ``predict_interval``.
 
-    def predict_set(self, X, confidence_level=None):
+    The class using it computes ``predict_interval`` at each requested level with
+    :func:`sklearn_conformal._output.per_level`, which gives several levels in one call and the
+    container chosen with ``set_output``.
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # score() is minus the interval (Winkler) score, not R^2: scikit-learn's "score above
+        # 0.5" expectation (check_regressors_train) does not apply to it
+        tags.regressor_tags.poor_score = True
+        return tags
+
+    def predict_set(self, X, confidence_level=None, **predict_params):
         """Same as ``predict_interval``: the prediction set of a regressor is an interval.
+
+        ``predict_params`` (e.g. ``groups=`` for Mondrian calibration on metadata) go to
+        ``predict_interval``.
 
         Returns
         -------
-        intervals : ndarray of shape (n_samples, 2)
+        intervals : ndarray of shape (n_samples, 2) or (n_samples, 2, n_levels), or DataFrame
         """
-        return self.predict_interval(X, confidence_level)
+        return self.predict_interval(X, confidence_level, **predict_params)
 
     def score(self, X, y, sample_weight=None):
         """Minus the mean interval (Winkler) score at ``confidence_level``: higher is better.
@@ -193,6 +220,6 @@ class ConformalRegressorMixin:
         from .metrics import interval_score
 
         y = column_or_1d(y, warn=True)
-        intervals = self.predict_interval(X)
+        intervals = np.asarray(self.predict_interval(X))
         check_consistent_length(intervals, y)
         return -interval_score(y, intervals, self.confidence_level, sample_weight=sample_weight)

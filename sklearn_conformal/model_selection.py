@@ -88,8 +88,9 @@ def _fit_and_predict(estimator, X, y, train, test, level):
     estimator.fit(_safe_indexing(X, train), y[train])
     X_test = _safe_indexing(X, test)
     if hasattr(estimator, "predict_interval"):
-        return estimator.predict_interval(X_test, confidence_level=level), None
-    return estimator.predict_set(X_test, confidence_level=level), np.asarray(estimator.classes_)
+        return np.asarray(estimator.predict_interval(X_test, confidence_level=level)), None
+    sets = np.asarray(estimator.predict_set(X_test, confidence_level=level))
+    return sets, np.asarray(estimator.classes_)
 
 
 def smallest_covering(*, size="size", coverage="coverage", confidence_level, tolerance=0.0):

@@ -19,20 +19,13 @@ from sklearn_conformal.datasets._latent_mixture import latent_features
 from ._expected_failures import expected_failed_checks
 
 
-def _expected(estimator):
-    failed = dict(expected_failed_checks(estimator))
-    if isinstance(estimator, KernelQuantileRegressor):
-        failed.pop("check_regressors_train", None)
-    return failed
-
-
 @parametrize_with_checks(
     [
         SpeedCPRegressor(gamma=1.0, random_state=0),
         SpeedCPRegressor(gamma=1.0, lambda_=0.5, randomized=False, random_state=0),
         KernelQuantileRegressor(gamma=1.0),
     ],
-    expected_failed_checks=_expected,
+    expected_failed_checks=expected_failed_checks,
 )
 def test_sklearn_estimator_contract(estimator, check):
     check(estimator)

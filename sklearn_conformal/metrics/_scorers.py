@@ -29,23 +29,23 @@ def coverage_scorer(estimator, X, y):
     """Empirical coverage of ``predict_set`` (classifiers) or ``predict_interval`` (regressors)."""
     conformal, X = _conformal_step(estimator, X)
     if hasattr(conformal, "predict_interval"):
-        return coverage(np.asarray(y, dtype=float), conformal.predict_interval(X))
-    return coverage(np.asarray(y), conformal.predict_set(X), classes=conformal.classes_)
+        return coverage(np.asarray(y, dtype=float), np.asarray(conformal.predict_interval(X)))
+    return coverage(np.asarray(y), np.asarray(conformal.predict_set(X)), classes=conformal.classes_)
 
 
 def neg_mean_set_size_scorer(estimator, X, y):
     """Minus the mean prediction-set size."""
     conformal, X = _conformal_step(estimator, X)
-    return -mean_set_size(conformal.predict_set(X))
+    return -mean_set_size(np.asarray(conformal.predict_set(X)))
 
 
 def neg_mean_interval_length_scorer(estimator, X, y):
     """Minus the mean interval length."""
     conformal, X = _conformal_step(estimator, X)
-    return -mean_interval_length(conformal.predict_interval(X))
+    return -mean_interval_length(np.asarray(conformal.predict_interval(X)))
 
 
 def neg_interval_score_scorer(estimator, X, y):
     """Minus the mean interval (Winkler) score at the estimator's ``confidence_level``."""
     conformal, X = _conformal_step(estimator, X)
-    return -interval_score(y, conformal.predict_interval(X), conformal.confidence_level)
+    return -interval_score(y, np.asarray(conformal.predict_interval(X)), conformal.confidence_level)

@@ -222,7 +222,7 @@ class PredictionIntervalDisplay:
         x, name = None, None
         if kind == "feature":
             x, name = _column(X, feature, getattr(estimator, "feature_names_in_", None))
-        intervals = estimator.predict_interval(X, confidence_level)
+        intervals = np.asarray(estimator.predict_interval(X, confidence_level))
         disp = cls(
             y_true=y,
             y_pred=estimator.predict(X),

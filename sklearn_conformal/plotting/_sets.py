@@ -222,13 +222,13 @@ class CoverageDisplay:
         level = estimator.confidence_level if confidence_level is None else confidence_level
         display_labels = None
         if _is_classifier_with_sets(estimator):
-            y_pred_set = estimator.predict_set(X, confidence_level)
+            y_pred_set = np.asarray(estimator.predict_set(X, confidence_level))
             classes = np.asarray(estimator.classes_)
             # column indices of the labels (unseen labels are named), as the set metrics do
             y_true = check_labels(y, len(y), len(classes), name="y", classes=classes)
             display_labels = estimator.classes_
         else:
-            y_pred_set = estimator.predict_interval(X, confidence_level)
+            y_pred_set = np.asarray(estimator.predict_interval(X, confidence_level))
             y_true = np.asarray(y, dtype=float)
         by, labels, coverages, counts = _stratified_coverage(
             y_true, y_pred_set, by, groups, display_labels
@@ -388,9 +388,8 @@ class SetSizeDisplay:
                 "SetSizeDisplay needs a fitted conformal classifier (predict_set and classes_); "
                 f"got {type(estimator).__name__}."
             )
-        return cls.from_predictions(
-            estimator.predict_set(X, confidence_level), normalize=normalize, ax=ax, **kwargs
-        )
+        sets = np.asarray(estimator.predict_set(X, confidence_level))
+        return cls.from_predictions(sets, normalize=normalize, ax=ax, **kwargs)
 
     @classmethod
     def from_predictions(cls, y_pred_set, *, normalize=False, ax=None, **kwargs):

@@ -337,7 +337,7 @@ class StagedLengthDisplay:
                 f"(CoCPRegressor); got {type(estimator).__name__}."
             )
         level = estimator.confidence_level if confidence_level is None else confidence_level
-        staged = list(estimator.staged_predict_interval(X, confidence_level))
+        staged = [np.asarray(s) for s in estimator.staged_predict_interval(X, confidence_level)]
         return cls.from_predictions(y, staged, confidence_level=level, ax=ax, **kwargs)
 
     @classmethod

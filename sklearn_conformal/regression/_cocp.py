@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._core import check_confidence_level, conformal_quantile
 from .._core._validation import warn_small_calibration
 from .._estimator_mixins import ConformalRegressorMixin
-from .._estimator_utils import resolve_confidence_level
+from .._output import check_levels, per_level
 from .._progress import progress
 
 __all__ = ["CoCPRegressor"]
@@ -660,30 +660,38 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        confidence_level : float or None, default=None
+        confidence_level : float, sequence of floats or None, default=None
             Override of the fitted ``confidence_level``; ``q`` is recomputed from
             ``conformity_scores_`` (the networks were trained for the fitted level, so the
-            interval stays valid but may be less efficient at another level).
+            interval stays valid but may be less efficient at another level). A sequence
+            gives the intervals at each of its levels, stacked on a last axis.
 
         Returns
         -------
-        intervals : ndarray of shape (n_samples, 2)
+        intervals : ndarray of shape (n_samples, 2) or (n_samples, 2, n_levels)
             Lower and upper bounds; infinite when the calibration set is too small.
+            ``intervals[:, :, j]`` is the call at ``confidence_level[j]`` alone. After
+            ``set_output(predict="pandas")``, a DataFrame with columns ``lower``, ``upper``
+            (MultiIndex ``(confidence_level, bound)`` for several levels) and the index of
+            ``X``.
         """
-        X = self._check_X(X)
-        level = resolve_confidence_level(self, confidence_level)
-        if level == self.confidence_level_:
-            q = self.quantile_
-            if not np.isfinite(q):
-                warn_small_calibration(len(self.conformity_scores_), level)
-        else:
-            q = self._quantile(level)
-        centre, radius = self._centre_radius(X)
-        if np.isinf(q):
-            half = np.full_like(radius, np.inf)
-        else:
-            half = q * radius
-        return np.column_stack([centre - half, centre + half])
+        X_checked = self._check_X(X)
+        centre, radius = self._centre_radius(X_checked)
+
+        def at_level(level):
+            if level == self.confidence_level_:
+                q = self.quantile_
+                if not np.isfinite(q):
+                    warn_small_calibration(len(self.conformity_scores_), level)
+            else:
+                q = self._quantile(level)
+            if np.isinf(q):
+                half = np.full_like(radius, np.inf)
+            else:
+                half = q * radius
+            return np.column_stack([centre - half, centre + half])
+
+        return per_level(self, X, confidence_level, at_level, "interval")
 
     def staged_predict_interval(self, X, confidence_level=None):
         """Conformal intervals of the models with ``t = 0, ..., n_alternations`` alternations.
@@ -699,19 +707,22 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
 
         Yields
         ------
-        intervals : ndarray of shape (n_samples, 2)
+        intervals : ndarray of shape (n_samples, 2) or (n_samples, 2, n_levels), or DataFrame
+            As :meth:`predict_interval` returns them.
         """
-        X = self._check_X(X)
-        level = check_confidence_level(
-            self.confidence_level if confidence_level is None else confidence_level
-        )
+        X_checked = self._check_X(X)
+        check_levels(confidence_level, self.confidence_level)  # fail before the first stage
         for (centres, radii), scores in zip(self.stages_, self.staged_conformity_scores_):
-            q = conformal_quantile(scores, level)
-            if not np.isfinite(q):
-                warn_small_calibration(len(scores), level)
-            centre, radius = self._centre_radius(X, centres, radii)
-            half = np.full_like(radius, np.inf) if np.isinf(q) else q * radius
-            yield np.column_stack([centre - half, centre + half])
+            centre, radius = self._centre_radius(X_checked, centres, radii)
+
+            def at_level(level, scores=scores, centre=centre, radius=radius):
+                q = conformal_quantile(scores, level)
+                if not np.isfinite(q):
+                    warn_small_calibration(len(scores), level)
+                half = np.full_like(radius, np.inf) if np.isinf(q) else q * radius
+                return np.column_stack([centre - half, centre + half])
+
+            yield per_level(self, X, confidence_level, at_level, "interval")
 
 
 def _run_sequential(jobs):

@@ -15,6 +15,7 @@ from .._core import check_confidence_level, min_calibration_size, warn_small_cal
 from .._core._row_keys import keyed_uniforms, row_keys
 from .._core._validation import SmallCalibrationWarning
 from .._estimator_mixins import ConformalRegressorMixin
+from .._output import per_level
 from .._progress import progress
 from .._estimator_utils import (
     is_frozen,
@@ -560,21 +561,33 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        confidence_level : float in (0, 1), default=None
+        confidence_level : float in (0, 1) or sequence of such floats, default=None
             Overrides the fitted level (the lambda path is re-run at the new level with the
             fitted ``gamma_`` and ``lam_``, on every such call: predictions never modify the
-            estimator, so calls at any levels may run concurrently).
+            estimator, so calls at any levels may run concurrently). A sequence gives the
+            intervals at each of its levels, stacked on a last axis.
 
         Returns
         -------
-        intervals : ndarray of shape (n_samples, 2)
+        intervals : ndarray of shape (n_samples, 2) or (n_samples, 2, n_levels)
             Infinite bounds where no finite cutoff exists (see :meth:`predict_cutoff`); a
             negative randomised cutoff (an empty set) is returned as the zero-width interval
-            ``[f(x), f(x)]``.
+            ``[f(x), f(x)]``. ``intervals[:, :, j]`` is the call at ``confidence_level[j]``
+            alone. After ``set_output(predict="pandas")``, a DataFrame with columns ``lower``,
+            ``upper`` (MultiIndex ``(confidence_level, bound)`` for several levels) and the
+            index of ``X``.
         """
-        cut = np.maximum(self.predict_cutoff(X, confidence_level), 0.0)
-        center = self.predict(X)
-        return np.column_stack([center - cut, center + cut])
+        check_is_fitted(self)
+        center = None
+
+        def at_level(level):
+            nonlocal center
+            cut = np.maximum(self.predict_cutoff(X, level), 0.0)
+            if center is None:
+                center = self.predict(X)
+            return np.column_stack([center - cut, center + cut])
+
+        return per_level(self, X, confidence_level, at_level, "interval")
 
     def __sklearn_is_fitted__(self):
         # the parameter ``lambda_`` ends in "_", so the default attribute scan would not do

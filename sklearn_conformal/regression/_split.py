@@ -17,11 +17,11 @@ from ..calibrators import CalibrationData, check_calibrator
 from ..conformity_scores import check_regression_score
 from ..conformity_scores._regression import REGRESSION_SCORES
 from .._estimator_mixins import ConformalRegressorMixin
+from .._output import per_level
 from .._estimator_utils import (
     SPARSE_FORMATS,
     is_frozen,
     keep_frame,
-    resolve_confidence_level,
     pop_calibration_groups,
     route_fit_params,
     split_fit_params,
@@ -285,33 +285,40 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        confidence_level : float in (0, 1), default=None
+        confidence_level : float in (0, 1) or sequence of such floats, default=None
             Overrides the fitted level without refitting (for CQR the quantile regressors
-            stay those trained for the fitted level; only the correction changes).
+            stay those trained for the fitted level; only the correction changes). A
+            sequence gives the intervals at each of its levels, stacked on a last axis.
         groups : array-like of shape (n_samples,), default=None
             The rows' groups, for a ``MondrianCalibrator(groups=None)`` calibrated on
             ``groups=`` metadata.
 
         Returns
         -------
-        intervals : ndarray of shape (n_samples, 2)
+        intervals : ndarray of shape (n_samples, 2) or (n_samples, 2, n_levels)
             ``[lower, upper]`` per sample, ``lower <= upper`` (a CQR set that the threshold
-            empties is returned as the point interval at the quantile midpoint).
+            empties is returned as the point interval at the quantile midpoint);
+            ``intervals[:, :, j]`` is the call at ``confidence_level[j]`` alone. After
+            ``set_output(predict="pandas")``, a DataFrame with columns ``lower``, ``upper``
+            (MultiIndex ``(confidence_level, bound)`` for several levels) and the index of
+            ``X``.
         """
         check_is_fitted(self)
-        X = self._validate(X)
-        level = check_confidence_level(resolve_confidence_level(self, confidence_level))
-        thresholds = self.calibrator_.thresholds(X, level, groups=groups)
-        intervals = np.asarray(
-            self.conformity_score_.intervals(thresholds, self._predictions(X)), dtype=float
-        )
-        n = _num_samples(X)
-        if intervals.shape != (n, 2):
-            raise ValueError(
-                f"{type(self.conformity_score_).__name__}.intervals returned shape "
-                f"{intervals.shape}; expected ({n}, 2)."
-            )
-        return intervals
+        X_checked = self._validate(X)
+        parts = self._predictions(X_checked)
+        n = _num_samples(X_checked)
+
+        def at_level(level):
+            thresholds = self.calibrator_.thresholds(X_checked, level, groups=groups)
+            intervals = np.asarray(self.conformity_score_.intervals(thresholds, parts), dtype=float)
+            if intervals.shape != (n, 2):
+                raise ValueError(
+                    f"{type(self.conformity_score_).__name__}.intervals returned shape "
+                    f"{intervals.shape}; expected ({n}, 2)."
+                )
+            return intervals
+
+        return per_level(self, X, confidence_level, at_level, "interval")
 
     def _needs(self):
         """The predictions the score reads, from the parameter (never raising: tags use it)."""
