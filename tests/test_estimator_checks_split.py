@@ -1,11 +1,20 @@
 """scikit-learn's estimator contract for the split conformal estimators."""
 
+import numpy as np
 from sklearn.linear_model import QuantileRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_conformal import SplitConformalClassifier, SplitConformalRegressor
+from sklearn_conformal.calibrators import MondrianCalibrator
+from sklearn_conformal.conformity_scores import CQRScore, RAPSScore, SAPSScore, TopKScore
 
 from ._expected_failures import expected_failed_checks
+
+
+def _first_feature_sign(X):
+    """Groups for the Mondrian instance (a module-level function, so the estimator pickles)."""
+    first = X[:, [0]].toarray() if hasattr(X, "toarray") else np.asarray(X)[:, [0]]
+    return first.ravel() > 0
 
 
 @parametrize_with_checks(
@@ -13,8 +22,20 @@ from ._expected_failures import expected_failed_checks
         SplitConformalClassifier(random_state=0),
         SplitConformalClassifier(conformity_score="aps", mode="class", random_state=0),
         SplitConformalClassifier(conformity_score="raps", mode="cluster", random_state=0),
+        # score objects, with the tuned RAPS that spends part of the calibration data
+        SplitConformalClassifier(
+            conformity_score=RAPSScore(k_reg="auto", lambda_reg="auto"), random_state=0
+        ),
+        SplitConformalClassifier(conformity_score=SAPSScore(), random_state=0),
+        SplitConformalClassifier(conformity_score=TopKScore(), random_state=0),
         SplitConformalRegressor(random_state=0),
         SplitConformalRegressor(conformity_score="normalized", random_state=0),
+        # Mondrian on groups of rows: the sign of the first feature
+        SplitConformalRegressor(mode=MondrianCalibrator(_first_feature_sign), random_state=0),
+        SplitConformalRegressor(
+            QuantileRegressor(alpha=0.0), conformity_score=CQRScore(symmetric=False),
+            random_state=0,
+        ),
         # a linear quantile regressor keeps the many CQR checks fast (the default is boosting)
         SplitConformalRegressor(
             QuantileRegressor(alpha=0.0), conformity_score="cqr", random_state=0

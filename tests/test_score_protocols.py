@@ -443,3 +443,14 @@ def test_group_coverage_metrics_equal_their_definitions():
     assert group_coverage_gap(y, sets, groups, 0.9) == pytest.approx(100 * (0.9 - 2 / 3))
     with pytest.raises(ValueError, match="one group per row"):
         group_coverages(y, sets, groups[:-1])
+
+
+def test_raps_auto_on_too_few_rows_falls_back_to_the_defaults_with_a_warning():
+    rng = np.random.default_rng(4)
+    proba, y = _dirichlet_draw(rng, 30)
+    with pytest.warns(SmallCalibrationWarning, match="tuning rows"):
+        conformalizer = ClassificationConformalizer(RAPSScore(k_reg="auto")).fit(
+            proba, y, 6, LEVEL, random_state=0
+        )
+    assert (conformalizer.score_.k_reg, conformalizer.score_.lambda_reg) == (1, 0.1)
+    assert len(conformalizer.conformity_scores_) == 30

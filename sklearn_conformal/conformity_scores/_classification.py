@@ -6,11 +6,14 @@ holds the labels whose score is at most that label's threshold. Subclass
 a score: every conformal classifier of the package then calibrates and predicts with it.
 """
 
+import warnings
+
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from .._core import _classification_scores as kernels
 from .._core._quantile import conformal_quantile
+from ..exceptions import SmallCalibrationWarning
 
 
 class BaseClassificationScore(BaseEstimator):
@@ -188,6 +191,9 @@ class APSScore(BaseClassificationScore):
 
 # Angelopoulos et al. (2021)'s grid for lambda_reg when tuned for size
 _LAMBDA_GRID = (0.001, 0.01, 0.1, 0.2, 0.5)
+# below this many tuning rows "auto" falls back to the fixed defaults (with a warning)
+_MIN_TUNING_ROWS = 10
+_DEFAULT_K_REG, _DEFAULT_LAMBDA_REG = 1, 0.1
 
 
 class RAPSScore(APSScore):
@@ -204,7 +210,10 @@ class RAPSScore(APSScore):
     randomized : bool, default=True
     tuning_fraction : float in (0, 1), default=0.2
         With an ``"auto"`` parameter, the fraction of the calibration rows spent on tuning; they
-        are left out of calibration, so the guarantee holds for the tuned score.
+        are left out of calibration, so the guarantee holds for the tuned score. With fewer
+        than 10 tuning rows nothing is tuned: the defaults ``k_reg=1``, ``lambda_reg=0.1``
+        apply, every row calibrates, and a
+        :class:`~sklearn_conformal.exceptions.SmallCalibrationWarning` says so.
     """
 
     def __init__(self, k_reg=1, lambda_reg=0.1, randomized=True, tuning_fraction=0.2):
@@ -236,10 +245,24 @@ class RAPSScore(APSScore):
         n = len(y_idx)
         tune = np.zeros(n, dtype=bool)
         n_tune = int(round(self.tuning_fraction * n))
-        if n_tune < 2 or n - n_tune < 2:
-            raise ValueError(
-                f'RAPSScore "auto" needs at least 2 tuning and 2 calibration rows; got {n} '
-                "calibration rows. Use more calibration data or fixed k_reg / lambda_reg."
+        if n_tune < _MIN_TUNING_ROWS:
+            # too few rows to tune anything: the fixed defaults, every row calibrates
+            warnings.warn(
+                f'RAPSScore "auto" needs {_MIN_TUNING_ROWS} tuning rows (tuning_fraction='
+                f"{self.tuning_fraction:g} of {n} calibration rows gives {n_tune}); using "
+                f"k_reg={_DEFAULT_K_REG if auto_k else self.k_reg}, lambda_reg="
+                f"{_DEFAULT_LAMBDA_REG if auto_lambda else self.lambda_reg} and calibrating on "
+                "every row. Use more calibration data or fixed k_reg / lambda_reg.",
+                SmallCalibrationWarning,
+                stacklevel=4,
+            )
+            return (
+                RAPSScore(
+                    _DEFAULT_K_REG if auto_k else self.k_reg,
+                    _DEFAULT_LAMBDA_REG if auto_lambda else self.lambda_reg,
+                    self.randomized,
+                ),
+                None,
             )
         tune[random_state.permutation(n)[:n_tune]] = True
         p_tune, y_tune = proba[tune], y_idx[tune]
