@@ -1,9 +1,8 @@
-"""Calibrators: from calibration scores to one threshold per label.
+"""Numeric pieces of the built-in calibrators (:mod:`sklearn_conformal.calibrators`).
 
-* marginal: one threshold for every label (split conformal);
-* class-conditional: one per label from that label's scores (LabelCP / Mondrian; Vovk 2012);
-* cluster-conditional: labels with similar score distributions share a threshold (ClusterCP;
-  Ding et al. 2023), with rare labels in a null cluster calibrated marginally.
+* per-group conformal quantiles (class-conditional calibration: groups are labels);
+* Ding et al. (2023)'s clustering of labels by their score quantiles (ClusterCP), with rare
+  labels in a null cluster calibrated marginally.
 
 Every threshold is the exact finite-sample quantile of :func:`conformal_quantile`; a group whose
 size is too small for the level gets ``+inf`` (the trivial set), never a smaller threshold.
@@ -36,11 +35,6 @@ def _warn_fallback(reason):
     )
 
 
-def marginal_thresholds(scores, n_classes, confidence_level):
-    """One shared threshold, repeated for each of ``n_classes`` labels."""
-    return np.full(n_classes, conformal_quantile(scores, confidence_level))
-
-
 def group_thresholds(scores, groups, n_groups, confidence_level):
     """The conformal quantile of the scores of each group ``0 .. n_groups - 1``."""
     thresholds = np.full(n_groups, np.inf)
@@ -49,11 +43,6 @@ def group_thresholds(scores, groups, n_groups, confidence_level):
     for g in range(n_groups):
         thresholds[g] = conformal_quantile(scores[order[bounds[g] : bounds[g + 1]]], confidence_level)
     return thresholds
-
-
-def class_thresholds(scores, y_idx, n_classes, confidence_level):
-    """LabelCP: the conformal quantile of each class's own scores."""
-    return group_thresholds(scores, y_idx, n_classes, confidence_level)
 
 
 class ClusterAssignment:

@@ -91,6 +91,7 @@ class ClassificationConformalizer:
         self
         """
         from ..calibrators import CalibrationData
+        from ..conformity_scores import check_calibration_scores
 
         self.confidence_level_ = check_confidence_level(confidence_level)
         rng = check_random_state(random_state)
@@ -106,8 +107,8 @@ class ClassificationConformalizer:
         self.score_ = score
         self.y_idx_ = y_idx
         u = rng.uniform(size=len(y_idx)) if self.uses_test_uniforms else None
-        self.conformity_scores_ = _check_scores(
-            score.calibration_scores(proba, y_idx, u), len(y_idx), score
+        self.conformity_scores_ = check_calibration_scores(
+            score.calibration_scores(proba, y_idx, u), len(y_idx), score, "calibration_scores"
         )
         self.calibrator_.fit(
             CalibrationData(
@@ -195,22 +196,6 @@ class ClassificationConformalizer:
     def uses_test_uniforms(self):
         """Whether sets depend on per-row uniforms (randomised scores), hence on row keys."""
         return bool(getattr(self.score_, "uses_uniforms", False))
-
-
-def _check_scores(scores, n, score):
-    """Calibration scores of a (possibly user-written) score: n numbers, none NaN."""
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.shape != (n,):
-        raise ValueError(
-            f"{type(score).__name__}.calibration_scores returned shape {scores.shape}; expected "
-            f"({n},), one score per calibration sample."
-        )
-    if np.isnan(scores).any():
-        raise ValueError(
-            f"{type(score).__name__} returned NaN calibration scores "
-            f"({int(np.isnan(scores).sum())} of {n}); scores must be numbers (+inf is allowed)."
-        )
-    return scores
 
 
 def _check_probabilities(proba, n_classes, part):

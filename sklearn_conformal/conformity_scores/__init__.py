@@ -6,6 +6,7 @@ or a score object, e.g. a subclass of :class:`BaseClassificationScore` or
 :func:`check_classification_score` / :func:`check_regression_score` in ``fit``.
 """
 
+import numpy as np
 from sklearn.base import clone
 
 from ._classification import (
@@ -86,6 +87,30 @@ def check_classification_score(score, *, randomized=True, k_reg=1, lambda_reg=0.
             return CLASSIFICATION_SCORES[score](randomized=randomized)
         return CLASSIFICATION_SCORES[score]()
     return _check_object(score, BaseClassificationScore, _CLASSIFICATION_METHODS, CLASSIFICATION_SCORES)
+
+
+def check_calibration_scores(scores, n_samples, score, method, parts=False):
+    """A (possibly user-written) score's calibration scores as float64, or a clear error.
+
+    One score per calibration sample (or one row of parts when ``parts``), none NaN (``+inf``
+    is allowed: it only makes thresholds infinite). ``method`` names the score's method in the
+    message.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    shape_ok = scores.shape[:1] == (n_samples,) and scores.ndim in ((1, 2) if parts else (1,))
+    if not shape_ok:
+        expected = f"({n_samples},) or ({n_samples}, n_parts)" if parts else f"({n_samples},)"
+        raise ValueError(
+            f"{type(score).__name__}.{method} returned shape {scores.shape}; expected "
+            f"{expected}, one score per calibration sample."
+        )
+    if np.isnan(scores).any():
+        raise ValueError(
+            f"{type(score).__name__} returned NaN calibration scores "
+            f"({int(np.isnan(scores).sum())} of {scores.size}); scores must be numbers (+inf is "
+            "allowed)."
+        )
+    return scores
 
 
 def check_regression_score(score):

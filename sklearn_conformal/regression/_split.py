@@ -14,7 +14,7 @@ from sklearn.utils.validation import _num_samples, check_is_fitted, validate_dat
 
 from .._core import check_confidence_level
 from ..calibrators import CalibrationData, check_calibrator
-from ..conformity_scores import check_regression_score
+from ..conformity_scores import check_calibration_scores, check_regression_score
 from ..conformity_scores._regression import REGRESSION_SCORES
 from .._estimator_mixins import ConformalRegressorMixin
 from .._output import per_level
@@ -232,7 +232,13 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                     train_params["estimator"],
                     train_params.get("scale_estimator", train_params["estimator"]),
                 )
-        self.conformity_scores_ = self._calibration_scores(y_cal, self._predictions(X_cal))
+        self.conformity_scores_ = check_calibration_scores(
+            self.conformity_score_.conformity_scores(y_cal, self._predictions(X_cal)),
+            len(y_cal),
+            self.conformity_score_,
+            "conformity_scores",
+            parts=True,
+        )
         # the level the stored threshold belongs to; predictions follow self.confidence_level
         # (also after set_params without refitting) and recompute the threshold when it differs
         self.confidence_level_ = check_confidence_level(self.confidence_level)
@@ -242,28 +248,13 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                 confidence_level=self.confidence_level_,
                 threshold=self.conformity_score_.threshold,
                 X=X_cal,
-                groups=None if cal_groups is None else cal_groups,
+                groups=cal_groups,
                 random_state=rng,
             )
         )
         # a user calibrator need not expose its thresholds (they may depend on the test rows)
         self.quantile_ = getattr(self.calibrator_, "thresholds_", None)
         return self
-
-    def _calibration_scores(self, y, parts):
-        """The score's calibration scores, checked: one (row of parts) per sample, no NaN."""
-        scores = np.asarray(self.conformity_score_.conformity_scores(y, parts), dtype=float)
-        if scores.ndim not in (1, 2) or scores.shape[0] != len(y):
-            raise ValueError(
-                f"{type(self.conformity_score_).__name__}.conformity_scores returned shape "
-                f"{scores.shape}; expected ({len(y)},) or ({len(y)}, n_parts)."
-            )
-        if np.isnan(scores).any():
-            raise ValueError(
-                f"{type(self.conformity_score_).__name__} returned NaN calibration scores; "
-                "scores must be numbers (+inf is allowed)."
-            )
-        return scores
 
     def predict(self, X):
         """Point prediction (the centre of the interval for CQR).
