@@ -144,6 +144,7 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         "calibration_size": [
             Interval(RealNotInt, 0, 1, closed="neither"),
             Interval(Integral, 1, None, closed="left"),
+            HasMethods(["split"]),
         ],
         "random_state": ["random_state"],
     }

@@ -109,6 +109,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         "calibration_size": [
             Interval(RealNotInt, 0, 1, closed="neither"),
             Interval(Integral, 1, None, closed="left"),
+            HasMethods(["split"]),
         ],
         "random_state": ["random_state"],
     }
