@@ -249,12 +249,18 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     beta_end : float or None, default=None
         If set, ``beta`` is annealed exponentially to ``beta_end`` over ``max_epochs`` in every
         centre step.
-    target_scale : {"mean_abs"}, float or None, default=None
+    target_scale : {"mean_abs"}, float or None, default="mean_abs"
         Divide ``y`` by ``mean|y_train|`` ("mean_abs") or by a given float before training, and
-        multiply back at prediction. The paper's real-data preprocessing does this outside the
-        model. With ``None`` and targets far larger than ``beta`` (e.g. prices in dollars) the
-        sigmoid saturates, the centre steps stop at their incoming weights and CoCP silently
-        reduces to ``n_alternations=0``. Calibration is scale-free either way.
+        multiply back at prediction (``None``: train on ``y`` as it is). The paper's real-data
+        preprocessing does this outside the model. The default makes the estimator
+        scale-equivariant: multiplying ``y`` by ``c > 0`` multiplies the intervals by ``c``
+        (``beta``, ``radius_floor`` and the training are in units of ``mean|y_train|``). With
+        ``None`` or a fixed float and targets far larger than ``beta`` (e.g. prices in dollars)
+        the sigmoid saturates, the centre steps stop at their incoming weights and CoCP silently
+        reduces to ``n_alternations=0``. "mean_abs" divides by the magnitude, not the spread:
+        for a target with a large offset and a small spread (``1e5 + noise``) centre it first
+        (e.g. ``TransformedTargetRegressor`` with a ``StandardScaler``). Calibration is
+        scale-free either way.
     val_scheme : {"global", "fold"}, default="global"
         "global": one validation set (``validation_size`` of the training pool) shared by every
         fold and phase, ``m`` fitted on ``K - 1`` folds and ``h`` on the remaining one (the
@@ -416,7 +422,7 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         n_alternations=5,
         beta=0.005,
         beta_end=None,
-        target_scale=None,
+        target_scale="mean_abs",
         val_scheme="global",
         validation_size=1 / 6,
         calibration_size=0.25,
