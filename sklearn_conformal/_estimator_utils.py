@@ -99,6 +99,14 @@ def _splitter_indices(splitter, X, y, groups):
             f"calibration_size={name} yielded no split; it must yield at least one "
             "(train, calibration) pair of index arrays."
         ) from None
+    except ValueError as exc:
+        hint = (
+            " Pass the groups to fit (fit(X, y, groups=groups)); with metadata routing enabled "
+            "the splitter requests them itself."
+            if groups is None and "groups" in str(exc)
+            else ""
+        )
+        raise ValueError(f"calibration_size={name} could not split the data: {exc}{hint}") from exc
     try:
         train, cal = first
     except (TypeError, ValueError):

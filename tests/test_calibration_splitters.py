@@ -76,7 +76,7 @@ class _BadSplitter:
 )
 def test_a_splitter_must_give_disjoint_non_empty_parts(pairs, match):
     X, y = _regression(10, 0)
-    with pytest.raises(ValueError, match=f"calibration_size=_BadSplitter.*{match}|{match}"):
+    with pytest.raises(ValueError, match=f"calibration_size=_BadSplitter.*{match}"):
         split_indices(y, _BadSplitter(pairs), 0, X=X)
     with pytest.raises(ValueError, match="calibration_size"):
         SpeedCPRegressor(calibration_size=_BadSplitter(pairs), gamma=1.0).fit(X, y)
@@ -84,8 +84,20 @@ def test_a_splitter_must_give_disjoint_non_empty_parts(pairs, match):
 
 def test_group_splitter_without_groups_is_an_error():
     X, y = _regression(50, 0)
-    with pytest.raises(ValueError, match="groups"):
+    with pytest.raises(ValueError, match="calibration_size=GroupShuffleSplit.*groups=groups"):
         SpeedCPRegressor(calibration_size=GroupShuffleSplit(n_splits=1)).fit(X, y)
+
+
+def test_estimators_with_a_splitter_clone_and_search():
+    from sklearn.base import clone
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = _regression(200, 12)
+    splitter = ShuffleSplit(n_splits=1, test_size=0.3, random_state=0)
+    reg = SpeedCPRegressor(calibration_size=splitter, gamma=1.0, random_state=0)
+    assert clone(reg).calibration_size is not splitter
+    search = GridSearchCV(reg, {"confidence_level": [0.8, 0.9]}, cv=2).fit(X, y)
+    assert len(search.best_estimator_.conformity_scores_) == 60
 
 
 def test_groups_without_a_splitter_are_refused():
