@@ -7,7 +7,7 @@ from sklearn.frozen import FrozenEstimator
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.utils import _safe_indexing, get_tags
-from sklearn.utils.metadata_routing import _routing_enabled, process_routing
+from sklearn.utils.metadata_routing import MethodMapping, _routing_enabled, process_routing
 from sklearn.utils.validation import _check_method_params, _num_samples, has_fit_parameter
 
 from ._core import check_confidence_level
@@ -52,7 +52,12 @@ def is_frozen(estimator):
     return isinstance(estimator, FrozenEstimator)
 
 
-def split_calibration(X, y, calibration_size, random_state, stratify=False):
+def is_splitter(calibration_size):
+    """Whether ``calibration_size`` is a splitter object (it has ``split``), not a size."""
+    return hasattr(calibration_size, "split") and callable(calibration_size.split)
+
+
+def split_calibration(X, y, calibration_size, random_state, stratify=False, groups=None):
     """Split ``(X, y)`` into a training and a calibration part.
 
     Parameters
@@ -60,23 +65,37 @@ def split_calibration(X, y, calibration_size, random_state, stratify=False):
     X : array-like or DataFrame
         Indexed with :func:`sklearn.utils._safe_indexing`, so DataFrames stay DataFrames.
     y : ndarray of shape (n_samples,)
-    calibration_size : float in (0, 1) or int
-        Fraction or number of samples used for calibration.
+    calibration_size : float in (0, 1), int or splitter
+        Fraction or number of samples used for calibration, or a scikit-learn splitter (see
+        :func:`split_indices`).
     random_state : int, RandomState or None
     stratify : bool
         Stratify on ``y`` when every class has at least two samples (classifiers), so that
         each class reaches both parts where possible.
+    groups : array-like of shape (n_samples,) or None
+        Passed to a splitter's ``split``.
 
     Returns
     -------
     X_train, X_cal, y_train, y_cal
     """
-    train, cal = split_indices(y, calibration_size, random_state, stratify=stratify)
+    train, cal = split_indices(
+        y, calibration_size, random_state, stratify=stratify, X=X, groups=groups
+    )
     return _safe_indexing(X, train), _safe_indexing(X, cal), y[train], y[cal]
 
 
-def split_indices(y, calibration_size, random_state, stratify=False):
-    """Indices ``(train, cal)`` of the split made by :func:`split_calibration`."""
+def split_indices(y, calibration_size, random_state, stratify=False, *, X=None, groups=None):
+    """Indices ``(train, cal)`` of the split made by :func:`split_calibration`.
+
+    ``calibration_size`` is a fraction in (0, 1), a number of samples, or a scikit-learn
+    splitter with ``split(X, y, groups)`` (``ShuffleSplit(n_splits=1)``, ``GroupShuffleSplit``,
+    ``PredefinedSplit``, ...): its first ``(train, test)`` pair becomes ``(train, cal)``, with
+    the splitter's own randomness (``random_state`` and ``stratify`` are not used then). The
+    two parts must be disjoint and non-empty; otherwise a ValueError names ``calibration_size``.
+    """
+    if is_splitter(calibration_size):
+        return _splitter_indices(calibration_size, X, y, groups)
     indices = np.arange(len(y))
     labels = None
     if stratify:
@@ -93,7 +112,157 @@ def split_indices(y, calibration_size, random_state, stratify=False):
     )
 
 
-def route_fit_params(meta_estimator, fit_params, models, n_samples):
+def _splitter_indices(splitter, X, y, groups):
+    n = len(y)
+    name = type(splitter).__name__
+    if X is None:
+        X = np.zeros((n, 1))
+    try:
+        first = next(iter(splitter.split(X, y, groups)))
+    except StopIteration:
+        raise ValueError(
+            f"calibration_size={name} yielded no split; it must yield at least one "
+            "(train, calibration) pair of index arrays."
+        ) from None
+    except ValueError as exc:
+        hint = (
+            " Pass the groups to fit (fit(X, y, groups=groups)); with metadata routing enabled "
+            "the splitter requests them itself."
+            if groups is None and "groups" in str(exc)
+            else ""
+        )
+        raise ValueError(f"calibration_size={name} could not split the data: {exc}{hint}") from exc
+    try:
+        train, cal = first
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"calibration_size={name}.split must yield (train, calibration) pairs of index "
+            f"arrays; its first item is {first!r}."
+        ) from None
+    parts = []
+    for what, idx in (("training", train), ("calibration", cal)):
+        idx = np.asarray(idx)
+        if idx.dtype == bool:
+            if idx.shape != (n,):
+                raise ValueError(
+                    f"calibration_size={name} gave a boolean {what} mask of shape "
+                    f"{idx.shape}; expected ({n},)."
+                )
+            idx = np.flatnonzero(idx)
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu"):
+            raise ValueError(
+                f"calibration_size={name} gave {what} indices that are not a 1-d integer array."
+            )
+        if idx.size == 0:
+            raise ValueError(
+                f"calibration_size={name} gave an empty {what} part; its first split must "
+                "give both the training and the calibration part at least one sample."
+            )
+        if idx.min() < -n or idx.max() >= n:
+            raise ValueError(
+                f"calibration_size={name} gave {what} indices outside [0, {n}) for "
+                f"{n} samples."
+            )
+        idx = idx % n
+        if np.unique(idx).size != idx.size:
+            raise ValueError(f"calibration_size={name} repeats {what} indices.")
+        parts.append(idx)
+    train, cal = parts
+    shared = np.intersect1d(train, cal)
+    if shared.size:
+        raise ValueError(
+            f"calibration_size={name} gave overlapping training and calibration parts "
+            f"({shared.size} shared samples, e.g. index {int(shared[0])}); they must be "
+            "disjoint for the coverage guarantee."
+        )
+    return train, cal
+
+
+def add_splitter_routing(router, calibration_size):
+    """Add a splitter ``calibration_size`` to ``router`` (``fit`` metadata to its ``split``,
+    e.g. ``groups`` for group splitters), as ``GridSearchCV`` routes to its ``cv``."""
+    if is_splitter(calibration_size) and hasattr(calibration_size, "get_metadata_routing"):
+        router.add(
+            splitter=calibration_size,
+            method_mapping=MethodMapping().add(caller="fit", callee="split"),
+        )
+    return router
+
+
+def splitter_params(meta_estimator, fit_params, n_samples):
+    """Metadata for the calibration splitter's ``split`` (``groups``), or ``{}``.
+
+    With metadata routing enabled it is what the splitter requests (group splitters request
+    ``groups``), routed by :func:`add_splitter_routing`; without routing, ``groups=`` of ``fit``
+    goes to it. ``groups`` needs one value per sample of ``X``.
+    """
+    splitter = getattr(meta_estimator, "calibration_size", None)
+    if not is_splitter(splitter):
+        return {}
+    if _routing_enabled():
+        routed = process_routing(meta_estimator, "fit", **fit_params)
+        params = dict(routed.splitter.split) if "splitter" in routed else {}
+    else:
+        params = {} if fit_params.get("groups") is None else {"groups": fit_params["groups"]}
+    groups = params.get("groups")
+    if groups is not None and _num_samples(groups) != n_samples:
+        raise ValueError(
+            f"groups has {_num_samples(groups)} samples, but X has {n_samples}; groups needs "
+            "one group label per sample of X."
+        )
+    return params
+
+
+def calibration_split_groups(meta_estimator, fit_params, calibrator_groups, n_samples):
+    """The ``groups`` of the calibration splitter, given those a calibrator took already.
+
+    ``groups=`` of ``fit`` means one thing, the group of each row: a Mondrian calibrator on
+    metadata (:func:`pop_calibration_groups`) and a group splitter ``calibration_size`` both
+    read it.
+    """
+    if calibrator_groups is not None:
+        fit_params = {**fit_params, "groups": calibrator_groups}
+    return splitter_params(meta_estimator, fit_params, n_samples).get("groups")
+
+
+def check_groups_use(meta_estimator, fit_params):
+    """Reject ``groups`` that no splitter reads (``calibration_size`` is a size): silently
+    ignoring them would let a user believe the calibration split respects the groups."""
+    if (
+        not _routing_enabled()
+        and fit_params.get("groups") is not None
+        and not is_splitter(getattr(meta_estimator, "calibration_size", None))
+    ):
+        raise ValueError(
+            f"groups was passed to {type(meta_estimator).__name__}.fit, but calibration_size="
+            f"{meta_estimator.calibration_size!r} is a size, which ignores groups. Pass a group "
+            "splitter, e.g. calibration_size=GroupShuffleSplit(n_splits=1, test_size=0.3), to "
+            "keep every group on one side of the calibration split."
+        )
+
+
+def refuse_fit_metadata(meta_estimator, fit_params, remedy):
+    """For estimators that train their own networks unweighted: ``fit`` metadata other than
+    ``groups`` (which a splitter ``calibration_size`` reads) is an error naming it, with
+    ``remedy``; so is ``groups`` without a splitter to read it."""
+    refused = sorted(set(fit_params) - {"groups"})
+    if refused:
+        raise TypeError(
+            f"{type(meta_estimator).__name__}.fit does not take {', '.join(refused)}: "
+            f"{remedy}"
+        )
+    if fit_params.get("groups") is not None and not is_splitter(
+        getattr(meta_estimator, "calibration_size", None)
+    ):
+        raise ValueError(
+            f"groups was passed to {type(meta_estimator).__name__}.fit, but calibration_size="
+            f"{meta_estimator.calibration_size!r} is a size, which ignores groups. Pass a group "
+            "splitter, e.g. calibration_size=GroupShuffleSplit(n_splits=1, test_size=0.3), to "
+            "keep every group on one side of the calibration split."
+        )
+
+
+def route_fit_params(meta_estimator, fit_params, models, n_samples, splitter_groups=False):
     """Fit metadata of each wrapped model, by role, for all ``n_samples`` rows (not yet split).
 
     With metadata routing enabled (``sklearn.set_config(enable_metadata_routing=True)``),
@@ -111,6 +280,10 @@ def route_fit_params(meta_estimator, fit_params, models, n_samples):
     models : dict of role -> model
         The roles of ``meta_estimator.get_metadata_routing()``.
     n_samples : int
+    splitter_groups : bool, default=False
+        Whether ``meta_estimator`` hands ``groups`` to a splitter ``calibration_size`` (see
+        :func:`splitter_params`); without routing, ``groups`` is then accepted and goes to no
+        model.
 
     Returns
     -------
@@ -120,7 +293,8 @@ def route_fit_params(meta_estimator, fit_params, models, n_samples):
         routed = process_routing(meta_estimator, "fit", **fit_params)
         params = {role: dict(getattr(routed, role).fit) for role in models}
     else:
-        unexpected = sorted(set(fit_params) - {"sample_weight"})
+        accepted = {"sample_weight", "groups"} if splitter_groups else {"sample_weight"}
+        unexpected = sorted(set(fit_params) - accepted)
         if unexpected:
             raise TypeError(
                 f"{type(meta_estimator).__name__}.fit got {unexpected}: without metadata "

@@ -174,7 +174,7 @@ def test_beta_schedule_and_target_scale():
     X, y = _data(400, 7)
     kw = dict(TINY, random_state=3)
     # scaling by a power of two is exact in floating point: identical training, scaled outputs
-    a = CoCPRegressor(**kw).fit(X, y / 4.0)
+    a = CoCPRegressor(target_scale=None, **kw).fit(X, y / 4.0)
     b = CoCPRegressor(target_scale=4.0, **kw).fit(X, y)
     np.testing.assert_array_equal(4.0 * a.predict_interval(X), b.predict_interval(X))
     c = CoCPRegressor(target_scale="mean_abs", **kw).fit(X, y)
@@ -272,7 +272,7 @@ def test_too_few_calibration_points_give_infinite_intervals_with_a_warning():
 def test_non_finite_loss_raises_a_clear_error():
     X, y = _data(200, 13)
     with pytest.raises(FloatingPointError, match="non-finite"):
-        CoCPRegressor(random_state=0, **TINY).fit(X, y * 1e30)
+        CoCPRegressor(random_state=0, target_scale=None, **TINY).fit(X, y * 1e30)
 
 
 def test_too_little_data_and_bad_parameters():
@@ -314,7 +314,7 @@ def test_huge_finite_inputs():
     with pytest.raises(ValueError, match=r"X has values of magnitude up to 1e\+39.*StandardScaler"):
         CoCPRegressor(random_state=0, **TINY).fit(huge, y)
     with pytest.raises(ValueError, match=r"y \(after target_scale\) has values.*target_scale"):
-        CoCPRegressor(random_state=0, **TINY).fit(X, y * 1e40)
+        CoCPRegressor(random_state=0, target_scale=None, **TINY).fit(X, y * 1e40)
     # y scaled into range trains
     model = CoCPRegressor(random_state=0, target_scale="mean_abs", **TINY).fit(X, y * 1e40)
     assert np.all(np.isfinite(model.predict_interval(X)))

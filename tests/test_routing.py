@@ -186,6 +186,9 @@ def test_without_routing_unsupported_or_other_metadata_is_an_error():
     with pytest.raises(ValueError, match="enable_metadata_routing=True"):
         clf.fit(X, y, sample_weight=w)
     with pytest.raises(TypeError, match="only sample_weight is accepted"):
+        SplitConformalClassifier().fit(X, y, colour=np.arange(len(y)))
+    # groups without a group splitter or a Mondrian calibrator to read them
+    with pytest.raises(ValueError, match="calibration_size=0.3 is a size, which ignores groups"):
         SplitConformalClassifier().fit(X, y, groups=np.arange(len(y)))
     reg = SplitConformalRegressor(make_pipeline(StandardScaler(), LinearRegression()))
     X_reg, y_reg, _ = _data(regression=True)

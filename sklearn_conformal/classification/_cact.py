@@ -15,7 +15,9 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, RealNotInt, StrOptions
+from sklearn.model_selection import PredefinedSplit
+from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
+from sklearn.utils.metadata_routing import MetadataRouter
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -28,7 +30,14 @@ from .._core import ClassificationConformalizer
 from .._core._calibrators import MODES
 from .._core._classification_scores import SCORES
 from .._estimator_mixins import ConformalClassifierMixin
-from .._estimator_utils import split_calibration
+from .._estimator_utils import (
+    add_splitter_routing,
+    is_splitter,
+    refuse_fit_metadata,
+    split_calibration,
+    split_indices,
+    splitter_params,
+)
 from .._training._cact_callbacks import MultiplierUpdate, module_logits, validation_set_sizes
 from .._training._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss
 from .._training._inference import float64_copy, forward_float64
@@ -263,8 +272,13 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         Logit margin of the CALS objective.
     validation_size : float or int, default=0.15
         Share (or number) of the samples used for the ALM-validation split.
-    calibration_size : float or int, default=0.25
-        Share (or number) of the samples used for calibration.
+    calibration_size : float, int or splitter, default=0.25
+        Share (or number) of the samples used for calibration (stratified by class where
+        possible), or a scikit-learn splitter with ``split(X, y, groups)`` (e.g.
+        ``GroupShuffleSplit(n_splits=1, test_size=0.25)``, ``PredefinedSplit``) whose first
+        split's test part calibrates; ``groups`` passed to ``fit`` reach its ``split``. The
+        parts must be disjoint and non-empty. ``fit``'s ``calibration_data`` is the same
+        mechanism with the explicit rows (and excludes a splitter).
     device : str or torch.device, default="cpu"
         Training device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or a ``torch.device``
         (checked in ``fit``: an unavailable device raises a ValueError). Predictions run a
@@ -367,6 +381,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         "calibration_size": [
             Interval(RealNotInt, 0, 1, closed="neither"),
             Interval(Integral, 1, None, closed="left"),
+            HasMethods(["split"]),
         ],
         "device": [str, torch.device],
         "random_state": ["random_state"],
@@ -474,7 +489,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, validation_data=None, calibration_data=None):
+    def fit(self, X, y, validation_data=None, calibration_data=None, **fit_params):
         """Split, train (CE, then the objective), and calibrate.
 
         Parameters
@@ -485,12 +500,37 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
             Explicit ALM-validation set (e.g. a balanced one, as in the paper's protocol); by
             default ``validation_size`` of ``X`` is held out.
         calibration_data : tuple (X_cal, y_cal), optional
-            Explicit calibration set; by default ``calibration_size`` of ``X`` is held out.
+            Explicit calibration set; by default ``calibration_size`` of ``X`` is held out. It
+            is the same mechanism as a splitter ``calibration_size``: the rows of
+            ``calibration_data`` are appended to ``X`` and a ``PredefinedSplit`` marks them as
+            the calibration part, so the result equals a fit on the concatenated data with
+            ``calibration_size=PredefinedSplit(...)`` (same seed; a fractional
+            ``validation_size`` is a share of the rows of ``X``), and all of ``X`` trains. It
+            cannot be combined with a splitter ``calibration_size`` (a ValueError); a numeric
+            ``calibration_size`` is then unused.
+        **fit_params : dict
+            Only ``groups`` (one label per sample of ``X``), for a splitter
+            ``calibration_size`` (with metadata routing enabled: what its ``split`` requests).
+            Other metadata, e.g. ``sample_weight``, is refused with a TypeError naming it: the
+            network's training losses are unweighted per sample (``class_weight`` weighs
+            classes) and calibration is never weighted.
 
         Returns
         -------
         self : object
         """
+        refuse_fit_metadata(
+            self, fit_params,
+            "CaCTClassifier trains on losses that are not weighted per sample. Use "
+            "class_weight for class-level weights, or resample the rows according to the "
+            "weights before fit.",
+        )
+        if calibration_data is not None and is_splitter(self.calibration_size):
+            raise ValueError(
+                f"calibration_data and calibration_size={type(self.calibration_size).__name__} "
+                "both choose the calibration rows; pass one of them (calibration_data is an "
+                "explicit hold-out, a splitter picks rows of X)."
+            )
         device = check_device(self.device, "CaCTClassifier")
         labels_checked = y is not None and np.asarray(y).ndim == 1
         if labels_checked:
@@ -527,10 +567,21 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         rng = check_random_state(self.random_state)
         y_idx = self._label_encoder.transform(y).astype(np.int64)
 
-        # ---- disjoint splits: calibration first (never seen by training), then ALM validation
+        # ---- disjoint splits: calibration first (never seen by training), then ALM validation.
+        # One mechanism: explicit calibration_data is a PredefinedSplit over X + those rows.
         if "calibration_data" in checked:
-            X_cal, y_cal = checked["calibration_data"][0], self._encode(checked["calibration_data"][1])
-            X_rest, y_rest = X, y_idx
+            X_extra, y_extra = checked["calibration_data"]
+            n = len(y_idx)
+            X_all = np.concatenate([X, X_extra])
+            y_all = np.concatenate([y_idx, self._encode(y_extra)])
+            splitter = PredefinedSplit(np.r_[np.full(n, -1), np.zeros(len(y_extra), int)])
+            groups = None
+        else:
+            X_all, y_all, splitter = X, y_idx, self.calibration_size
+            groups = splitter_params(self, fit_params, len(y_idx)).get("groups")
+        if is_splitter(splitter):
+            rest, cal = split_indices(y_all, splitter, None, X=X_all, groups=groups)
+            X_rest, X_cal, y_rest, y_cal = X_all[rest], X_all[cal], y_all[rest], y_all[cal]
         else:
             X_rest, X_cal, y_rest, y_cal = split_calibration(
                 X, y_idx, self.calibration_size, rng.randint(2**31 - 1), stratify=True
@@ -568,6 +619,16 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self.conformity_scores_ = self.conformalizer_.conformity_scores_
         self.thresholds_ = self.conformalizer_.thresholds_
         return self
+
+    def get_metadata_routing(self):
+        """Routing of metadata: ``fit``'s ``groups`` (or what it requests) goes to a splitter
+        ``calibration_size``'s ``split``; nothing else is consumed.
+
+        Returns
+        -------
+        routing : MetadataRouter
+        """
+        return add_splitter_routing(MetadataRouter(owner=self), self.calibration_size)
 
     def _train(self, X_tr, y_tr, X_val, y_val, K, scope, device):
         n_features = X_tr.shape[1]

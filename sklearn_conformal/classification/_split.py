@@ -24,6 +24,9 @@ from .._estimator_mixins import (
 )
 from .._estimator_utils import (
     SPARSE_FORMATS,
+    add_splitter_routing,
+    calibration_split_groups,
+    check_groups_use,
     is_frozen,
     keep_frame,
     model_allows_nan,
@@ -161,6 +164,7 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         "calibration_size": [
             Interval(RealNotInt, 0, 1, closed="neither"),
             Interval(Integral, 1, None, closed="left"),
+            HasMethods(["split"]),
         ],
         "random_state": ["random_state"],
     }
@@ -245,13 +249,18 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         )
         fit_params, groups = pop_calibration_groups(conformalizer.calibrator_, fit_params, len(y))
         cal_groups = groups
-        params = route_fit_params(self, fit_params, {"estimator": estimator}, len(y))
+        check_groups_use(self, fit_params)
+        split_groups = calibration_split_groups(self, fit_params, groups, len(y))
+        params = route_fit_params(
+            self, fit_params, {"estimator": estimator}, len(y), splitter_groups=True
+        )
         if is_frozen(estimator):
             self.estimator_ = estimator
             X_cal, y_cal = X, y
         else:
             train, cal = split_indices(
-                y, self.calibration_size, rng.randint(2**31 - 1), stratify=True
+                y, self.calibration_size, rng.randint(2**31 - 1), stratify=True, X=X,
+                groups=split_groups,
             )
             X_train, X_cal = _safe_indexing(X, train), _safe_indexing(X, cal)
             y_train, y_cal = y[train], y[cal]
@@ -286,10 +295,11 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         -------
         routing : MetadataRouter
         """
-        return MetadataRouter(owner=self).add_self_request(self).add(
+        router = MetadataRouter(owner=self).add_self_request(self).add(
             estimator=self._inner_model(),
             method_mapping=MethodMapping().add(caller="fit", callee="fit"),
         )
+        return add_splitter_routing(router, self.calibration_size)
 
     def predict_proba(self, X):
         """Class probabilities of the underlying model, in the order of ``classes_``.

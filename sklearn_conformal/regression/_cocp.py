@@ -13,12 +13,20 @@ from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.model_selection import KFold
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
+from sklearn.utils.metadata_routing import MetadataRouter
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._core import check_confidence_level, conformal_quantile
 from .._core._validation import warn_small_calibration
 from .._estimator_mixins import ConformalRegressorMixin
+from .._estimator_utils import (
+    add_splitter_routing,
+    is_splitter,
+    refuse_fit_metadata,
+    split_indices,
+    splitter_params,
+)
 from .._output import check_levels, per_level
 from .._progress import progress
 
@@ -26,7 +34,11 @@ __all__ = ["CoCPRegressor"]
 
 
 def _split_sizes(n, calibration_size, validation_size, val_scheme, n_folds):
-    """Numbers of calibration and validation rows, or a ValueError naming n_samples."""
+    """Numbers of calibration and validation rows, or a ValueError naming n_samples.
+
+    ``calibration_size`` is a fraction or a number of rows (for a splitter: the number of
+    calibration rows it gave).
+    """
     if isinstance(calibration_size, numbers.Integral):
         n_cal = int(calibration_size)
     else:
@@ -237,12 +249,18 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     beta_end : float or None, default=None
         If set, ``beta`` is annealed exponentially to ``beta_end`` over ``max_epochs`` in every
         centre step.
-    target_scale : {"mean_abs"}, float or None, default=None
+    target_scale : {"mean_abs"}, float or None, default="mean_abs"
         Divide ``y`` by ``mean|y_train|`` ("mean_abs") or by a given float before training, and
-        multiply back at prediction. The paper's real-data preprocessing does this outside the
-        model. With ``None`` and targets far larger than ``beta`` (e.g. prices in dollars) the
-        sigmoid saturates, the centre steps stop at their incoming weights and CoCP silently
-        reduces to ``n_alternations=0``. Calibration is scale-free either way.
+        multiply back at prediction (``None``: train on ``y`` as it is). The paper's real-data
+        preprocessing does this outside the model. The default makes the estimator
+        scale-equivariant: multiplying ``y`` by ``c > 0`` multiplies the intervals by ``c``
+        (``beta``, ``radius_floor`` and the training are in units of ``mean|y_train|``). With
+        ``None`` or a fixed float and targets far larger than ``beta`` (e.g. prices in dollars)
+        the sigmoid saturates, the centre steps stop at their incoming weights and CoCP silently
+        reduces to ``n_alternations=0``. "mean_abs" divides by the magnitude, not the spread:
+        for a target with a large offset and a small spread (``1e5 + noise``) centre it first
+        (e.g. ``TransformedTargetRegressor`` with a ``StandardScaler``). Calibration is
+        scale-free either way.
     val_scheme : {"global", "fold"}, default="global"
         "global": one validation set (``validation_size`` of the training pool) shared by every
         fold and phase, ``m`` fitted on ``K - 1`` folds and ``h`` on the remaining one (the
@@ -250,9 +268,14 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         and the other folds fit ``m`` (the paper, App. C.3; needs ``n_folds >= 3``).
     validation_size : float or int, default=1/6
         Fraction (or number) of the non-calibration rows used for validation ("global" only).
-    calibration_size : float or int, default=0.25
+    calibration_size : float, int or splitter, default=0.25
         Fraction (or number) of the rows of ``fit`` held out for calibration. With the default
-        fractions, ``fit`` on 80 % of a data set reproduces the paper's 50/10/20/20 split.
+        fractions, ``fit`` on 80 % of a data set reproduces the paper's 50/10/20/20 split. A
+        scikit-learn splitter with ``split(X, y, groups)`` (e.g. ``GroupShuffleSplit(n_splits=1,
+        test_size=0.25)``, ``PredefinedSplit``) gives the calibration rows instead: its first
+        split's test part calibrates, its training part is the pool that the validation set
+        and the folds are drawn from (``groups`` passed to ``fit`` reach its ``split``). The
+        parts must be disjoint and non-empty.
     centre_module, radius_module : torch.nn.Module, callable or None, default=None
         Replace the default ``hidden_sizes`` ReLU network. A callable is called with
         ``n_features`` and must return a module mapping ``(n, n_features)`` float32 tensors to
@@ -370,6 +393,7 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         "calibration_size": [
             Interval(numbers.Real, 0, 1, closed="neither"),
             Interval(numbers.Integral, 1, None, closed="left"),
+            HasMethods(["split"]),
         ],
         "centre_module": [None, callable],
         "radius_module": [None, callable],
@@ -398,7 +422,7 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         n_alternations=5,
         beta=0.005,
         beta_end=None,
-        target_scale=None,
+        target_scale="mean_abs",
         val_scheme="global",
         validation_size=1 / 6,
         calibration_size=0.25,
@@ -460,19 +484,32 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
 
     # ----------------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y):
+    def fit(self, X, y, **fit_params):
         """Split, train the ``n_folds`` centre/radius pairs and calibrate.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        **fit_params : dict
+            Only ``groups`` (one label per sample), for a splitter ``calibration_size`` (with
+            metadata routing enabled: what its ``split`` requests). Other metadata, e.g.
+            ``sample_weight``, is refused with a TypeError: the networks are trained on
+            unweighted losses, and the coverage guarantee is for unweighted exchangeable
+            calibration data, so silently dropping weights would mislead.
 
         Returns
         -------
         self : CoCPRegressor
         """
         from .._training._validation import check_device, check_float32_range
+
+        refuse_fit_metadata(
+            self, fit_params,
+            "CoCPRegressor trains its networks on unweighted losses. Resample the rows "
+            "according to the weights (e.g. rng.choice(n, size=n, p=w / w.sum())) before fit, "
+            "or use SplitConformalRegressor with an estimator that takes sample_weight.",
+        )
 
         device = check_device(self.device, "CoCPRegressor")
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
@@ -496,12 +533,22 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
                 f"{self.hidden_sizes!r}."
             )
         n = X.shape[0]
-        n_cal, n_val = _split_sizes(
-            n, self.calibration_size, self.validation_size, self.val_scheme, self.n_folds
-        )
         rng = check_random_state(self.random_state)
-        perm = rng.permutation(n)
-        cal, val, train = perm[:n_cal], perm[n_cal : n_cal + n_val], perm[n_cal + n_val :]
+        if is_splitter(self.calibration_size):
+            groups = splitter_params(self, fit_params, n).get("groups")
+            pool, cal = split_indices(y, self.calibration_size, None, X=X, groups=groups)
+            n_cal, n_val = _split_sizes(
+                len(pool) + len(cal), len(cal), self.validation_size, self.val_scheme,
+                self.n_folds,
+            )
+            pool = rng.permutation(pool)
+            val, train = pool[:n_val], pool[n_val:]
+        else:
+            n_cal, n_val = _split_sizes(
+                n, self.calibration_size, self.validation_size, self.val_scheme, self.n_folds
+            )
+            perm = rng.permutation(n)
+            cal, val, train = perm[:n_cal], perm[n_cal : n_cal + n_val], perm[n_cal + n_val :]
         fold_seed = int(rng.randint(np.iinfo(np.int32).max - self.n_folds))
 
         y_train = y[train]
@@ -597,6 +644,16 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self.confidence_level_ = level
         self.quantile_ = self._quantile(level)
         return self
+
+    def get_metadata_routing(self):
+        """Routing of metadata: ``fit``'s ``groups`` (or what it requests) goes to a splitter
+        ``calibration_size``'s ``split``; nothing else is consumed.
+
+        Returns
+        -------
+        routing : MetadataRouter
+        """
+        return add_splitter_routing(MetadataRouter(owner=self), self.calibration_size)
 
     # ----------------------------------------------------------------------------------------
     def _centre_radius(self, X, centres=None, radii=None):

@@ -5,10 +5,12 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
 from sklearn.linear_model import LinearRegression
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
+from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._core import check_confidence_level, min_calibration_size, warn_small_calibration
@@ -18,11 +20,18 @@ from .._estimator_mixins import ConformalRegressorMixin
 from .._output import per_level
 from .._progress import progress
 from .._estimator_utils import (
+    SPARSE_FORMATS,
+    add_splitter_routing,
+    check_groups_use,
     is_frozen,
     keep_frame,
     model_allows_nan,
     resolve_confidence_level,
-    split_calibration,
+    route_fit_params,
+    split_fit_params,
+    split_indices,
+    splitter_params,
+    wrapped_input_tag,
 )
 from .._kqr import (
     KERNELS,
@@ -45,11 +54,13 @@ _KEEP_KERNEL_BYTES = 256 * 2**20
 
 
 def _column(X, col):
-    """Column ``col`` (by position) of an array or DataFrame, as an ndarray."""
-    vals = np.asarray(_safe_indexing(X, col, axis=1))
+    """Column ``col`` (a position, or a DataFrame column name) of ``X``, as a 1-d ndarray."""
+    vals = _safe_indexing(X, col, axis=1)
+    vals = vals.toarray() if sp.issparse(vals) else np.asarray(vals)
+    vals = vals.reshape(-1)
     if vals.dtype.kind == "f" and np.any(np.isnan(vals)):
         raise ValueError(
-            f"phi={col} names a column holding group labels, and it contains NaN; give every "
+            f"phi={col!r} names a column holding group labels, and it contains NaN; give every "
             "row a group (e.g. a separate label for missing values)."
         )
     return vals
@@ -82,7 +93,10 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     ----------
     estimator : regressor, default=None
         Point regressor ``f`` (``None`` means ``LinearRegression()``). Wrap a trained model in
-        ``sklearn.frozen.FrozenEstimator`` to calibrate on all of ``fit``'s data.
+        ``sklearn.frozen.FrozenEstimator`` to calibrate on all of ``fit``'s data. It receives
+        ``X`` as passed: a DataFrame stays a DataFrame, a sparse matrix stays sparse (CSR/CSC)
+        when the estimator (and the embedding, if any) accept sparse input, and NaN passes when
+        they accept NaN (see ``embedding``).
     embedding : transformer, default=None
         Maps ``X`` to the kernel's input space (e.g. ``PCA(3)``); fitted on the training part
         only (on the calibration ``X`` when the estimator is frozen) and applied to calibration
@@ -92,11 +106,13 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         NaN or non-numeric columns needs an embedding that maps it to finite numbers (e.g. a
         ``ColumnTransformer`` with ``OneHotEncoder`` and ``SimpleImputer``) and a point
         regressor that accepts it.
-    phi : "intercept", int or callable, default="intercept"
+    phi : "intercept", int, str or callable, default="intercept"
         Finite-dimensional part ``Phi(x)`` of the function class: an intercept (marginal
-        coverage plus the kernel part), the index of a column of ``X`` holding group labels
-        (intercept + one-hot of the groups seen in calibration: coverage holds within every
-        group), or a callable ``X -> array (n_samples, d)`` (given ``X`` as passed).
+        coverage plus the kernel part), a column of ``X`` holding group labels, by index or, for
+        a DataFrame, by name (e.g. ``phi="season"``; intercept + one-hot of the groups seen in
+        calibration: coverage holds within every group), or a callable
+        ``X -> array (n_samples, d)`` (given ``X`` as passed). The string ``"intercept"`` always
+        means the intercept, never a column of that name.
     kernel : {"rbf", "laplacian", "matern32", "matern52", "imq"}, default="rbf"
         Kernel on the embedding; every choice has ``k(x, x) = 1``.
     gamma : float > 0 or "auto", default="auto"
@@ -119,9 +135,12 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         same interval however rows are batched, ordered or sent one at a time.
     confidence_level : float in (0, 1), default=0.9
         Target coverage.
-    calibration_size : float in (0, 1) or int, default=0.3
+    calibration_size : float in (0, 1), int or splitter, default=0.3
         Fraction (or number) of samples held out for calibration (ignored for a frozen
-        estimator). ``fit`` and each ``predict_cutoff``/``predict_interval`` call hold one
+        estimator), or a scikit-learn splitter with ``split(X, y, groups)`` (e.g.
+        ``GroupShuffleSplit(n_splits=1, test_size=0.3)``, ``PredefinedSplit``) whose first
+        ``(train, test)`` split gives the training and calibration rows; ``groups`` passed to
+        ``fit`` reach its ``split``. The parts must be disjoint and non-empty. ``fit`` and each ``predict_cutoff``/``predict_interval`` call hold one
         ``n_cal x n_cal`` float64 kernel matrix (``8 n_cal^2`` bytes: 3.2 GB at 20,000) while
         they run; none is kept between calls. When it would not fit in the available memory
         they raise :class:`~sklearn_conformal.exceptions.InsufficientMemoryError` before
@@ -176,7 +195,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         Cross-validated pinball loss per candidate in ``gamma_grid_`` (``gamma="auto"``).
     gamma_grid_ : ndarray or None
     phi_categories_ : ndarray or None
-        Group labels seen in calibration (``phi`` given as a column index).
+        Group labels seen in calibration (``phi`` naming a column, by index or name).
     n_features_in_ : int
 
     Examples
@@ -193,8 +212,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     _parameter_constraints = {
         "estimator": [HasMethods(["fit", "predict"]), None],
         "embedding": [HasMethods(["fit", "transform"]), None],
-        "phi": [StrOptions({"intercept"}), Interval(Integral, None, None, closed="neither"),
-                callable],
+        "phi": [str, Interval(Integral, None, None, closed="neither"), callable],
         "kernel": [StrOptions(set(KERNELS))],
         "gamma": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "lambda_": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
@@ -205,6 +223,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         "calibration_size": [
             Interval(RealNotInt, 0, 1, closed="neither"),
             Interval(Integral, 1, None, closed="left"),
+            HasMethods(["split"]),
         ],
         "lambda_min_ratio": [Interval(Real, 0, 1, closed="left")],
         "max_steps": [Interval(Integral, 1, None, closed="left"), None],
@@ -255,35 +274,57 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y):
+    def fit(self, X, y, **fit_params):
         """Fit the point regressor (training split), then tune and calibrate (calibration split).
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like, sparse matrix or DataFrame of shape (n_samples, n_features)
         y : array-like of shape (n_samples,)
+        **fit_params : dict
+            Metadata for ``estimator.fit``, routed as in :class:`SplitConformalRegressor`:
+            per-sample arrays (e.g. ``sample_weight``) are split like ``X`` and the point model
+            gets their training rows. With metadata routing enabled
+            (``sklearn.set_config(enable_metadata_routing=True)``) the estimator (routing role
+            ``estimator``) receives what it requested with ``set_fit_request``, and a splitter
+            ``calibration_size`` what its ``split`` requests (group splitters: ``groups``).
+            Without routing, ``sample_weight`` is accepted (the estimator must take it in its
+            ``fit``) and ``groups`` goes to a splitter ``calibration_size``. A frozen
+            estimator ignores them. The calibration (the kernel quantile regression) is never
+            weighted.
 
         Returns
         -------
         self : object
         """
         # the point model and the embedding see X as passed (a DataFrame stays one, for column
-        # transformers); NaN is left to them (see _embed for the kernel's own input)
+        # transformers; a sparse matrix when they accept it); NaN is left to them (see _embed
+        # for the kernel's own input)
         X_checked, y = validate_data(
-            self, X, y, y_numeric=True, dtype=None, ensure_all_finite="allow-nan"
+            self, X, y, y_numeric=True, dtype=None, ensure_all_finite="allow-nan",
+            accept_sparse=SPARSE_FORMATS if self._accepts_sparse() else False,
         )
         X = keep_frame(X, X_checked)
         y = np.asarray(y, dtype=float)
         rng = check_random_state(self.random_state)
-        estimator = LinearRegression() if self.estimator is None else self.estimator
+        estimator = self._estimator()
+        check_groups_use(self, fit_params)
+        params = route_fit_params(
+            self, fit_params, {"estimator": estimator}, len(y), splitter_groups=True
+        )
         if is_frozen(estimator):
             X_train, X_cal, y_cal = None, X, y
             self.estimator_ = estimator
         else:
-            X_train, X_cal, y_train, y_cal = split_calibration(
-                X, y, self.calibration_size, rng.randint(2**31 - 1)
+            groups = splitter_params(self, fit_params, len(y)).get("groups")
+            train, cal = split_indices(
+                y, self.calibration_size, rng.randint(2**31 - 1), X=X, groups=groups
             )
-            self.estimator_ = clone(estimator).fit(X_train, y_train)
+            X_train, X_cal = _safe_indexing(X, train), _safe_indexing(X, cal)
+            y_train, y_cal = y[train], y[cal]
+            self.estimator_ = clone(estimator).fit(
+                X_train, y_train, **split_fit_params(X, params["estimator"], train)
+            )
         if self.embedding is None:
             self.embedding_ = None
         else:
@@ -412,25 +453,53 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
                            max_steps=self._max_steps)
 
     # ------------------------------------------------------------------------------------
-    def _phi_fit(self, X):
+    def _estimator(self):
+        return LinearRegression() if self.estimator is None else self.estimator
+
+    def _accepts_sparse(self):
+        """Whether sparse ``X`` may reach the point model and the embedding (their ``sparse``
+        tags; the kernel densifies its input itself). Never raises."""
+        models = [self._estimator()] + ([] if self.embedding is None else [self.embedding])
+        return wrapped_input_tag(models, "sparse")
+
+    def _phi_column(self):
+        """The group column named by ``phi`` (an int, or a str other than "intercept"), or None."""
         if isinstance(self.phi, str):
-            self.phi_categories_ = None
-            return np.ones((X.shape[0], 1))
+            return None if self.phi == "intercept" else self.phi
         if isinstance(self.phi, numbers.Integral):
-            col = int(self.phi)
-            if not -X.shape[1] <= col < X.shape[1]:
-                raise ValueError(f"phi={col} is not a column index of X ({X.shape[1]} columns).")
-            self.phi_categories_ = np.unique(_column(X, col))
+            return int(self.phi)
+        return None
+
+    def _phi_fit(self, X):
+        col = self._phi_column()
+        if col is None:
+            self.phi_categories_ = None
+            if isinstance(self.phi, str):
+                return np.ones((X.shape[0], 1))
             return self._phi_transform(X)
-        self.phi_categories_ = None
+        if isinstance(col, str):
+            columns = getattr(X, "columns", None)
+            if columns is None or col not in list(columns):
+                where = (
+                    f"X's columns are {list(columns)[:10]}" if columns is not None
+                    else f"X is a {type(X).__name__}, which has no column names"
+                )
+                raise ValueError(
+                    f"phi={col!r} names a column of a DataFrame X, but {where}. Pass a DataFrame "
+                    "with that column, or the column's index."
+                )
+        elif not -X.shape[1] <= col < X.shape[1]:
+            raise ValueError(f"phi={col} is not a column index of X ({X.shape[1]} columns).")
+        self.phi_categories_ = np.unique(_column(X, col))
         return self._phi_transform(X)
 
     def _phi_transform(self, X):
         n = X.shape[0]
-        if isinstance(self.phi, str):
+        if isinstance(self.phi, str) and self.phi == "intercept":
             return np.ones((n, 1))
-        if isinstance(self.phi, numbers.Integral):
-            vals = _column(X, int(self.phi))
+        col = self._phi_column()
+        if col is not None:
+            vals = _column(X, col)
             cats = self.phi_categories_
             onehot = (vals[:, None] == cats[None, :]).astype(float)
             return np.column_stack([np.ones(n), onehot])
@@ -471,7 +540,10 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
 
     # ------------------------------------------------------------------------------------
     def _check_X(self, X):
-        X_checked = validate_data(self, X, reset=False, dtype=None, ensure_all_finite="allow-nan")
+        X_checked = validate_data(
+            self, X, reset=False, dtype=None, ensure_all_finite="allow-nan",
+            accept_sparse=SPARSE_FORMATS if self._accepts_sparse() else False,
+        )
         return keep_frame(X, X_checked)
 
     def predict(self, X):
@@ -596,12 +668,30 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         # NaN reaches the point model and the embedding; the kernel itself never takes it
-        estimator = LinearRegression() if self.estimator is None else self.estimator
+        estimator = self._estimator()
         tags.input_tags.allow_nan = (
-            self.embedding is not None and model_allows_nan(estimator) and model_allows_nan(self.embedding)
+            self.embedding is not None
+            and model_allows_nan(estimator)
+            and model_allows_nan(self.embedding)
         )
+        tags.input_tags.sparse = self._accepts_sparse()
         tags.non_deterministic = False
         return tags
+
+    def get_metadata_routing(self):
+        """Routing of metadata: ``fit`` metadata goes to ``estimator.fit`` (training rows), and
+        to a splitter ``calibration_size``'s ``split`` (e.g. ``groups``).
+
+        Returns
+        -------
+        routing : MetadataRouter
+        """
+        router = MetadataRouter(owner=self).add_self_request(self)
+        router.add(
+            estimator=self._estimator(),
+            method_mapping=MethodMapping().add(caller="fit", callee="fit"),
+        )
+        return add_splitter_routing(router, self.calibration_size)
 
 
 def _chunk_cutoffs(solver, Z_cal, Z, Phi_t, U, kernel, gamma, n_jobs):

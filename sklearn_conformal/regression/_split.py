@@ -20,6 +20,9 @@ from .._estimator_mixins import ConformalRegressorMixin
 from .._output import per_level
 from .._estimator_utils import (
     SPARSE_FORMATS,
+    add_splitter_routing,
+    calibration_split_groups,
+    check_groups_use,
     is_frozen,
     keep_frame,
     pop_calibration_groups,
@@ -129,6 +132,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         "calibration_size": [
             Interval(RealNotInt, 0, 1, closed="neither"),
             Interval(Integral, 1, None, closed="left"),
+            HasMethods(["split"]),
         ],
         "random_state": ["random_state"],
     }
@@ -197,13 +201,17 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                 "scale_estimator too (all of fit's data is calibration data)."
             )
         roles = self._routing_roles()
-        params = route_fit_params(self, fit_params, roles, len(y))
+        check_groups_use(self, fit_params)
+        split_groups = calibration_split_groups(self, fit_params, groups, len(y))
+        params = route_fit_params(self, fit_params, roles, len(y), splitter_groups=True)
         cal_groups = groups
         if frozen:
             X_cal, y_cal = X, y
             fitted = models
         else:
-            train, cal = split_indices(y, self.calibration_size, rng.randint(2**31 - 1))
+            train, cal = split_indices(
+                y, self.calibration_size, rng.randint(2**31 - 1), X=X, groups=split_groups
+            )
             X_train, X_cal = _safe_indexing(X, train), _safe_indexing(X, cal)
             y_train, y_cal = y[train], y[cal]
             cal_groups = None if groups is None else groups[cal]
@@ -361,7 +369,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                 **{role: model},
                 method_mapping=MethodMapping().add(caller="fit", callee="fit"),
             )
-        return router
+        return add_splitter_routing(router, self.calibration_size)
 
     def _routing_roles(self):
         """Routing role -> wrapped model, read from the parameters."""
