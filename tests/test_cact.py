@@ -464,3 +464,23 @@ def test_training_warnings_are_public_conformal_warnings():
                  "Float32InferenceWarning"):
         assert name in exceptions.__all__
         assert issubclass(getattr(exceptions, name), exceptions.ConformalWarning)
+
+
+def test_score_and_calibrator_objects_work_in_cact():
+    """A user score equal to LAC gives LAC's sets; a Mondrian calibrator on a column covers."""
+    from sklearn.datasets import load_digits
+
+    from sklearn_conformal.calibrators import MondrianCalibrator
+    from sklearn_conformal.conformity_scores import BaseClassificationScore
+
+    class UserLAC(BaseClassificationScore):
+        def label_scores(self, proba, u=None):
+            return 1.0 - proba
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    reference = _data_fast().fit(X, y).predict_set(X)
+    user = _data_fast(conformity_score=UserLAC()).fit(X, y).predict_set(X)
+    np.testing.assert_array_equal(user, reference)
+    mondrian = _data_fast(mode=MondrianCalibrator(lambda X: X[:, 10] > 0.5)).fit(X, y)
+    assert mondrian.conformalizer_.calibrator_.groups_.tolist() == [False, True]

@@ -28,7 +28,7 @@ from skorch.helper import predefined_split
 
 from .._core import ClassificationConformalizer
 from .._core._calibrators import MODES
-from .._core._classification_scores import SCORES
+from ..conformity_scores._classification import CLASSIFICATION_SCORES
 from .._estimator_mixins import ConformalClassifierMixin
 from .._estimator_utils import (
     add_splitter_routing,
@@ -201,10 +201,14 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         weights classes inversely to their training frequency: a class-balanced primal).
     confidence_level : float in (0, 1), default=0.9
         Coverage target of the calibrated sets.
-    conformity_score : {"lac", "aps", "raps"}, default="lac"
-        Test-time score (``"lac"`` is THR).
-    mode : {"marginal", "class", "cluster"}, default="marginal"
-        Split CP, LabelCP or ClusterCP calibration.
+    conformity_score : str or BaseClassificationScore, default="lac"
+        Test-time score (``"lac"`` is THR): a shortcut of
+        :func:`~sklearn_conformal.conformity_scores.check_classification_score` or a score
+        object, as in :class:`SplitConformalClassifier`.
+    mode : {"marginal", "class", "cluster"} or BaseCalibrator, default="marginal"
+        Split CP, LabelCP or ClusterCP calibration, or a calibrator object (e.g. a
+        :class:`~sklearn_conformal.calibrators.MondrianCalibrator` on a column or a callable of
+        ``X``; CaCT takes no ``groups=`` metadata for it).
     randomized : bool, default=True
         Randomised APS/RAPS; ``False`` is the non-randomised rule of
         :class:`SplitConformalClassifier` (the crossing label kept, never empty).
@@ -337,8 +341,11 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         "multipliers": [StrOptions({"alm", "hr"})],
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
-        "conformity_score": [StrOptions(set(SCORES))],
-        "mode": [StrOptions(set(MODES))],
+        "conformity_score": [
+            StrOptions(set(CLASSIFICATION_SCORES)),
+            HasMethods(["label_scores", "calibration_scores", "prediction_sets"]),
+        ],
+        "mode": [StrOptions(set(MODES)), HasMethods(["fit", "thresholds"])],
         "randomized": ["boolean"],
         "k_reg": [Interval(Integral, 0, None, closed="left")],
         "lambda_reg": [Interval(Real, 0, None, closed="left")],
@@ -615,7 +622,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
             randomized=self.randomized,
             k_reg=self.k_reg,
             lambda_reg=self.lambda_reg,
-        ).fit(self._net_proba(X_cal), y_cal, K, self.confidence_level, random_state=rng)
+        ).fit(self._net_proba(X_cal), y_cal, K, self.confidence_level, random_state=rng, X=X_cal)
         self.conformity_scores_ = self.conformalizer_.conformity_scores_
         self.thresholds_ = self.conformalizer_.thresholds_
         return self
