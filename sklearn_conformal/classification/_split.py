@@ -28,6 +28,8 @@ from .._estimator_utils import (
     keep_frame,
     model_allows_nan,
     pop_calibration_groups,
+    pop_calibration_metadata,
+    calibration_extras,
     route_fit_params,
     split_fit_params,
     split_indices,
@@ -244,7 +246,9 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
             clustering_fraction=self.clustering_fraction,
         )
         fit_params, groups = pop_calibration_groups(conformalizer.calibrator_, fit_params, len(y))
+        fit_params, cal_metadata = pop_calibration_metadata(conformalizer.calibrator_, fit_params)
         cal_groups = groups
+        X_train = None
         params = route_fit_params(self, fit_params, {"estimator": estimator}, len(y))
         if is_frozen(estimator):
             self.estimator_ = estimator
@@ -274,6 +278,7 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
             random_state=rng,
             X=X_cal,
             groups=cal_groups,
+            **calibration_extras(cal_metadata, X_train=X_train, predict_proba=self._proba),
         )
         self.conformity_scores_ = self.conformalizer_.conformity_scores_
         self.thresholds_ = self.conformalizer_.thresholds_

@@ -23,6 +23,8 @@ from .._estimator_utils import (
     is_frozen,
     keep_frame,
     pop_calibration_groups,
+    pop_calibration_metadata,
+    calibration_extras,
     route_fit_params,
     split_fit_params,
     split_indices,
@@ -189,6 +191,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         self.conformity_score_ = check_regression_score(self.conformity_score)
         calibrator = check_calibrator(self.mode, allowed=("marginal",))
         fit_params, groups = pop_calibration_groups(calibrator, fit_params, len(y))
+        fit_params, cal_metadata = pop_calibration_metadata(calibrator, fit_params)
         models = self._models()
         frozen = all(is_frozen(model) for model in models)
         if frozen and "scale" in self._needs() and self.scale_estimator is None:
@@ -199,6 +202,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         roles = self._routing_roles()
         params = route_fit_params(self, fit_params, roles, len(y))
         cal_groups = groups
+        X_train = None
         if frozen:
             X_cal, y_cal = X, y
             fitted = models
@@ -244,6 +248,8 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                 X=X_cal,
                 groups=None if cal_groups is None else cal_groups,
                 random_state=rng,
+                score=self.conformity_score_,
+                **calibration_extras(cal_metadata, X_train=X_train),
             )
         )
         # a user calibrator need not expose its thresholds (they may depend on the test rows)
