@@ -213,9 +213,12 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
             ``CalibratedClassifierCV``); otherwise an error asks to enable routing. A
             ``FrozenEstimator`` is not fitted and ignores them, as its ``fit`` does.
 
-            Calibration is never weighted: the coverage guarantee is for exchangeable,
-            unweighted calibration data (weighted conformal prediction is another method), so
-            weights only shape the fitted model.
+            ``sample_weight`` never weights calibration: the coverage guarantee is for
+            exchangeable, unweighted calibration data, so it only shapes the fitted model.
+            Weighted conformal prediction under distribution shift is a calibrator:
+            ``mode=WeightedCalibrator()`` with ``X_target=`` (unlabeled target rows), or
+            ``LabelShiftCalibrator``; metadata a calibrator names in its
+            ``calibration_metadata`` goes to it, not to the model.
 
         Returns
         -------

@@ -176,9 +176,12 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
             ``CalibratedClassifierCV``); otherwise an error asks to enable routing. Frozen
             models are not fitted and ignore them, as ``FrozenEstimator.fit`` does.
 
-            Calibration is never weighted: the coverage guarantee is for exchangeable,
-            unweighted calibration data (weighted conformal prediction is another method), so
-            weights only shape the fitted models.
+            ``sample_weight`` never weights calibration: the coverage guarantee is for
+            exchangeable, unweighted calibration data, so it only shapes the fitted models.
+            Weighted conformal prediction under distribution shift is a calibrator:
+            ``mode=WeightedCalibrator()`` with ``X_target=`` (unlabeled target rows), or
+            ``LabelShiftCalibrator``; metadata a calibrator names in its
+            ``calibration_metadata`` goes to it, not to the models.
 
         Returns
         -------
