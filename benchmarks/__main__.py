@@ -18,6 +18,7 @@ BENCHMARKS = {
     "cocp-real": ("bench_cocp_real", "CoCP Table 3 on bike / bio / homes ($SKCONF_DATA)"),
     "cocp-fit-time": ("bench_cocp_fit_time", "CoCPRegressor fit time at n = 20,000"),
     "cocp-beta": ("bench_cocp_beta_finite_sample", "CoCP's beta: finite-sample fixed point at one x"),
+    "weighted-conformal": ("bench_weighted_conformal", "split vs weighted CP under covariate shift"),
 }
 
 

@@ -14,6 +14,7 @@ ORDER = [
     # how-to guides
     "plot_score_and_mode.py",
     "plot_custom_score_and_groups.py",
+    "plot_covariate_shift.py",
     "plot_pipeline_categorical.py",
     "plot_grid_search.py",
     "plot_little_data.py",

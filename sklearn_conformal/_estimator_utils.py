@@ -47,6 +47,29 @@ def pop_calibration_groups(calibrator, fit_params, n_samples):
     return fit_params, groups
 
 
+def pop_calibration_metadata(calibrator, fit_params):
+    """``(fit_params, metadata)``: the fit metadata a calibrator consumes, taken out.
+
+    A calibrator names the ``fit`` metadata it reads in ``calibration_metadata`` (a tuple of
+    names, e.g. ``WeightedCalibrator``'s ``("X_target",)``); those are passed to it whole, not
+    split like per-sample metadata, and not routed to the wrapped models. ``metadata`` is None
+    for a calibrator that declares none: only declaring calibrators also receive the training
+    rows and the model (``CalibrationData.X_train`` / ``predict_proba``), so that the others
+    do not keep them alive.
+    """
+    names = tuple(getattr(calibrator, "calibration_metadata", ()) or ())
+    if not names:
+        return fit_params, None
+    fit_params = dict(fit_params)
+    metadata = {name: fit_params.pop(name) for name in names if name in fit_params}
+    return fit_params, metadata
+
+
+def calibration_extras(metadata, **fields):
+    """The :class:`CalibrationData` fields of a calibrator declaring metadata (else none)."""
+    return {} if metadata is None else {"metadata": metadata, **fields}
+
+
 def is_frozen(estimator):
     """Whether ``estimator`` is a pre-trained model wrapped in ``FrozenEstimator``."""
     return isinstance(estimator, FrozenEstimator)

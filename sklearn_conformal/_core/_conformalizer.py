@@ -67,7 +67,8 @@ class ClassificationConformalizer:
             mode, n_clusters=n_clusters, clustering_fraction=clustering_fraction
         )
 
-    def fit(self, proba, y_idx, n_classes, confidence_level, random_state=None, X=None, groups=None):
+    def fit(self, proba, y_idx, n_classes, confidence_level, random_state=None, X=None, groups=None,
+            **calibration_extras):
         """Compute calibration scores and thresholds.
 
         Parameters
@@ -85,6 +86,9 @@ class ClassificationConformalizer:
             The calibration rows as the user passed them (for calibrators grouping rows).
         groups : array-like, optional
             ``groups=`` metadata of the calibration rows.
+        **calibration_extras
+            Further fields of :class:`~sklearn_conformal.calibrators.CalibrationData` passed to
+            the calibrator as they are (``metadata``, ``X_train``, ``predict_proba``).
 
         Returns
         -------
@@ -119,6 +123,7 @@ class ClassificationConformalizer:
                 n_labels=self.n_classes_,
                 groups=groups,
                 random_state=rng,
+                **calibration_extras,
             )
         )
         self.predict_seed_ = int(rng.randint(2**31 - 1))

@@ -1,7 +1,8 @@
 """Calibrators: which calibration scores set the threshold of which test point.
 
 An estimator's ``mode`` takes a string (a shortcut for a built-in calibrator) or a calibrator
-object, e.g. :class:`MondrianCalibrator` on user groups or a subclass of
+object, e.g. :class:`MondrianCalibrator` on user groups, :class:`WeightedCalibrator` under
+covariate shift, :class:`LabelShiftCalibrator` under label shift, or a subclass of
 :class:`BaseCalibrator`. Strings are resolved by :func:`check_calibrator` in ``fit``.
 """
 
@@ -15,6 +16,7 @@ from ._builtin import (
     MarginalCalibrator,
     MondrianCalibrator,
 )
+from ._weighted import LabelShiftCalibrator, WeightedCalibrator, weighted_conformal_quantile
 
 __all__ = [
     "BaseCalibrator",
@@ -22,8 +24,11 @@ __all__ = [
     "ClassConditionalCalibrator",
     "ClusterCalibrator",
     "MarginalCalibrator",
+    "LabelShiftCalibrator",
     "MondrianCalibrator",
+    "WeightedCalibrator",
     "check_calibrator",
+    "weighted_conformal_quantile",
 ]
 
 

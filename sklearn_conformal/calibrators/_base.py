@@ -1,6 +1,6 @@
 """The calibrator protocol: from calibration scores to thresholds."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -34,6 +34,17 @@ class CalibrationData:
         Group metadata passed to ``fit`` (``groups=``), if any.
     random_state : numpy.random.RandomState
         For calibrators that split or cluster.
+    metadata : dict
+        Fit metadata a calibrator asked for by name (its ``calibration_metadata``, e.g.
+        ``("X_target",)``), taken out of ``fit(X, y, **fit_params)`` and passed unsplit.
+    X_train : array-like or DataFrame or None
+        The rows the wrapped model was trained on (None when it was frozen): source rows that
+        are not calibration rows, e.g. to train a domain classifier.
+    score : object or None
+        The conformity score object (regression), e.g. for its per-part levels.
+    predict_proba : callable or None
+        Classification: the fitted model's probabilities of rows as the user passes them, one
+        column per label of ``classes_`` (e.g. to estimate label shift on unlabeled rows).
     """
 
     scores: np.ndarray
@@ -44,6 +55,10 @@ class CalibrationData:
     n_labels: Optional[int] = None
     groups: Any = None
     random_state: Any = None
+    metadata: dict = field(default_factory=dict)
+    X_train: Any = None
+    score: Any = None
+    predict_proba: Optional[Callable] = None
 
     @property
     def is_classification(self):

@@ -31,6 +31,8 @@ from .._estimator_utils import (
     keep_frame,
     model_allows_nan,
     pop_calibration_groups,
+    pop_calibration_metadata,
+    calibration_extras,
     route_fit_params,
     split_fit_params,
     split_indices,
@@ -215,9 +217,12 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
             ``CalibratedClassifierCV``); otherwise an error asks to enable routing. A
             ``FrozenEstimator`` is not fitted and ignores them, as its ``fit`` does.
 
-            Calibration is never weighted: the coverage guarantee is for exchangeable,
-            unweighted calibration data (weighted conformal prediction is another method), so
-            weights only shape the fitted model.
+            ``sample_weight`` never weights calibration: the coverage guarantee is for
+            exchangeable, unweighted calibration data, so it only shapes the fitted model.
+            Weighted conformal prediction under distribution shift is a calibrator:
+            ``mode=WeightedCalibrator()`` with ``X_target=`` (unlabeled target rows), or
+            ``LabelShiftCalibrator``; metadata a calibrator names in its
+            ``calibration_metadata`` goes to it, not to the model.
 
         Returns
         -------
@@ -248,9 +253,11 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
             clustering_fraction=self.clustering_fraction,
         )
         fit_params, groups = pop_calibration_groups(conformalizer.calibrator_, fit_params, len(y))
+        fit_params, cal_metadata = pop_calibration_metadata(conformalizer.calibrator_, fit_params)
         cal_groups = groups
         check_groups_use(self, fit_params)
         split_groups = calibration_split_groups(self, fit_params, groups, len(y))
+        X_train = None
         params = route_fit_params(
             self, fit_params, {"estimator": estimator}, len(y), splitter_groups=True
         )
@@ -283,6 +290,7 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
             random_state=rng,
             X=X_cal,
             groups=cal_groups,
+            **calibration_extras(cal_metadata, X_train=X_train, predict_proba=self._proba),
         )
         self.conformity_scores_ = self.conformalizer_.conformity_scores_
         self.thresholds_ = self.conformalizer_.thresholds_

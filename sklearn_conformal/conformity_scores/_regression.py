@@ -75,6 +75,16 @@ class BaseRegressionScore(BaseEstimator):
         """
         return conformal_quantile(scores, confidence_level)
 
+    def part_levels(self, confidence_level):
+        """The level at which :meth:`threshold` calibrates each part of the score.
+
+        A float for one-part scores (the level itself), one level per part otherwise. Weighted
+        calibrators (:class:`~sklearn_conformal.calibrators.WeightedCalibrator`) take the
+        weighted quantile of each part at its level; a multi-part score overriding
+        :meth:`threshold` should override this too.
+        """
+        return confidence_level
+
 
 class AbsoluteScore(BaseRegressionScore):
     """``s = |y - m(x)|``: intervals ``m(x) -/+ q`` of one width everywhere."""
@@ -177,6 +187,11 @@ class CQRScore(BaseRegressionScore):
             return conformal_quantile(scores, confidence_level)
         tail_level = 1.0 - (1.0 - confidence_level) / 2.0
         return np.array([conformal_quantile(scores[:, tail], tail_level) for tail in range(2)])
+
+    def part_levels(self, confidence_level):
+        if self.symmetric:
+            return confidence_level
+        return np.full(2, 1.0 - (1.0 - confidence_level) / 2.0)
 
     def intervals(self, threshold, parts):
         lower, upper = _ordered(parts["lower"], parts["upper"])

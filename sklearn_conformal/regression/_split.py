@@ -26,6 +26,8 @@ from .._estimator_utils import (
     is_frozen,
     keep_frame,
     pop_calibration_groups,
+    pop_calibration_metadata,
+    calibration_extras,
     route_fit_params,
     split_fit_params,
     split_indices,
@@ -178,9 +180,12 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
             ``CalibratedClassifierCV``); otherwise an error asks to enable routing. Frozen
             models are not fitted and ignore them, as ``FrozenEstimator.fit`` does.
 
-            Calibration is never weighted: the coverage guarantee is for exchangeable,
-            unweighted calibration data (weighted conformal prediction is another method), so
-            weights only shape the fitted models.
+            ``sample_weight`` never weights calibration: the coverage guarantee is for
+            exchangeable, unweighted calibration data, so it only shapes the fitted models.
+            Weighted conformal prediction under distribution shift is a calibrator:
+            ``mode=WeightedCalibrator()`` with ``X_target=`` (unlabeled target rows), or
+            ``LabelShiftCalibrator``; metadata a calibrator names in its
+            ``calibration_metadata`` goes to it, not to the models.
 
         Returns
         -------
@@ -193,6 +198,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         self.conformity_score_ = check_regression_score(self.conformity_score)
         calibrator = check_calibrator(self.mode, allowed=("marginal",))
         fit_params, groups = pop_calibration_groups(calibrator, fit_params, len(y))
+        fit_params, cal_metadata = pop_calibration_metadata(calibrator, fit_params)
         models = self._models()
         frozen = all(is_frozen(model) for model in models)
         if frozen and "scale" in self._needs() and self.scale_estimator is None:
@@ -205,6 +211,7 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         split_groups = calibration_split_groups(self, fit_params, groups, len(y))
         params = route_fit_params(self, fit_params, roles, len(y), splitter_groups=True)
         cal_groups = groups
+        X_train = None
         if frozen:
             X_cal, y_cal = X, y
             fitted = models
@@ -258,6 +265,8 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                 X=X_cal,
                 groups=cal_groups,
                 random_state=rng,
+                score=self.conformity_score_,
+                **calibration_extras(cal_metadata, X_train=X_train),
             )
         )
         # a user calibrator need not expose its thresholds (they may depend on the test rows)
