@@ -217,3 +217,22 @@ def test_other_kernels_and_callable_phi(kernel):
     iv = reg.predict_interval(Xt)
     assert iv.shape == (20, 2) and np.all(iv[:, 1] >= iv[:, 0])
     assert np.all(np.isfinite(iv))
+
+
+def test_gamma_early_stop_selects_the_full_grid_gamma():
+    """The ascending search stops past the minimum of the U-shaped CV loss; same gamma, same
+    intervals as the whole grid, with the large (expensive) candidates never evaluated."""
+    from sklearn.datasets import make_friedman1
+
+    X, y = make_friedman1(900, n_features=5, noise=1.0, random_state=0)
+    early = SpeedCPRegressor(calibration_size=300, random_state=0).fit(X, y)
+    full = SpeedCPRegressor(calibration_size=300, gamma_patience=None, random_state=0).fit(X, y)
+    assert early.gamma_ == full.gamma_
+    np.testing.assert_array_equal(early.predict_interval(X[:50]), full.predict_interval(X[:50]))
+    evaluated = np.isfinite(early.cv_loss_)
+    assert np.all(np.isfinite(full.cv_loss_))
+    # evaluated candidates agree with the full search; the search stopped early
+    np.testing.assert_array_equal(early.cv_loss_[evaluated], full.cv_loss_[evaluated])
+    assert 3 < evaluated.sum() < evaluated.size
+    last = np.flatnonzero(evaluated)[-1]
+    assert np.all(early.cv_loss_[last - 2 : last + 1] > np.nanmin(early.cv_loss_))

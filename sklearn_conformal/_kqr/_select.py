@@ -42,7 +42,7 @@ def default_max_steps(n, max_steps=None):
 def select_gamma_cv(
     Z, Phi, S, alpha, gammas, *, kernel="rbf", beta=0.5, n_folds=5, random_state=None,
     lam_min_ratio=1e-4, max_steps=None, jitter=1e-10, refactor_every=64, n_jobs=None,
-    verbose=0,
+    verbose=0, patience=None,
 ):
     """Pick ``gamma`` minimising the K-fold validation pinball loss.
 
@@ -57,11 +57,20 @@ def select_gamma_cv(
     together stay within one ``n x n`` matrix (or 64 MiB); otherwise one at a time, each
     kernel built by all threads.
 
+    ``gammas`` are evaluated in increasing order. With ``patience`` set, the search stops once
+    the cross-validated loss has exceeded its running minimum at ``patience`` consecutive
+    candidates: past the minimum, larger ``gamma`` give near-interpolating kernels whose paths
+    are the longest (on friedman1 with 1,500 calibration points, the ten largest of the 30
+    default candidates took 94 % of the time), and on the usual U-shaped loss they cannot
+    win. The selected ``gamma`` is the full grid's whenever the loss does not fall again after
+    ``patience`` rises; candidates not evaluated get a NaN loss.
+
     Returns
     -------
     gamma : float
     cv_loss : ndarray of shape (n_gammas,)
-    info : dict with ``n_breakpoints`` and ``mean_elbow`` arrays of shape (n_gammas, n_folds).
+    info : dict with ``n_breakpoints`` and ``mean_elbow`` arrays of shape (n_gammas, n_folds)
+        and ``evaluated``, a boolean array of shape (n_gammas,).
     """
     Z = np.ascontiguousarray(Z, dtype=np.float64)
     S = np.ascontiguousarray(S, dtype=np.float64)
@@ -73,7 +82,7 @@ def select_gamma_cv(
         mid = gammas.shape[0] // 2
         zeros = np.zeros((gammas.shape[0], int(min(n_folds, n))))
         info = {"n_breakpoints": zeros.astype(np.int64), "mean_elbow": zeros + n,
-                "truncated": zeros.astype(bool)}
+                "truncated": zeros.astype(bool), "evaluated": np.ones(gammas.shape[0], bool)}
         return float(gammas[mid]), np.zeros(gammas.shape[0]), info
     # each fold's lambda_path is scale-free (standardised scores, duplicate rows merged, ties
     # broken) and reports its validation losses in the units of S
@@ -122,14 +131,27 @@ def select_gamma_cv(
         truncated[g, f] = res.truncated
         bar.update(1)
 
-    tasks = range(n_g * n_folds)
-    with progress(n_g * n_folds, "gamma cross-validation paths", verbose) as bar:
-        if concurrent == 1:
-            for t in tasks:
-                run(t)
-        else:
-            with ThreadPoolExecutor(concurrent) as pool:
+    evaluated = np.zeros(n_g, dtype=bool)
+    best_loss, rises = np.inf, 0
+    with progress(n_g * n_folds, "gamma cross-validation paths", verbose) as bar, \
+            ThreadPoolExecutor(concurrent) as pool:
+        # one gamma at a time (its folds concurrently), in increasing order, so the search can
+        # stop past the minimum before the expensive large gammas
+        for g in np.argsort(gammas, kind="stable"):
+            tasks = range(g * n_folds, (g + 1) * n_folds)
+            if concurrent == 1:
+                for t in tasks:
+                    run(t)
+            else:
                 list(pool.map(run, tasks))
+            evaluated[g] = True
+            g_loss = loss[g].mean()
+            if g_loss < best_loss:
+                best_loss, rises = g_loss, 0
+            else:
+                rises += 1
+            if patience is not None and rises >= patience:
+                break
     n_capped = int(truncated.sum())
     if n_capped:
         warnings.warn(
@@ -138,7 +160,9 @@ def select_gamma_cv(
             "breakpoints reached. Raise max_steps.",
             PathStepCapWarning, stacklevel=2,
         )
-    cv_loss = loss.mean(axis=1)
-    best = int(np.nanargmin(cv_loss)) if np.any(np.isfinite(cv_loss)) else 0
-    info = {"n_breakpoints": n_bp, "mean_elbow": mean_el, "truncated": truncated}
+    cv_loss = np.where(evaluated, loss.mean(axis=1), np.nan)
+    finite = np.isfinite(cv_loss)
+    best = int(np.flatnonzero(finite)[np.argmin(cv_loss[finite])]) if finite.any() else 0
+    info = {"n_breakpoints": n_bp, "mean_elbow": mean_el, "truncated": truncated,
+            "evaluated": evaluated}
     return float(gammas[best]), cv_loss, info

