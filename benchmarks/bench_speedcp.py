@@ -12,12 +12,16 @@
     returned) on a few test points.
 (b) ``scaling``: n_cal in 300, 1000, 2000, 5000: tuning time, S-path time per test point, number
     of breakpoints and mean elbow size of the selected lambda path.
+(d) ``friedman``: the defaults on ordinary multi-feature data: ``SpeedCPRegressor()`` on
+    ``make_friedman1(5000, n_features=5, noise=1)`` with ``calibration_size=1500``: fit time,
+    selected gamma, CV paths evaluated and mean interval length of the early-stopped gamma
+    search (``gamma_patience=3``, the default) against the whole grid (``gamma_patience=None``).
 (c) ``condconf``: time per test point of our S-path against CondConf at the same n, gamma and
     lambda (``lambda_CondConf = lambda / (n + 1)``), and the agreement of the cutoffs.
 
 Usage::
 
-    python -m benchmarks speedcp [admixture|scaling|condconf|all] [--quick]
+    python -m benchmarks speedcp [admixture|scaling|friedman|condconf|all] [--quick]
 
 Private imports: (b) times the S-path alone and (c) compares cutoffs with CondConf at the same
 ``gamma`` and ``lambda``, so both reach into the fitted estimator (``_solver``, ``_kernel_cal``,
@@ -299,10 +303,42 @@ def run_condconf(n=300, n_points=5, seed=214):
           "CondConf bisection tolerance 1e-3)")
 
 
+def run_friedman(n_total=5000, n_cal=1500, n_test=1000):
+    from sklearn.datasets import make_friedman1
+
+    X, y = make_friedman1(n_total + n_test, n_features=5, noise=1.0, random_state=0)
+    X_test, y_test = X[n_total:], y[n_total:]
+    X, y = X[:n_total], y[:n_total]
+    # compile outside the timings
+    SpeedCPRegressor(calibration_size=100, random_state=0).fit(X[:300], y[:300])
+    rows, lengths, times = [], {}, {}
+    for patience in (3, None):
+        t0, c0 = time.perf_counter(), time.process_time()
+        reg = SpeedCPRegressor(
+            calibration_size=n_cal, gamma_patience=patience, random_state=0
+        ).fit(X, y)
+        times[patience], c_fit = time.perf_counter() - t0, time.process_time() - c0
+        iv = reg.predict_interval(X_test)
+        lengths[patience] = np.mean(iv[:, 1] - iv[:, 0])
+        cover = np.mean((iv[:, 0] <= y_test) & (y_test <= iv[:, 1]))
+        rows.append([
+            "3 (default)" if patience else "None (full grid)", f"{times[patience]:.1f}",
+            f"{c_fit:.1f}", f"{reg.gamma_:.4g}",
+            f"{np.isfinite(reg.cv_loss_).sum()}/{reg.cv_loss_.size}",
+            f"{lengths[patience]:.4f}", f"{cover:.3f}",
+        ])
+    print(f"\n(d) defaults on friedman1 (5 features, n_cal = {n_cal}, {n_test} test points, "
+          f"{os.cpu_count()} cores)")
+    table(rows, ["gamma_patience", "fit_s", "fit_cpu_s", "gamma", "gammas run", "mean length",
+                 "coverage"])
+    print(f"fit time full grid / early stop: {times[None] / times[3]:.1f}x; mean length early "
+          f"stop / full grid: {lengths[3] / lengths[None]:.4f}")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("what", nargs="?", default="all",
-                    choices=["admixture", "scaling", "condconf", "all"])
+                    choices=["admixture", "scaling", "friedman", "condconf", "all"])
     ap.add_argument("--quick", action="store_true", help="small runs")
     ap.add_argument("--draws", type=int, default=None)
     ap.add_argument("--layout", choices=sorted(LAYOUTS), default="text",
@@ -321,6 +357,11 @@ def main(argv=None):
         run_admixture(draws, preds, ccp, args.layout)
     if args.what in ("scaling", "all"):
         run_scaling([300, 1000] if quick else [300, 1000, 2000, 5000])
+    if args.what in ("friedman", "all"):
+        if quick:
+            run_friedman(n_total=1500, n_cal=500, n_test=500)
+        else:
+            run_friedman()
     if args.what in ("condconf", "all"):
         run_condconf(n_points=2 if quick else 5)
 
