@@ -484,3 +484,17 @@ def test_score_and_calibrator_objects_work_in_cact():
     np.testing.assert_array_equal(user, reference)
     mondrian = _data_fast(mode=MondrianCalibrator(lambda X: X[:, 10] > 0.5)).fit(X, y)
     assert mondrian.conformalizer_.calibrator_.groups_.tolist() == [False, True]
+
+
+def test_docstring_names_the_authors_and_the_actual_defaults():
+    """The paragraph on defaults quotes ``name=value`` pairs: each must be the real default."""
+    import re
+
+    doc = CaCTClassifier.__doc__
+    assert "Marani" in doc and "Dolz" in doc
+    paragraph = doc[doc.index("The defaults therefore") : doc.index("The literal settings")]
+    quoted = dict(re.findall(r"``(\w+)=([^`]+)``", paragraph))
+    assert {"rho_init", "lambda_max", "rho_max", "target_ratio"} <= set(quoted)
+    defaults = CaCTClassifier().get_params()
+    for name, value in quoted.items():
+        assert str(defaults[name]) == value, (name, value, defaults[name])

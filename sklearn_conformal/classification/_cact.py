@@ -162,7 +162,8 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     exact finite-sample threshold, so ``predict_set`` has the usual coverage guarantee whatever the
     training did.
 
-    CaCT (Zhang et al. 2026) penalises the class-mean smooth set size ``d_k`` of every class ``k``
+    CaCT (Class Adaptive Conformal Training; Marani, Silva-Rodríguez, Ben Ayed, Vakalopoulou,
+    Christodoulidis & Dolz) penalises the class-mean smooth set size ``d_k`` of every class ``k``
     with its own multiplier: the batch loss is
     ``CE + mean_k P(d_k / eta - 1, lambda_k, rho_k)`` and after every epoch
     ``lambda_k <- clip(P'(z_k), lambda_min, lambda_max)`` with ``z_k`` measured on the validation
@@ -174,9 +175,9 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     multiplier grows by about ``rho * (K - 1)`` per epoch and test sets end up holding every label
     (design notes, sections 9 and 12). The defaults therefore fine-tune from a cross-entropy model
     (``pretrain_epochs``), use a relative target ``target_size="auto"`` (``eta = max(1,
-    target_ratio * mean validation set size of the starting model)``), ``rho_init=0.1``,
-    ``lambda_max=10``, ``rho_max=10``, hard validation sizes, temperature 0.5 and gradient-norm
-    clipping at 2. The literal settings stay reachable: ``pretrain_epochs=0, target_size=1.0,
+    target_ratio * mean validation set size of the starting model)``, ``target_ratio=0.6``),
+    ``rho_init=0.01``, ``lambda_max=0.5``, ``rho_max=10``, hard validation sizes, temperature
+    0.5 and gradient-norm clipping at 2. The literal settings stay reachable: ``pretrain_epochs=0, target_size=1.0,
     rho_init=1.0, lambda_max=1e6, rho_max=None, validation_sizes="soft", gradient_clip=None`` (and
     an :class:`~sklearn_conformal.exceptions.InfeasibleConstraintWarning` then
     reports the runaway multipliers).
