@@ -497,4 +497,4 @@ def test_docstring_names_the_authors_and_the_actual_defaults():
     assert {"rho_init", "lambda_max", "rho_max", "target_ratio"} <= set(quoted)
     defaults = CaCTClassifier().get_params()
     for name, value in quoted.items():
-        assert str(defaults[name]) == value, (name, value, defaults[name])
+        assert str(defaults[name]) == value.strip("\"'"), (name, value, defaults[name])
