@@ -14,6 +14,7 @@ __getattr__, __dir__, __all__ = attach(
         "class_coverages": "._sets",
         "group_coverages": "._groups",
         "group_coverage_gap": "._groups",
+        "expected_calibration_error": "._calibration",
         "mean_interval_length": "._intervals",
         "interval_score": "._intervals",
         "neg_mean_set_size_scorer": "._scorers",
