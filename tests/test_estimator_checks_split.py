@@ -11,10 +11,20 @@ from sklearn_conformal.conformity_scores import CQRScore, RAPSScore, SAPSScore, 
 from ._expected_failures import expected_failed_checks
 
 
-def _first_feature_sign(X):
-    """Groups for the Mondrian instance (a module-level function, so the estimator pickles)."""
-    first = X[:, [0]].toarray() if hasattr(X, "toarray") else np.asarray(X)[:, [0]]
-    return first.ravel() > 0
+class FirstFeatureSign:
+    """Groups for the Mondrian instance: the sign of the first feature.
+
+    A module-level class, so the estimator pickles, with a fixed ``repr``: test ids hold the
+    estimator's repr, and pytest-xdist needs them equal in every worker (a function's repr
+    holds its address).
+    """
+
+    def __call__(self, X):
+        first = X[:, [0]].toarray() if hasattr(X, "toarray") else np.asarray(X)[:, [0]]
+        return first.ravel() > 0
+
+    def __repr__(self):
+        return "FirstFeatureSign()"
 
 
 @parametrize_with_checks(
@@ -31,7 +41,7 @@ def _first_feature_sign(X):
         SplitConformalRegressor(random_state=0),
         SplitConformalRegressor(conformity_score="normalized", random_state=0),
         # Mondrian on groups of rows: the sign of the first feature
-        SplitConformalRegressor(mode=MondrianCalibrator(_first_feature_sign), random_state=0),
+        SplitConformalRegressor(mode=MondrianCalibrator(FirstFeatureSign()), random_state=0),
         SplitConformalRegressor(
             QuantileRegressor(alpha=0.0), conformity_score=CQRScore(symmetric=False),
             random_state=0,
