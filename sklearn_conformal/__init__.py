@@ -15,6 +15,7 @@ __getattr__, __dir__, __all__ = attach(
         "SplitConformalClassifier": ".classification",
         "CaCTClassifier": ".classification",
         "SplitConformalRegressor": ".regression",
+        "CrossConformalRegressor": ".regression",
         "SpeedCPRegressor": ".regression",
         "KernelQuantileRegressor": ".regression",
         "CoCPRegressor": ".regression",
