@@ -1,9 +1,13 @@
-"""scikit-learn's estimator contract for the split conformal estimators."""
+"""scikit-learn's estimator contract for the split and cross conformal estimators."""
 
 from sklearn.linear_model import QuantileRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_conformal import SplitConformalClassifier, SplitConformalRegressor
+from sklearn_conformal import (
+    CrossConformalRegressor,
+    SplitConformalClassifier,
+    SplitConformalRegressor,
+)
 
 from ._expected_failures import expected_failed_checks
 
@@ -18,6 +22,12 @@ from ._expected_failures import expected_failed_checks
         # a linear quantile regressor keeps the many CQR checks fast (the default is boosting)
         SplitConformalRegressor(
             QuantileRegressor(alpha=0.0), conformity_score="cqr", random_state=0
+        ),
+        CrossConformalRegressor(random_state=0),
+        CrossConformalRegressor(method="minmax", cv="bootstrap", n_resamplings=5, random_state=0),
+        CrossConformalRegressor(conformity_score="normalized", cv=3, random_state=0),
+        CrossConformalRegressor(
+            QuantileRegressor(alpha=0.0), conformity_score="cqr", cv=3, random_state=0
         ),
     ],
     expected_failed_checks=expected_failed_checks,

@@ -142,10 +142,11 @@ class CrossConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
 
     Against MAPIE 1.6 (``mapie.regression.CrossConformalRegressor``) on the same folds the
     intervals are identical, except where ``(1 - alpha)(n + 1)`` is an integer and MAPIE's
-    floating-point ``ceil`` rounds it up one rank: with ``n = 74`` and
-    ``confidence_level=0.68``, ``75 * 0.68`` is ``51.00000000000001`` in floating point and
-    MAPIE's ``ceil`` gives rank 52, one rank above the exact ``75 * 0.68 = 51`` that
-    the theorem needs (and one rank wider at both ends). Ours uses the exact rank, the one
+    floating-point arithmetic rounds the rank of the lower bound up: with ``n = 59`` and
+    ``confidence_level=0.95``, MAPIE computes the lower bound's level as
+    ``(1 - 2 alpha) + alpha = 0.9500000000000001`` and ``ceil(60 * 0.9500000000000001) = 58``,
+    one rank above the exact ``60 * 0.95 = 57`` that the theorem needs, so its lower bound is
+    the next order statistic down (its upper bound is ours). Ours uses the exact rank, the one
     the split estimators use.
 
     Examples
@@ -236,6 +237,11 @@ class CrossConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         X, y = self._validate(X, y, fitting=True)
         y = np.asarray(y, dtype=float)
         n = len(y)
+        if n < 2:
+            raise ValueError(
+                "cross-conformal prediction fits models on some samples and scores the others; "
+                f"it needs at least 2 samples, got n_samples={n}."
+            )
         rng = check_random_state(self.random_state)
         self.conformity_score_ = check_regression_score(self.conformity_score)
         if groups is not None:
@@ -448,7 +454,7 @@ class CrossConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         inverse = np.asarray(inverse).reshape(-1)
         groups = [np.flatnonzero(inverse == g) for g in range(len(unique))]
         n_features = max(int(getattr(self, "n_features_in_", 1)), 1)
-        rows = max(1, _CHUNK_ELEMENTS // (n_cal * (n_features + 4)))
+        rows = max(1, _CHUNK_ELEMENTS // (max(n_cal, 1) * (n_features + 4)))
 
         def group_parts(g, chunk):
             w = unique[g]
