@@ -55,6 +55,7 @@ def test_minmax_interval_is_the_fold_range_widened_by_the_split_quantile():
     np.testing.assert_allclose(reg.predict_interval(X_test), expected)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn_conformal.exceptions.SmallCalibrationWarning")
 def test_too_few_samples_give_infinite_intervals():
     X, y = data(8)
     intervals = CrossConformalRegressor(cv=4, random_state=0).fit(X, y).predict_interval(X)
@@ -290,3 +291,11 @@ def test_frozen_estimator_is_refused():
     X, y = data(40)
     with pytest.raises(ValueError, match="FrozenEstimator"):
         CrossConformalRegressor(FrozenEstimator(LinearRegression().fit(X, y))).fit(X, y)
+
+
+def test_too_few_samples_warn():
+    from sklearn_conformal.exceptions import SmallCalibrationWarning
+
+    X, y = data(8)
+    with pytest.warns(SmallCalibrationWarning):
+        CrossConformalRegressor(cv=4, random_state=0).fit(X, y)

@@ -16,6 +16,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import _num_samples, check_is_fitted
 
+from .._core import check_confidence_level, warn_small_calibration
 from .._core._quantile import conformal_quantile, conformal_rank
 from .._estimator_mixins import ConformalRegressorMixin
 from .._estimator_utils import (
@@ -320,6 +321,9 @@ class CrossConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                 "scores must be numbers (+inf is allowed)."
             )
         self.conformity_scores_ = scores
+        level = check_confidence_level(self.confidence_level)
+        if conformal_rank(len(scores), level) > len(scores):
+            warn_small_calibration(len(scores), level, where="the out-of-fold calibration")
         return self
 
     def _bootstrap(self):
