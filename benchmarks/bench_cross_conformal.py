@@ -61,7 +61,9 @@ def one_size(problem, n, runs, n_test, model, seed=0):
         X, y = problem(n + n_test, rng)
         X_train, y_train, X_test, y_test = X[:n], y[:n], X[n:], y[n:]
         estimators = {
-            "split": SplitConformalRegressor(clone(model), confidence_level=LEVEL, random_state=run),
+            "split": SplitConformalRegressor(
+                clone(model), confidence_level=LEVEL, random_state=run
+            ),
             "cv+": CrossConformalRegressor(clone(model), confidence_level=LEVEL, cv=10,
                                            random_state=run),
         }

@@ -80,7 +80,8 @@ def test_several_levels_and_pandas_output():
     both = reg.predict_interval(X[:5], confidence_level=[0.8, 0.9])
     np.testing.assert_array_equal(both[:, :, 0], reg.predict_interval(X[:5], 0.8))
     np.testing.assert_array_equal(both[:, :, 1], reg.predict_interval(X[:5]))
-    frame = reg.set_output(predict="pandas").predict_interval(pd.DataFrame(X[:5], index=list("abcde")))
+    X_frame = pd.DataFrame(X[:5], index=list("abcde"))
+    frame = reg.set_output(predict="pandas").predict_interval(X_frame)
     assert list(frame.columns) == ["lower", "upper"] and list(frame.index) == list("abcde")
 
 
@@ -103,6 +104,9 @@ def test_intervals_equal_mapie_on_identical_folds(method, cv, n):
             Ridge(), confidence_level=level, method=method, cv=cv
         ).fit(X, y)
         np.testing.assert_allclose(ours.predict_interval(X_test), expected[:, :, 0], atol=1e-10)
+        if isinstance(cv, LeaveOneOut) or n % 5 == 0:
+            # equal folds: MAPIE's fold-size weighted mean is our plain mean of the fold models
+            np.testing.assert_allclose(ours.predict(X_test), theirs.predict(X_test), atol=1e-10)
 
 
 def test_mapie_rounds_an_integer_rank_up_where_ours_is_exact():
@@ -224,7 +228,9 @@ def test_same_seed_same_results_whatever_n_jobs(cv, score):
     X, y = data(150)
     results = []
     # a small boosting model: the CQR default with few iterations, seeded by random_state
-    estimator = HistGradientBoostingRegressor(loss="quantile", max_iter=10) if score == "cqr" else None
+    estimator = None
+    if score == "cqr":
+        estimator = HistGradientBoostingRegressor(loss="quantile", max_iter=10)
     for n_jobs in (1, 2):
         reg = CrossConformalRegressor(
             estimator,
@@ -299,3 +305,27 @@ def test_too_few_samples_warn():
     X, y = data(8)
     with pytest.warns(SmallCalibrationWarning):
         CrossConformalRegressor(cv=4, random_state=0).fit(X, y)
+
+
+def test_sample_weight_reaches_each_fold_model_for_its_training_rows():
+    X, y = data(60)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, size=60)
+    reg = CrossConformalRegressor(LinearRegression(), cv=4, random_state=0)
+    reg.fit(X, y, sample_weight=weights)
+    for model, (train, _) in zip(reg.estimators_, reg.folds_):
+        expected = LinearRegression().fit(X[train], y[train], sample_weight=weights[train])
+        np.testing.assert_allclose(model.coef_, expected.coef_)
+
+
+def test_metadata_routing_sends_requested_metadata_to_the_fold_models():
+    import sklearn
+
+    X, y = data(60)
+    weights = np.random.default_rng(0).uniform(0.5, 2.0, size=60)
+    with sklearn.config_context(enable_metadata_routing=True):
+        model = LinearRegression().set_fit_request(sample_weight=True)
+        reg = CrossConformalRegressor(model, cv=3, random_state=0)
+        reg.fit(X, y, sample_weight=weights)
+    train = reg.folds_[0][0]
+    expected = LinearRegression().fit(X[train], y[train], sample_weight=weights[train])
+    np.testing.assert_allclose(reg.estimators_[0].coef_, expected.coef_)

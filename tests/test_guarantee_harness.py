@@ -308,7 +308,8 @@ FORK_SCRIPT = textwrap.dedent(
     from joblib import Parallel, delayed
     from sklearn.linear_model import LogisticRegression
     from sklearn.linear_model import LinearRegression
-    from sklearn_conformal import CrossConformalRegressor, SplitConformalClassifier, SpeedCPRegressor
+    from sklearn_conformal import (
+        CrossConformalRegressor, SplitConformalClassifier, SpeedCPRegressor)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 3)); y = (X[:, 0] + rng.normal(size=300) > 0).astype(int) + (X[:, 1] > 1)
     clf = SplitConformalClassifier(LogisticRegression(), conformity_score="raps",
@@ -357,7 +358,8 @@ READ_ONLY_SCRIPT = textwrap.dedent(
     caching.CacheImpl._locator_classes = [Nowhere]
     import numpy as np
     from sklearn.linear_model import LinearRegression
-    from sklearn_conformal import CrossConformalRegressor, SplitConformalClassifier, SpeedCPRegressor
+    from sklearn_conformal import (
+        CrossConformalRegressor, SplitConformalClassifier, SpeedCPRegressor)
     from sklearn_conformal.metrics import worst_slab_coverage
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 2)); y = (X[:, 0] > 0).astype(int)

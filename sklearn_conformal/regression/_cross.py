@@ -138,7 +138,8 @@ class CrossConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
     quantile pair for CQR): unlike a refit on all data, it costs no extra fit and averages
     the models the intervals are built around. MAPIE's default
     ``aggregate_point_predictions="mean"`` weights each fold model by the size of its test
-    fold instead; the two agree when the folds have equal sizes. ``predict_interval`` processes test rows in chunks, so the ``(n_test, n_train)``
+    fold instead; the two agree when the folds have equal sizes. ``predict_interval``
+    processes test rows in chunks, so the ``(n_test, n_train)``
     matrix of candidate bounds is never held at once.
 
     Against MAPIE 1.6 (``mapie.regression.CrossConformalRegressor``) on the same folds the
@@ -272,7 +273,7 @@ class CrossConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
                 y,
                 train,
                 test,
-                {role: split_fit_params(X, role_params, train) for role, role_params in params.items()},
+                {role: split_fit_params(X, values, train) for role, values in params.items()},
             )
             for train, test in self.folds_
         )
@@ -308,7 +309,8 @@ class CrossConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         weights = self.oof_weights_[cal]
         aggregated = {key: (values[cal] * weights).sum(axis=1) for key, values in oof_parts.items()}
         aggregated["X"] = _safe_indexing(X, cal)
-        scores = np.asarray(self.conformity_score_.conformity_scores(y[cal], aggregated), dtype=float)
+        scores = self.conformity_score_.conformity_scores(y[cal], aggregated)
+        scores = np.asarray(scores, dtype=float)
         if scores.shape != (len(cal),):
             raise ValueError(
                 f"conformity_score={self.conformity_score!r} gives calibration scores of shape "
