@@ -13,6 +13,7 @@ __getattr__, __dir__, __all__ = attach(
     globals(),
     {
         "SplitConformalClassifier": ".classification",
+        "CrossConformalClassifier": ".classification",
         "CaCTClassifier": ".classification",
         "SplitConformalRegressor": ".regression",
         "CrossConformalRegressor": ".regression",

@@ -4,6 +4,7 @@ from sklearn.linear_model import QuantileRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_conformal import (
+    CrossConformalClassifier,
     CrossConformalRegressor,
     SplitConformalClassifier,
     SplitConformalRegressor,
@@ -23,6 +24,8 @@ from ._expected_failures import expected_failed_checks
         SplitConformalRegressor(
             QuantileRegressor(alpha=0.0), conformity_score="cqr", random_state=0
         ),
+        CrossConformalClassifier(random_state=0),
+        CrossConformalClassifier(conformity_score="aps", cv=3, random_state=0),
         CrossConformalRegressor(random_state=0),
         CrossConformalRegressor(method="minmax", cv="bootstrap", n_resamplings=5, random_state=0),
         CrossConformalRegressor(conformity_score="normalized", cv=3, random_state=0),

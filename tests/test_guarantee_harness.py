@@ -28,6 +28,7 @@ from sklearn.base import clone
 from sklearn.linear_model import LinearRegression, LogisticRegression, QuantileRegressor
 
 from sklearn_conformal import (
+    CrossConformalClassifier,
     CrossConformalRegressor,
     KernelQuantileRegressor,
     SpeedCPRegressor,
@@ -71,6 +72,9 @@ CLASSIFIERS = {
     ),
     "aps-deterministic": lambda: SplitConformalClassifier(
         LogisticRegression(), conformity_score="aps", randomized=False, random_state=0
+    ),
+    "cross-aps": lambda: CrossConformalClassifier(
+        LogisticRegression(), conformity_score="aps", random_state=0
     ),
     "cact": lambda: _torch_estimator("CaCTClassifier")(
         pretrain_epochs=10, max_epochs=2, batch_size=64, hidden_layer_sizes=(16,),
