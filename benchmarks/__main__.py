@@ -10,6 +10,7 @@ import sys
 # name -> (module in this package, one line)
 BENCHMARKS = {
     "split-mapie": ("bench_split_mapie", "predict_set throughput against MAPIE (needs mapie)"),
+    "cross-conformal": ("bench_cross_conformal", "CV+ vs split CP: length / coverage per n, fit time"),
     "speedcp": ("bench_speedcp", "SpeedCP admixture study, scaling in n, time per point vs CondConf"),
     "speedcp-memory": ("bench_speedcp_memory", "peak memory of SpeedCPRegressor.fit vs n_cal"),
     "first-call": ("bench_first_call", "cold / warm time of the import and first fits (numba)"),

@@ -18,6 +18,7 @@ ORDER = [
     "plot_pipeline_categorical.py",
     "plot_grid_search.py",
     "plot_little_data.py",
+    "plot_cross_conformal.py",
     # paper reproductions: in the order of the method pages
     "plot_speedcp_admixture.py",
     "plot_cocp_oracle.py",

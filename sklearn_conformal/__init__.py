@@ -13,8 +13,10 @@ __getattr__, __dir__, __all__ = attach(
     globals(),
     {
         "SplitConformalClassifier": ".classification",
+        "CrossConformalClassifier": ".classification",
         "CaCTClassifier": ".classification",
         "SplitConformalRegressor": ".regression",
+        "CrossConformalRegressor": ".regression",
         "SpeedCPRegressor": ".regression",
         "KernelQuantileRegressor": ".regression",
         "CoCPRegressor": ".regression",

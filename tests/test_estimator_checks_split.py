@@ -1,10 +1,15 @@
-"""scikit-learn's estimator contract for the split conformal estimators."""
+"""scikit-learn's estimator contract for the split and cross conformal estimators."""
 
 import numpy as np
 from sklearn.linear_model import QuantileRegressor
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_conformal import SplitConformalClassifier, SplitConformalRegressor
+from sklearn_conformal import (
+    CrossConformalClassifier,
+    CrossConformalRegressor,
+    SplitConformalClassifier,
+    SplitConformalRegressor,
+)
 from sklearn_conformal.calibrators import MondrianCalibrator
 from sklearn_conformal.conformity_scores import CQRScore, RAPSScore, SAPSScore, TopKScore
 
@@ -49,6 +54,14 @@ class FirstFeatureSign:
         # a linear quantile regressor keeps the many CQR checks fast (the default is boosting)
         SplitConformalRegressor(
             QuantileRegressor(alpha=0.0), conformity_score="cqr", random_state=0
+        ),
+        CrossConformalClassifier(random_state=0),
+        CrossConformalClassifier(conformity_score="aps", cv=3, random_state=0),
+        CrossConformalRegressor(random_state=0),
+        CrossConformalRegressor(method="minmax", cv="bootstrap", n_resamplings=5, random_state=0),
+        CrossConformalRegressor(conformity_score="normalized", cv=3, random_state=0),
+        CrossConformalRegressor(
+            QuantileRegressor(alpha=0.0), conformity_score="cqr", cv=3, random_state=0
         ),
     ],
     expected_failed_checks=expected_failed_checks,

@@ -28,6 +28,8 @@ from sklearn.base import clone
 from sklearn.linear_model import LinearRegression, LogisticRegression, QuantileRegressor
 
 from sklearn_conformal import (
+    CrossConformalClassifier,
+    CrossConformalRegressor,
     KernelQuantileRegressor,
     SpeedCPRegressor,
     SplitConformalClassifier,
@@ -71,6 +73,9 @@ CLASSIFIERS = {
     "aps-deterministic": lambda: SplitConformalClassifier(
         LogisticRegression(), conformity_score="aps", randomized=False, random_state=0
     ),
+    "cross-aps": lambda: CrossConformalClassifier(
+        LogisticRegression(), conformity_score="aps", random_state=0
+    ),
     "cact": lambda: _torch_estimator("CaCTClassifier")(
         pretrain_epochs=10, max_epochs=2, batch_size=64, hidden_layer_sizes=(16,),
         conformity_score="aps", random_state=0,
@@ -84,6 +89,14 @@ REGRESSORS = {
     ),
     "cqr": lambda: SplitConformalRegressor(
         QuantileRegressor(alpha=0.0, solver="highs"), conformity_score="cqr", random_state=0
+    ),
+    "cross-plus": lambda: CrossConformalRegressor(LinearRegression(), random_state=0),
+    "cross-cqr": lambda: CrossConformalRegressor(
+        QuantileRegressor(alpha=0.0, solver="highs"), conformity_score="cqr", cv=3,
+        random_state=0,
+    ),
+    "bootstrap-minmax": lambda: CrossConformalRegressor(
+        LinearRegression(), method="minmax", cv="bootstrap", n_resamplings=10, random_state=0
     ),
     "speedcp": lambda: SpeedCPRegressor(gamma=1.0, lambda_=0.5, random_state=0),
     "speedcp-auto": lambda: SpeedCPRegressor(gamma=1.0, random_state=0),
@@ -264,7 +277,9 @@ def test_concurrent_predictions_equal_serial_ones(fitted):
 # --------------------------------------------------------------------------------------------
 # equivariance of regressors under a rescaled target
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["absolute", "normalized", "speedcp", "speedcp-auto"])
+@pytest.mark.parametrize(
+    "name", ["absolute", "normalized", "cross-plus", "bootstrap-minmax", "speedcp", "speedcp-auto"]
+)
 @pytest.mark.parametrize("scale", [1e-12, 1e-6, 1e6, 1e12])
 def test_intervals_scale_with_the_target(name, scale):
     X, y = regression_data(300)
@@ -296,16 +311,21 @@ FORK_SCRIPT = textwrap.dedent(
     import numpy as np
     from joblib import Parallel, delayed
     from sklearn.linear_model import LogisticRegression
-    from sklearn_conformal import SplitConformalClassifier, SpeedCPRegressor
+    from sklearn.linear_model import LinearRegression
+    from sklearn_conformal import (
+        CrossConformalRegressor, SplitConformalClassifier, SpeedCPRegressor)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 3)); y = (X[:, 0] + rng.normal(size=300) > 0).astype(int) + (X[:, 1] > 1)
     clf = SplitConformalClassifier(LogisticRegression(), conformity_score="raps",
                                    random_state=0).fit(X, y)
     reg = SpeedCPRegressor(gamma=1.0, lambda_=0.5, random_state=0).fit(X, X[:, 0] + rng.normal(size=300))
-    parent = (clf.predict_set(X), reg.predict_interval(X[:50]))
+    cross = CrossConformalRegressor(LinearRegression(), n_jobs=2, random_state=0).fit(
+        X, X[:, 0] + rng.normal(size=300))
+    parent = (clf.predict_set(X), reg.predict_interval(X[:50]), cross.predict_interval(X))
 
     def work(chunk):
-        return clf.predict_set(X[chunk]), reg.predict_interval(X[:50][chunk % 50])
+        return (clf.predict_set(X[chunk]), reg.predict_interval(X[:50][chunk % 50]),
+                cross.predict_interval(X[chunk]))
 
     chunks = np.array_split(np.arange(300), 6)
     with multiprocessing.get_context("fork").Pool(2) as pool:
@@ -313,6 +333,7 @@ FORK_SCRIPT = textwrap.dedent(
     loky = Parallel(n_jobs=2, backend="loky")(delayed(work)(c) for c in chunks)
     for results in (forked, loky):
         assert np.array_equal(np.concatenate([r[0] for r in results]), parent[0])
+        assert np.allclose(np.concatenate([r[2] for r in results]), parent[2], rtol=1e-12)
         for c, r in zip(chunks, results):
             assert np.array_equal(r[1], parent[1][c % 50])
     print("ok")
@@ -340,7 +361,9 @@ READ_ONLY_SCRIPT = textwrap.dedent(
 
     caching.CacheImpl._locator_classes = [Nowhere]
     import numpy as np
-    from sklearn_conformal import SplitConformalClassifier, SpeedCPRegressor
+    from sklearn.linear_model import LinearRegression
+    from sklearn_conformal import (
+        CrossConformalRegressor, SplitConformalClassifier, SpeedCPRegressor)
     from sklearn_conformal.metrics import worst_slab_coverage
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 2)); y = (X[:, 0] > 0).astype(int)

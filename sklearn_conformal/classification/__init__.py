@@ -7,6 +7,7 @@ __getattr__, __dir__, __all__ = attach(
     globals(),
     {
         "SplitConformalClassifier": "._split",
+        "CrossConformalClassifier": "._cross",
         "CaCTClassifier": "._cact",
     },
 )

@@ -7,6 +7,7 @@ __getattr__, __dir__, __all__ = attach(
     globals(),
     {
         "SplitConformalRegressor": "._split",
+        "CrossConformalRegressor": "._cross",
         "SpeedCPRegressor": "._speedcp",
         "KernelQuantileRegressor": "._kqr",
         "CoCPRegressor": "._cocp",
