@@ -207,7 +207,20 @@ class CrossConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
     _routing_roles = SplitConformalRegressor._routing_roles
     _models = SplitConformalRegressor._models
     _validate = SplitConformalRegressor._validate
-    get_metadata_routing = SplitConformalRegressor.get_metadata_routing
+    _models_router = SplitConformalRegressor._models_router
+
+    def get_metadata_routing(self):
+        """Routing of metadata: ``fit`` metadata goes to the wrapped models' ``fit``.
+
+        The roles are those of :class:`~sklearn_conformal.SplitConformalRegressor`
+        (``estimator``, ``lower_estimator`` / ``upper_estimator``, ``scale_estimator``);
+        ``groups`` goes to ``cv``.
+
+        Returns
+        -------
+        routing : MetadataRouter
+        """
+        return self._models_router()
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -372,13 +372,17 @@ class SplitConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
         -------
         routing : MetadataRouter
         """
+        return add_splitter_routing(self._models_router(), self.calibration_size)
+
+    def _models_router(self):
+        """The router of the wrapped models' ``fit`` metadata, by role."""
         router = MetadataRouter(owner=self).add_self_request(self)
         for role, model in self._routing_roles().items():
             router.add(
                 **{role: model},
                 method_mapping=MethodMapping().add(caller="fit", callee="fit"),
             )
-        return add_splitter_routing(router, self.calibration_size)
+        return router
 
     def _routing_roles(self):
         """Routing role -> wrapped model, read from the parameters."""
