@@ -18,7 +18,7 @@ def data(n, seed=0, n_classes=4):
     return centres[y] + rng.normal(size=(n, 3)), y
 
 
-@pytest.mark.parametrize("score", ["lac", "aps", "top_k", "margin"])
+@pytest.mark.parametrize("score", ["lac", "aps", "raps", "top_k", "margin"])
 @pytest.mark.parametrize("cv", [KFold(5, shuffle=True, random_state=0), LeaveOneOut()])
 def test_sets_follow_the_cv_plus_rule(score, cv):
     X, y = data(40 if isinstance(cv, LeaveOneOut) else 80)
@@ -110,9 +110,10 @@ def test_several_levels_and_pandas_output():
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"conformity_score": "raps"}, "conformity_score"),
+        ({"conformity_score": "saps"}, "conformity_score"),
         ({"conformity_score": APSScore(randomized=True)}, "conformity_score"),
-        ({"conformity_score": RAPSScore(randomized=False)}, "conformity_score"),
+        ({"conformity_score": RAPSScore(k_reg="auto", randomized=False)}, "conformity_score"),
+        ({"mode": "cluster"}, "mode"),
         ({"cv": 1}, "cv"),
         ({"confidence_level": 0.0}, "confidence_level"),
     ],
@@ -121,3 +122,40 @@ def test_bad_parameters_name_the_parameter(params, match):
     X, y = data(40)
     with pytest.raises(ValueError, match=match):
         CrossConformalClassifier(**params).fit(X, y)
+
+
+@pytest.mark.parametrize("cv", [KFold(5, shuffle=True, random_state=0), LeaveOneOut()])
+def test_class_mode_follows_the_rule_within_each_class(cv):
+    X, y = data(60 if isinstance(cv, LeaveOneOut) else 120)
+    X_test = data(30, seed=1)[0]
+    clf = CrossConformalClassifier(LogisticRegression(), mode="class", cv=cv).fit(X, y)
+    below = np.zeros((len(X_test), 4), dtype=int)
+    residuals = np.empty(len(y))
+    for train, test in cv.split(X):
+        model = LogisticRegression().fit(X[train], y[train])
+        residuals[test] = 1 - model.predict_proba(X[test])[np.arange(len(test)), y[test]]
+        test_scores = 1 - model.predict_proba(X_test)
+        for c in range(4):
+            r = residuals[test][y[test] == c]
+            below[:, c] += (r[None, :] < test_scores[:, [c]]).sum(axis=1)
+    n_c = np.bincount(y, minlength=4)
+    expected = below < LEVEL * (n_c + 1) - 1e-9
+    np.testing.assert_array_equal(clf.predict_set(X_test), expected)
+
+
+def test_class_mode_covers_every_class():
+    """Per-class coverage over repeated draws >= 1 - 2 alpha, and ~ level on average."""
+    n_fits, n, n_test = 10, 200, 600
+    hits, labels = [], []
+    for seed in range(n_fits):
+        X, y = data(n + n_test, seed=200 + seed)
+        clf = CrossConformalClassifier(mode="class", random_state=seed).fit(X[:n], y[:n])
+        sets = clf.predict_set(X[n:])
+        hits.append(sets[np.arange(n_test), y[n:]])
+        labels.append(y[n:])
+    hits, labels = np.concatenate(hits), np.concatenate(labels)
+    per_class = np.array([hits[labels == c].mean() for c in range(4)])
+    n_class = n / 4
+    se = np.sqrt(LEVEL * (1 - LEVEL) * (1 / (n_class + 2) + 4 / n_test) / n_fits)
+    assert np.all(per_class >= 1 - 2 * (1 - LEVEL)), per_class
+    assert np.all(per_class >= LEVEL - 4.5 * se), per_class

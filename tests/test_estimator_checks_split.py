@@ -57,6 +57,7 @@ class FirstFeatureSign:
         ),
         CrossConformalClassifier(random_state=0),
         CrossConformalClassifier(conformity_score="aps", cv=3, random_state=0),
+        CrossConformalClassifier(conformity_score="raps", mode="class", cv=3, random_state=0),
         CrossConformalRegressor(random_state=0),
         CrossConformalRegressor(method="minmax", cv="bootstrap", n_resamplings=5, random_state=0),
         CrossConformalRegressor(conformity_score="normalized", cv=3, random_state=0),

@@ -26,11 +26,13 @@ from .._estimator_utils import (
     tags_or_none,
 )
 from .._output import per_level
-from ..conformity_scores import BaseClassificationScore, check_classification_score
+from ..conformity_scores import BaseClassificationScore, RAPSScore, check_classification_score
 
 # string scores with a deterministic, untuned score (randomised APS/RAPS/SAPS draw uniforms per
-# row and RAPS tunes on part of the calibration data: neither fits the cross-conformal rule)
-_CROSS_SCORES = ("lac", "aps", "top_k", "margin")
+# row, and RAPS "auto" tunes on part of the calibration data: neither fits the cross-conformal
+# rule); "aps" and "raps" are their non-randomised forms
+_CROSS_SCORES = ("lac", "aps", "raps", "top_k", "margin")
+_CROSS_MODES = ("marginal", "class")
 
 
 class CrossConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
@@ -46,17 +48,23 @@ class CrossConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
 
     With one model this is the split-conformal rule ``s(x, y) <= R_(ceil((1 - alpha)(n + 1)))``.
     The guarantee is coverage at least ``1 - 2 alpha`` for exchangeable data; empirical
-    coverage is typically ``~ 1 - alpha``.
+    coverage is typically ``~ 1 - alpha``. With ``mode="class"`` the count runs over the
+    samples of label ``y`` only, with ``n_y`` in place of ``n``: the same argument within each
+    class gives coverage at least ``1 - 2 alpha`` for every class.
 
     Parameters
     ----------
     estimator : classifier with ``predict_proba``, default=None
         Cloned and fitted once per fold (``None``: ``LogisticRegression()``).
     confidence_level : float in (0, 1), default=0.9
-    conformity_score : {"lac", "aps", "top_k", "margin"} or BaseClassificationScore, \
+    conformity_score : {"lac", "aps", "raps", "top_k", "margin"} or BaseClassificationScore, \
             default="lac"
-        ``"aps"`` is the non-randomised APS. Randomised scores (``uses_uniforms``) and scores
-        that tune on calibration data (their own ``prepare``, e.g. RAPS) are refused.
+        ``"aps"`` and ``"raps"`` are the non-randomised APS and RAPS (``k_reg=1``,
+        ``lambda_reg=0.1``; pass ``RAPSScore(k, lambda, randomized=False)`` for others).
+        Randomised scores (``uses_uniforms``) and scores that tune on calibration data
+        (``RAPSScore`` with ``"auto"``, or a user score with its own ``prepare``) are refused.
+    mode : {"marginal", "class"}, default="marginal"
+        ``"class"``: class-conditional cross-conformal sets (coverage within every class).
     cv : int, cross-validation generator or iterable, default=5
         An int is a shuffled ``StratifiedKFold`` (``KFold`` when a class has fewer samples
         than folds) seeded by ``random_state``; ``LeaveOneOut()`` gives the jackknife+; group
@@ -94,6 +102,7 @@ class CrossConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         "estimator": [HasMethods(["fit", "predict_proba"]), None],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
         "conformity_score": [StrOptions(set(_CROSS_SCORES)), BaseClassificationScore],
+        "mode": [StrOptions(set(_CROSS_MODES))],
         "cv": [Interval(Integral, 2, None, closed="left"), "cv_object"],
         "n_jobs": [Integral, None],
         "random_state": ["random_state"],
@@ -105,6 +114,7 @@ class CrossConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         *,
         confidence_level=0.9,
         conformity_score="lac",
+        mode="marginal",
         cv=5,
         n_jobs=None,
         random_state=None,
@@ -112,6 +122,7 @@ class CrossConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         self.estimator = estimator
         self.confidence_level = confidence_level
         self.conformity_score = conformity_score
+        self.mode = mode
         self.cv = cv
         self.n_jobs = n_jobs
         self.random_state = random_state
@@ -182,17 +193,32 @@ class CrossConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
                 "test set); use KFold, StratifiedKFold, GroupKFold, LeaveOneOut, ..."
             )
         self.conformity_scores_ = scores
+        self.y_idx_ = y_idx
         level = check_confidence_level(self.confidence_level)
-        if conformal_rank(n, level) > n:
-            warn_small_calibration(n, level, where="the out-of-fold calibration")
+        smallest = int(self._calibration_counts().min())
+        if conformal_rank(smallest, level) > smallest:
+            where = "the out-of-fold calibration" if self.mode == "marginal" else (
+                "the smallest class of the out-of-fold calibration"
+            )
+            warn_small_calibration(smallest, level, where=where)
         return self
+
+    def _calibration_counts(self):
+        """Calibration samples each label's count runs over: all (marginal) or its class's."""
+        n_classes = len(self.classes_)
+        if self.mode == "class":
+            return np.bincount(self.y_idx_, minlength=n_classes)
+        return np.full(n_classes, len(self.conformity_scores_))
 
     def _score(self):
         score = self.conformity_score
         if isinstance(score, str):
             return check_classification_score(score, randomized=False)
         score = check_classification_score(score)
-        tuned = type(score).prepare is not BaseClassificationScore.prepare
+        if isinstance(score, RAPSScore):
+            tuned = "auto" in (score.k_reg, score.lambda_reg)
+        else:
+            tuned = type(score).prepare is not BaseClassificationScore.prepare
         if getattr(score, "uses_uniforms", False) or tuned:
             raise ValueError(
                 f"conformity_score={score!r} is randomised or tunes itself on calibration data; "
@@ -278,21 +304,32 @@ class CrossConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         """
         X_checked = self._validate_X(X)
         n_classes = len(self.classes_)
-        n = len(self.conformity_scores_)
-        # per test row and label: #{i : R_i < s(x, y; f_{-k(i)})}, summed over the folds
+        counts = self._calibration_counts()
+        # per test row and label: #{i : R_i < s(x, y; f_{-k(i)})} over the folds (over the
+        # samples of label y only, mode="class")
         below = 0
         for k, (_, test) in enumerate(self.folds_):
             proba = self._fold_proba(k, X_checked)
             label_scores = self._checked(
                 self.conformity_score_.label_scores(proba), (proba.shape[0], n_classes)
             )
-            fold_scores = np.sort(self.conformity_scores_[test])
-            below = below + np.searchsorted(fold_scores, label_scores, side="left")
+            if self.mode == "class":
+                below = below + np.column_stack([
+                    np.searchsorted(
+                        np.sort(self.conformity_scores_[test][self.y_idx_[test] == c]),
+                        label_scores[:, c],
+                        side="left",
+                    )
+                    for c in range(n_classes)
+                ])
+            else:
+                fold_scores = np.sort(self.conformity_scores_[test])
+                below = below + np.searchsorted(fold_scores, label_scores, side="left")
 
         def at_level(level):
-            k_rank = conformal_rank(n, level)
+            k_rank = np.array([conformal_rank(int(c), level) for c in counts])
             # count < (1 - alpha)(n + 1)  <=>  count <= k_rank - 1 (count is an integer)
-            return np.asarray(below <= k_rank - 1) | (k_rank > n)
+            return np.asarray(below <= k_rank - 1) | (k_rank > counts)
 
         return per_level(self, X, confidence_level, at_level, "set")
 
