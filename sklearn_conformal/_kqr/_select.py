@@ -1,11 +1,13 @@
 """Hyper-parameter selection: gamma by K-fold cross-validation over exact lambda paths."""
 
+import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.model_selection import KFold
+from sklearn.utils.parallel import delayed
 
+from .._parallel import parallel, run_task, threads_backend
 from .._progress import progress
 from ..exceptions import PathStepCapWarning
 from ._kernels import median_sq_dist
@@ -53,9 +55,13 @@ def select_gamma_cv(
 
     Each fold's kernels (training x training, training x validation) are built from the points
     ``Z`` for its own path, never copied out of a full ``n x n`` matrix: a path holds about
-    ``(1 - 1/n_folds) n^2`` floats. Paths run concurrently in threads while their kernels
-    together stay within one ``n x n`` matrix (or 64 MiB); otherwise one at a time, each
-    kernel built by all threads.
+    ``(1 - 1/n_folds) n^2`` floats. The paths are tasks of ``sklearn.utils.parallel.Parallel``
+    (``prefer="threads"``). By default they run concurrently in threads while their kernels
+    together stay within one ``n x n`` matrix (or 64 MiB), otherwise one at a time, each
+    kernel built by all threads. Under a process or cluster backend set by the caller (e.g.
+    ``joblib.parallel_backend("dask")``) every path is a task pickled with its fold's data and
+    run single-threaded in a worker (``n_jobs`` as joblib reads it: ``None`` is the backend's
+    default, all of a Dask cluster's cores). The results are identical either way.
 
     ``gammas`` are evaluated in increasing order. With ``patience`` set, the search stops once
     the cross-validated loss has exceeded its running minimum at ``patience`` consecutive
@@ -108,42 +114,38 @@ def select_gamma_cv(
     mean_el = np.zeros((n_g, n_folds))
     truncated = np.zeros((n_g, n_folds), dtype=bool)
     threads = n_threads(n_jobs)
-    per_path = max(fold[0].size * n for fold in folds) * 8
-    concurrent = max(1, min(threads, max(n * n * 8, 64 * 2**20) // max(per_path, 1)))
-    kernel_threads = 1 if concurrent > 1 else threads
-
-    def run(task):
-        g, f = divmod(task, n_folds)
-        tr, va, rows, start = folds[f]
-        Ztr = Z[tr]
-        K_tr = kernel_matrix(Ztr, None, kernel, gammas[g], beta, n_jobs=kernel_threads)
-        K_va = kernel_matrix(Ztr, Z[va], kernel, gammas[g], beta, n_jobs=kernel_threads)
-        res = lambda_path(
-            K_tr, Phi[tr], S[tr], alpha, lam_min_ratio=lam_min_ratio, max_steps=max_steps,
-            jitter=jitter, refactor_every=refactor_every, K_val=K_va, Phi_val=Phi[va],
-            S_val=S[va], warn=False, rows=rows, start=start,
-        )
-        del K_tr, K_va
-        vl = res.val_loss[~np.isnan(res.val_loss)]
-        loss[g, f] = vl.min() if vl.size else np.inf
-        n_bp[g, f] = res.lambdas.shape[0]
-        mean_el[g, f] = res.elbow_sizes.sum() / max(res.lambdas.shape[0], 1)
-        truncated[g, f] = res.truncated
-        bar.update(1)
+    if threads_backend():
+        per_path = max(fold[0].size * n for fold in folds) * 8
+        concurrent = max(1, min(threads, max(n * n * 8, 64 * 2**20) // max(per_path, 1)))
+        kernel_threads = 1 if concurrent > 1 else threads
+    else:
+        # workers of another process or machine: the local memory bound does not apply
+        concurrent, kernel_threads = n_jobs, 1
+    # each fold's data once, passed to its tasks (picklable for a process or cluster backend)
+    fold_data = [
+        (Z[tr], Z[va], Phi[tr], S[tr], Phi[va], S[va], rows, start)
+        for tr, va, rows, start in folds
+    ]
+    options = {"lam_min_ratio": lam_min_ratio, "max_steps": max_steps, "jitter": jitter,
+               "refactor_every": refactor_every}
+    pid = os.getpid()
 
     evaluated = np.zeros(n_g, dtype=bool)
     best_loss, rises = np.inf, 0
     with progress(n_g * n_folds, "gamma cross-validation paths", verbose) as bar, \
-            ThreadPoolExecutor(concurrent) as pool:
+            parallel(concurrent) as pool:
         # one gamma at a time (its folds concurrently), in increasing order, so the search can
         # stop past the minimum before the expensive large gammas
         for g in np.argsort(gammas, kind="stable"):
-            tasks = range(g * n_folds, (g + 1) * n_folds)
-            if concurrent == 1:
-                for t in tasks:
-                    run(t)
-            else:
-                list(pool.map(run, tasks))
+            results = pool(
+                delayed(run_task)(pid, kernel_threads, _cv_path, *fold_data[f], gammas[g],
+                                  kernel, beta, alpha, kernel_threads, options)
+                for f in range(n_folds)
+            )
+            for f, (loss_gf, n_bp_gf, mean_el_gf, truncated_gf) in enumerate(results):
+                loss[g, f], n_bp[g, f] = loss_gf, n_bp_gf
+                mean_el[g, f], truncated[g, f] = mean_el_gf, truncated_gf
+                bar.update(1)
             evaluated[g] = True
             g_loss = loss[g].mean()
             if g_loss < best_loss:
@@ -166,3 +168,20 @@ def select_gamma_cv(
     info = {"n_breakpoints": n_bp, "mean_elbow": mean_el, "truncated": truncated,
             "evaluated": evaluated}
     return float(gammas[best]), cv_loss, info
+
+
+def _cv_path(Z_tr, Z_va, Phi_tr, S_tr, Phi_va, S_va, rows, start, gamma, kernel, beta, alpha,
+             kernel_threads, options):
+    """One cross-validation path: ``(min validation loss, breakpoints, mean elbow size,
+    truncated)`` of the lambda path on a fold's training part at ``gamma``."""
+    K_tr = kernel_matrix(Z_tr, None, kernel, gamma, beta, n_jobs=kernel_threads)
+    K_va = kernel_matrix(Z_tr, Z_va, kernel, gamma, beta, n_jobs=kernel_threads)
+    res = lambda_path(
+        K_tr, Phi_tr, S_tr, alpha, K_val=K_va, Phi_val=Phi_va, S_val=S_va, warn=False,
+        rows=rows, start=start, **options,
+    )
+    del K_tr, K_va
+    vl = res.val_loss[~np.isnan(res.val_loss)]
+    n_bp = res.lambdas.shape[0]
+    return (vl.min() if vl.size else np.inf, n_bp, res.elbow_sizes.sum() / max(n_bp, 1),
+            bool(res.truncated))

@@ -1,6 +1,7 @@
 """SpeedCP: exact RKHS conditional conformal prediction intervals (numba path solvers)."""
 
 import numbers
+import os
 import warnings
 from numbers import Integral, Real
 
@@ -11,6 +12,7 @@ from sklearn.linear_model import LinearRegression
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
+from sklearn.utils.parallel import delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._core import check_confidence_level, min_calibration_size, warn_small_calibration
@@ -18,6 +20,7 @@ from .._core._row_keys import keyed_uniforms, row_keys
 from .._core._validation import SmallCalibrationWarning
 from .._estimator_mixins import ConformalRegressorMixin
 from .._output import per_level
+from .._parallel import parallel, run_task
 from .._progress import progress
 from .._estimator_utils import (
     SPARSE_FORMATS,
@@ -161,9 +164,11 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     n_jobs : int, default=None
         Threads running the GIL-free numba solvers (cross-validation paths and S-paths);
         ``None`` uses every core. With more than 2048 test points and ``n_jobs`` not in
-        ``(None, 1)``, chunks of test points are dispatched through ``joblib.Parallel``, so a
-        joblib backend set by the caller (e.g. Dask or Ray) can spread them over a cluster;
-        results are identical either way.
+        ``(None, 1)``, chunks of test points are tasks of ``sklearn.utils.parallel.Parallel``,
+        and so are the cross-validation paths of ``fit``: a joblib backend set by the caller
+        (``joblib.parallel_backend("dask")`` with a ``dask.distributed`` client, or Ray)
+        spreads them over a cluster, each task single-threaded in its worker; results are
+        identical either way (see :ref:`dask`).
     keep_kernel : "auto" or bool, default="auto"
         Keep the ``n_cal x n_cal`` kernel matrix and the solver prepared at the fitted level
         after ``fit`` (``8 n_cal^2`` bytes held for the estimator's lifetime), so that each
@@ -609,24 +614,15 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         solver = self._prediction_solver(alpha)
         chunks = [idx[i:i + _CHUNK] for i in range(0, idx.size, _CHUNK)]
         if len(chunks) > 1 and self.n_jobs not in (None, 1):
-            # one task per chunk; joblib's backend (threads by default, or e.g. a Dask/Ray
-            # backend set by the caller) spreads them, each running the solver single-threaded
-            from joblib import Parallel, delayed
-
-            tasks = (
-                delayed(_chunk_cutoffs)(solver, self._Z_cal, Z[c], Phi_t[c], U[c], self.kernel,
-                                        self.gamma_, 1)
+            # one task per chunk through sklearn.utils.parallel: threads by default, or the
+            # workers of a backend set by the caller (e.g. joblib.parallel_backend("dask")),
+            # each running the solver single-threaded; results arrive in order as they complete
+            pid = os.getpid()
+            results = parallel(self.n_jobs)(
+                delayed(run_task)(pid, 1, _chunk_cutoffs, solver, self._Z_cal, Z[c], Phi_t[c],
+                                  U[c], self.kernel, self.gamma_, 1)
                 for c in chunks
             )
-            if self.verbose:
-                # results as they complete (in order), so that the bar moves per chunk
-                try:
-                    results = Parallel(n_jobs=self.n_jobs, prefer="threads",
-                                       return_as="generator")(tasks)
-                except TypeError:  # joblib < 1.3: no return_as
-                    results = Parallel(n_jobs=self.n_jobs, prefer="threads")(tasks)
-            else:
-                results = Parallel(n_jobs=self.n_jobs, prefer="threads")(tasks)
         else:
             results = (
                 _chunk_cutoffs(solver, self._Z_cal, Z[c], Phi_t[c], U[c], self.kernel,
