@@ -19,6 +19,7 @@ ORDER = [
     "plot_grid_search.py",
     "plot_little_data.py",
     "plot_cross_conformal.py",
+    "plot_dask.py",
     # paper reproductions: in the order of the method pages
     "plot_speedcp_admixture.py",
     "plot_cocp_oracle.py",

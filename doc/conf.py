@@ -57,7 +57,7 @@ html_theme_options = {
 html_static_path = []
 html_show_sourcelink = False
 # pages without sub-pages need no left sidebar (it would stay empty); the gallery keeps its own
-html_sidebars = {page: [] for page in ("index", "quickstart", "speedcp", "cocp", "cact", "api")}
+html_sidebars = {page: [] for page in ("index", "quickstart", "speedcp", "cocp", "cact", "dask", "api")}
 
 # autosummary only draws summary tables here; every object is documented on the API page itself
 autosummary_generate = False
