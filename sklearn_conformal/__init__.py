@@ -13,6 +13,7 @@ __getattr__, __dir__, __all__ = attach(
     globals(),
     {
         "SplitConformalClassifier": ".classification",
+        "SpeedCPClassifier": ".classification",
         "CaCTClassifier": ".classification",
         "SplitConformalRegressor": ".regression",
         "SpeedCPRegressor": ".regression",

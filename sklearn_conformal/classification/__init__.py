@@ -8,5 +8,6 @@ __getattr__, __dir__, __all__ = attach(
     {
         "SplitConformalClassifier": "._split",
         "CaCTClassifier": "._cact",
+        "SpeedCPClassifier": "._speedcp",
     },
 )
