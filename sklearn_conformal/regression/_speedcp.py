@@ -97,8 +97,8 @@ class SpeedCPRegressor(
         a DataFrame, by name (e.g. ``phi="season"``; intercept + one-hot of the groups seen in
         calibration: coverage holds within every group), a callable
         ``X -> array (n_samples, d)`` (given ``X`` as passed), or a transformer (e.g. a
-        ``ColumnTransformer`` with a ``OneHotEncoder``) fitted like ``embedding``. The string ``"intercept"`` always
-        means the intercept, never a column of that name.
+        ``ColumnTransformer`` with a ``OneHotEncoder``) fitted like ``embedding``. The string
+        ``"intercept"`` always means the intercept, never a column of that name.
     kernel : {"rbf", "laplacian", "matern32", "matern52", "imq"}, default="rbf"
         Kernel on the embedding; every choice has ``k(x, x) = 1``.
     gamma : float > 0 or "auto", default="auto"
@@ -470,10 +470,11 @@ class SpeedCPRegressor(
         intervals : ndarray of shape (n_samples, 2) or (n_samples, 2, n_levels)
             Infinite bounds where no finite cutoff exists (see :meth:`predict_cutoff`); a
             negative randomised cutoff (an empty set) is returned as the zero-width interval
-            ``[f(x), f(x)]`` (for other scores, at the midpoint of the emptied interval). ``intervals[:, :, j]`` is the call at ``confidence_level[j]``
-            alone. After ``set_output(predict="pandas")``, a DataFrame with columns ``lower``,
-            ``upper`` (MultiIndex ``(confidence_level, bound)`` for several levels) and the
-            index of ``X``.
+            ``[f(x), f(x)]`` (for other scores, at the midpoint of the emptied interval).
+            ``intervals[:, :, j]`` is the call at ``confidence_level[j]`` alone. After
+            ``set_output(predict="pandas")``, a DataFrame with columns ``lower``, ``upper``
+            (MultiIndex ``(confidence_level, bound)`` for several levels) and the index of
+            ``X``.
         """
         check_is_fitted(self)
         parts = None
