@@ -402,7 +402,9 @@ def run_classification(n_draws=20, predictors=("logistic",), level=0.9, n_train=
         for draw in range(n_draws):
             order = np.random.default_rng(draw).permutation(len(y))
             tr, cal, te = order[:n_train], order[n_train:n_train + n_cal], order[n_train + n_cal:]
-            model = models[kind](draw).fit(X[tr], y[tr])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the MLP's max_iter ConvergenceWarning
+                model = models[kind](draw).fit(X[tr], y[tr])
             pred = model.predict(X[te])
             accuracy.append(np.mean(pred == y[te]))
             for name, make in methods.items():
