@@ -16,12 +16,21 @@
     ``make_friedman1(5000, n_features=5, noise=1)`` with ``calibration_size=1500``: fit time,
     selected gamma, CV paths evaluated and mean interval length of the early-stopped gamma
     search (``gamma_patience=3``, the default) against the whole grid (``gamma_patience=None``).
+(e) ``classification``: the conditional conformal paper's classification set-up on offline
+    data: ``load_digits`` features, a ``LogisticRegression`` (``--predictors logistic,mlp`` adds an
+    ``MLPClassifier``) trained on 600 rows and frozen, 600 calibration and 597 test rows per
+    draw; ``SpeedCPClassifier(phi="predicted_label")`` (LAC, gamma by CV, lambda by SIC, and
+    ``lambda_=100``: a nearly vanishing kernel part) and ``phi="intercept"`` against
+    ``SplitConformalClassifier`` marginal, ``mode="class"`` and Mondrian on the predicted
+    label, at level 0.9 (``--quick``: 3 draws, 3-fold gamma cross-validation): coverage within
+    each predicted label (worst group, mean absolute gap to the level), within each true class
+    (worst), marginal coverage, mean set size (and its range over draws), time.
 (c) ``condconf``: time per test point of our S-path against CondConf at the same n, gamma and
     lambda (``lambda_CondConf = lambda / (n + 1)``), and the agreement of the cutoffs.
 
 Usage::
 
-    python -m benchmarks speedcp [admixture|scaling|friedman|condconf|all] [--quick]
+    python -m benchmarks speedcp [admixture|scaling|friedman|condconf|classification|all] [--quick]
 
 Private imports: (b) times the S-path alone and (c) compares cutoffs with CondConf at the same
 ``gamma`` and ``lambda``, so both reach into the fitted estimator (``_solver``, ``_kernel_cal``,
@@ -335,16 +344,121 @@ def run_friedman(n_total=5000, n_cal=1500, n_test=1000):
           f"stop / full grid: {lengths[3] / lengths[None]:.4f}")
 
 
+def _predicted_label_groups(model):
+    """Groups of rows for the Mondrian baseline: the frozen model's predicted label."""
+    return lambda X: model.predict(X)
+
+
+def run_classification(n_draws=20, predictors=("logistic",), level=0.9, n_train=600, n_cal=600,
+                       n_folds=5):
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+
+    from sklearn_conformal import SpeedCPClassifier, SplitConformalClassifier
+    from sklearn_conformal.calibrators import MondrianCalibrator
+
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    classes = np.unique(y)
+    models = {
+        "logistic": lambda seed: LogisticRegression(C=0.05, max_iter=2000),
+        "mlp": lambda seed: MLPClassifier((64,), alpha=1e-2, max_iter=300, random_state=seed),
+    }
+    methods = {
+        "SpeedCP phi=predicted_label": lambda model, seed: SpeedCPClassifier(
+            FrozenEstimator(model), phi="predicted_label", confidence_level=level,
+            n_folds=n_folds, random_state=seed,
+        ),
+        # a nearly vanishing kernel part: the randomised Mondrian method on the predicted label
+        "SpeedCP phi=predicted_label lambda_=100": lambda model, seed: SpeedCPClassifier(
+            FrozenEstimator(model), phi="predicted_label", lambda_=100.0,
+            confidence_level=level, n_folds=n_folds, random_state=seed,
+        ),
+        "SpeedCP phi=intercept": lambda model, seed: SpeedCPClassifier(
+            FrozenEstimator(model), confidence_level=level, n_folds=n_folds, random_state=seed,
+        ),
+        "split marginal": lambda model, seed: SplitConformalClassifier(
+            FrozenEstimator(model), confidence_level=level, random_state=seed,
+        ),
+        'split mode="class"': lambda model, seed: SplitConformalClassifier(
+            FrozenEstimator(model), mode="class", confidence_level=level, random_state=seed,
+        ),
+        "split Mondrian(predicted label)": lambda model, seed: SplitConformalClassifier(
+            FrozenEstimator(model), mode=MondrianCalibrator(_predicted_label_groups(model)),
+            confidence_level=level, random_state=seed,
+        ),
+    }
+    # compile the path solvers outside the timings
+    warm = LogisticRegression(max_iter=500).fit(X[:300], y[:300])
+    SpeedCPClassifier(FrozenEstimator(warm), gamma=0.1, random_state=0).fit(
+        X[300:500], y[300:500]).predict_set(X[:5])
+    for kind in predictors:
+        # per method: covered (test rows) by predicted label / true class, sizes, times
+        per_pred = {m: {k: [] for k in classes} for m in methods}
+        per_true = {m: {k: [] for k in classes} for m in methods}
+        cover, size, secs = ({m: [] for m in methods} for _ in range(3))
+        accuracy = []
+        for draw in range(n_draws):
+            order = np.random.default_rng(draw).permutation(len(y))
+            tr, cal, te = order[:n_train], order[n_train:n_train + n_cal], order[n_train + n_cal:]
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the MLP's max_iter ConvergenceWarning
+                model = models[kind](draw).fit(X[tr], y[tr])
+            pred = model.predict(X[te])
+            accuracy.append(np.mean(pred == y[te]))
+            for name, make in methods.items():
+                t0 = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    est = make(model, draw).fit(X[cal], y[cal])
+                    sets = np.asarray(est.predict_set(X[te]))
+                secs[name].append(time.perf_counter() - t0)
+                hit = sets[np.arange(len(te)), np.searchsorted(est.classes_, y[te])]
+                cover[name].append(hit.mean())
+                size[name].append(sets.sum(axis=1).mean())
+                for k in classes:
+                    per_pred[name][k].append(hit[pred == k])
+                    per_true[name][k].append(hit[y[te] == k])
+        rows = []
+        for name in methods:
+            by_pred = np.array([np.concatenate(per_pred[name][k]).mean() for k in classes])
+            by_true = np.array([np.concatenate(per_true[name][k]).mean() for k in classes])
+            rows.append([
+                name, f"{np.mean(cover[name]):.3f}", f"{by_pred.min():.3f}",
+                f"{by_pred.max():.3f}", f"{np.mean(np.abs(by_pred - level)):.3f}",
+                f"{by_true.min():.3f}", f"{np.mean(size[name]):.3f}",
+                f"{np.min(size[name]):.2f}-{np.max(size[name]):.2f}",
+                f"{np.mean(secs[name]):.2f}",
+            ])
+        print(f"\n(e) classification: digits, {kind} (accuracy {np.mean(accuracy):.3f}), "
+              f"{n_train} train / {n_cal} calibration / {len(y) - n_train - n_cal} test, "
+              f"level {level}, {n_draws} draws")
+        table(rows, ["method", "coverage", "min cov|pred", "max cov|pred", "mean |gap| pred",
+                     "min cov|class", "mean size", "size range (draws)", "fit+predict s"])
+        print("coverage within each predicted label (pooled over draws):")
+        prow = []
+        for name in methods:
+            prow.append([name] + [
+                f"{np.concatenate(per_pred[name][k]).mean():.3f}" for k in classes
+            ])
+        n_rows = [int(sum(len(h) for h in per_pred[next(iter(methods))][k])) for k in classes]
+        prow.append(["(test rows)"] + [str(n) for n in n_rows])
+        table(prow, ["method"] + [f"pred={k}" for k in classes])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("what", nargs="?", default="all",
-                    choices=["admixture", "scaling", "friedman", "condconf", "all"])
+                    choices=["admixture", "scaling", "friedman", "condconf", "classification",
+                             "all"])
     ap.add_argument("--quick", action="store_true", help="small runs")
     ap.add_argument("--draws", type=int, default=None)
     ap.add_argument("--layout", choices=sorted(LAYOUTS), default="text",
                     help="admixture sizes: 'text' 600/300/100 (paper appendix D.1), 'code' "
                          "1200/600/200 (the paper script's default n = 2000)")
-    ap.add_argument("--predictors", default=None, help="comma list of linear,mlp")
+    ap.add_argument("--predictors", default=None,
+                    help="comma list of linear,mlp (admixture) or logistic,mlp (classification)")
     ap.add_argument("--condconf-points", type=int, default=None,
                     help="test points per draw for CondConf in (a) (0 skips it)")
     args = ap.parse_args(argv)
@@ -364,6 +478,10 @@ def main(argv=None):
             run_friedman()
     if args.what in ("condconf", "all"):
         run_condconf(n_points=2 if quick else 5)
+    if args.what in ("classification", "all"):
+        preds = args.predictors.split(",") if args.predictors and args.what == "classification" \
+            else ["logistic"]
+        run_classification(args.draws or (3 if quick else 20), preds, n_folds=3 if quick else 5)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ __getattr__, __dir__, __all__ = attach(
     {
         "SplitConformalClassifier": ".classification",
         "CrossConformalClassifier": ".classification",
+        "SpeedCPClassifier": ".classification",
         "CaCTClassifier": ".classification",
         "SplitConformalRegressor": ".regression",
         "CrossConformalRegressor": ".regression",

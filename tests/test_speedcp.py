@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from sklearn.compose import ColumnTransformer
 from sklearn.frozen import FrozenEstimator
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, QuantileRegressor
 from sklearn.utils._param_validation import InvalidParameterError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_conformal import KernelQuantileRegressor, SpeedCPRegressor
+from sklearn_conformal import KernelQuantileRegressor, SpeedCPClassifier, SpeedCPRegressor
 from sklearn_conformal._core import SmallCalibrationWarning
 from sklearn_conformal.datasets import make_latent_mixture
 from sklearn_conformal.datasets._latent_mixture import latent_features
@@ -23,6 +23,16 @@ from ._expected_failures import expected_failed_checks
     [
         SpeedCPRegressor(gamma=1.0, random_state=0),
         SpeedCPRegressor(gamma=1.0, lambda_=0.5, randomized=False, random_state=0),
+        SpeedCPRegressor(conformity_score="normalized", gamma=1.0, random_state=0),
+        SpeedCPRegressor(
+            QuantileRegressor(alpha=0.0), conformity_score="cqr", gamma=1.0, lambda_=0.5,
+            random_state=0,
+        ),
+        SpeedCPClassifier(gamma=1.0, random_state=0),
+        SpeedCPClassifier(
+            gamma=1.0, lambda_=0.5, phi="predicted_label", conformity_score="aps",
+            randomized=False, random_state=0,
+        ),
         KernelQuantileRegressor(gamma=1.0),
     ],
     expected_failed_checks=expected_failed_checks,

@@ -130,7 +130,7 @@ def test_concurrent_predicts_at_different_levels_equal_serial(keep_kernel):
 
 
 def test_auto_keeps_the_kernel_only_within_its_memory_budget(monkeypatch):
-    from sklearn_conformal.regression import _speedcp
+    from sklearn_conformal import _speedcp_common as _speedcp
 
     assert _fitted(lambda_=0.5)._kept_solver is not None
     monkeypatch.setattr(_speedcp, "_KEEP_KERNEL_BYTES", 8 * 10**2)

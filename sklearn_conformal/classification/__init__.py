@@ -9,5 +9,6 @@ __getattr__, __dir__, __all__ = attach(
         "SplitConformalClassifier": "._split",
         "CrossConformalClassifier": "._cross",
         "CaCTClassifier": "._cact",
+        "SpeedCPClassifier": "._speedcp",
     },
 )

@@ -346,18 +346,24 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
 
     def _proba(self, X):
         """The model's probabilities with column k for label ``classes_[k]``."""
-        model_proba = np.asarray(self.estimator_.predict_proba(X), dtype=np.float64)
-        n_model_classes = len(self._model_columns)
-        if model_proba.ndim != 2 or model_proba.shape[1] != n_model_classes:
-            raise ValueError(
-                f"estimator.predict_proba returned shape {model_proba.shape}, expected "
-                f"(n_samples, {n_model_classes}) for its {n_model_classes} classes_."
-            )
-        if np.array_equal(self._model_columns, np.arange(len(self.classes_))):
-            return model_proba
-        proba = np.zeros((model_proba.shape[0], len(self.classes_)))
-        proba[:, self._model_columns] = model_proba
-        return proba
+        return model_probabilities(self.estimator_, X, self._model_columns, len(self.classes_))
+
+
+def model_probabilities(model, X, model_columns, n_classes):
+    """``model.predict_proba(X)`` with column k for label ``classes_[k]``: the model's column
+    j goes to ``model_columns[j]``; labels the model never saw get probability 0."""
+    model_proba = np.asarray(model.predict_proba(X), dtype=np.float64)
+    n_model_classes = len(model_columns)
+    if model_proba.ndim != 2 or model_proba.shape[1] != n_model_classes:
+        raise ValueError(
+            f"estimator.predict_proba returned shape {model_proba.shape}, expected "
+            f"(n_samples, {n_model_classes}) for its {n_model_classes} classes_."
+        )
+    if np.array_equal(model_columns, np.arange(n_classes)):
+        return model_proba
+    proba = np.zeros((model_proba.shape[0], n_classes))
+    proba[:, model_columns] = model_proba
+    return proba
 
 
 def _warn_unknown_to_model(classes, model_classes, frozen):

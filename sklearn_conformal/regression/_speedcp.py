@@ -1,87 +1,56 @@
 """SpeedCP: exact RKHS conditional conformal prediction intervals (numba path solvers)."""
 
-import numbers
-import os
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import scipy.sparse as sp
-from sklearn.base import BaseEstimator, RegressorMixin, _fit_context, clone
-from sklearn.linear_model import LinearRegression
+from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
-from sklearn.utils.parallel import delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._core import check_confidence_level, min_calibration_size, warn_small_calibration
-from .._core._row_keys import keyed_uniforms, row_keys
-from .._core._validation import SmallCalibrationWarning
 from .._estimator_mixins import ConformalRegressorMixin
 from .._output import per_level
-from .._parallel import parallel, run_task
-from .._progress import progress
 from .._estimator_utils import (
     SPARSE_FORMATS,
     add_splitter_routing,
     check_groups_use,
     is_frozen,
     keep_frame,
-    model_allows_nan,
     resolve_confidence_level,
     route_fit_params,
     split_fit_params,
     split_indices,
     splitter_params,
+    wrapped_allows_nan,
     wrapped_input_tag,
 )
-from .._kqr import (
-    KERNELS,
-    SPathSolver,
-    default_max_steps,
-    gamma_grid,
-    in_row_space,
-    kernel_matrix,
-    lambda_path,
-    linear_qr_start,
-    phi_design,
-    select_gamma_cv,
+from .._kqr import KERNELS
+from .._speedcp_common import SpeedCPMixin, is_transformer
+from ..conformity_scores import check_calibration_scores, check_regression_score
+from ..conformity_scores._regression import (
+    REGRESSION_SCORES,
+    AbsoluteScore,
+    NormalizedScore,
+    SpreadScore,
 )
-from .._kqr._kernels import check_memory
-from ..exceptions import InsufficientMemoryError
-
-_CHUNK = 2048
-# "auto" keeps the calibration kernel after fit up to this size (n_cal <= 5792)
-_KEEP_KERNEL_BYTES = 256 * 2**20
+from ._score_models import ScoreModelsMixin
 
 
-def _column(X, col):
-    """Column ``col`` (a position, or a DataFrame column name) of ``X``, as a 1-d ndarray."""
-    vals = _safe_indexing(X, col, axis=1)
-    vals = vals.toarray() if sp.issparse(vals) else np.asarray(vals)
-    vals = vals.reshape(-1)
-    if vals.dtype.kind == "f" and np.any(np.isnan(vals)):
-        raise ValueError(
-            f"phi={col!r} names a column holding group labels, and it contains NaN; give every "
-            "row a group (e.g. a separate label for missing values)."
-        )
-    return vals
-
-
-def _as_float(Z):
-    Z = Z.toarray() if hasattr(Z, "toarray") else np.asarray(Z)
-    return np.ascontiguousarray(Z, dtype=np.float64)
-
-
-class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
+class SpeedCPRegressor(
+    SpeedCPMixin, ScoreModelsMixin, ConformalRegressorMixin, RegressorMixin, BaseEstimator
+):
     """Conditional conformal intervals over an RKHS function class, computed exactly.
 
-    Calibrates the scores ``S = |y - f(x)|`` of a point regressor ``f`` with the kernel quantile
-    regression of Gibbs, Cherian & Candes (2025) over the class ``{Phi(x)'eta + h(x), h in H}``
-    (RKHS ``H`` of ``kernel``): for each test point the cutoff ``S*(x)`` is the supremum of the
-    imputed scores whose dual weight stays below ``U``, found by the exact piecewise-linear
-    path in that score (SpeedCP, Jung et al. 2025). The interval is ``[f(x) - S*, f(x) + S*]``.
+    Calibrates the conformity scores ``S`` (by default ``|y - f(x)|`` of a point regressor
+    ``f``; any one-part score of :mod:`sklearn_conformal.conformity_scores`) with the kernel
+    quantile regression of Gibbs, Cherian & Candes (2025) over the class
+    ``{Phi(x)'eta + h(x), h in H}`` (RKHS ``H`` of ``kernel``): for each test point the cutoff
+    ``S*(x)`` is the supremum of the imputed scores whose dual weight stays below ``U``, found
+    by the exact piecewise-linear path in that score (SpeedCP, Jung et al. 2025). The interval
+    is the score's ``{y : s(x, y) <= S*(x)}``: ``[f(x) - S*, f(x) + S*]`` for the absolute
+    score, ``f(x) -/+ S* sigma(x)`` for ``"normalized"``, ``[lo(x) - S*, hi(x) + S*]`` for
+    ``"cqr"``.
     With ``randomized=True`` (``U ~ Unif[-alpha, 1 - alpha]``), coverage is exactly
     ``confidence_level`` under every covariate shift ``dP'/dP`` in the function class, in
     particular within each group of a one-hot ``phi``; the deterministic rule (``U = 1 - alpha``)
@@ -100,6 +69,19 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         ``X`` as passed: a DataFrame stays a DataFrame, a sparse matrix stays sparse (CSR/CSC)
         when the estimator (and the embedding, if any) accept sparse input, and NaN passes when
         they accept NaN (see ``embedding``).
+    conformity_score : {"absolute", "normalized", "cqr"} or BaseRegressionScore, \
+            default="absolute"
+        The score whose cutoff is conditioned, with the models it reads fitted as
+        :class:`SplitConformalRegressor` fits them: ``|y - f(x)|``, ``|y - f(x)| / sigma(x)``
+        (a spread model on out-of-fold residuals, see ``scale_estimator``) or CQR (``estimator``
+        a quantile regressor cloned at ``(1 -/+ confidence_level) / 2``, or a ``(lower,
+        upper)`` pair; ``None`` means histogram gradient boosting with the quantile loss), or a
+        one-part score object (a subclass of
+        :class:`~sklearn_conformal.conformity_scores.BaseRegressionScore`). Multi-part scores
+        (``CQRScore(symmetric=False)``) are refused: the cutoff conditions one score per row.
+    scale_estimator : regressor, default=None
+        ``"normalized"`` only: model of ``|y - f(x)|`` (``None``: a clone of the point
+        regressor), as in :class:`SplitConformalRegressor`.
     embedding : transformer, default=None
         Maps ``X`` to the kernel's input space (e.g. ``PCA(3)``); fitted on the training part
         only (on the calibration ``X`` when the estimator is frozen) and applied to calibration
@@ -113,9 +95,10 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         Finite-dimensional part ``Phi(x)`` of the function class: an intercept (marginal
         coverage plus the kernel part), a column of ``X`` holding group labels, by index or, for
         a DataFrame, by name (e.g. ``phi="season"``; intercept + one-hot of the groups seen in
-        calibration: coverage holds within every group), or a callable
-        ``X -> array (n_samples, d)`` (given ``X`` as passed). The string ``"intercept"`` always
-        means the intercept, never a column of that name.
+        calibration: coverage holds within every group), a callable
+        ``X -> array (n_samples, d)`` (given ``X`` as passed), or a transformer (e.g. a
+        ``ColumnTransformer`` with a ``OneHotEncoder``) fitted like ``embedding``. The string
+        ``"intercept"`` always means the intercept, never a column of that name.
     kernel : {"rbf", "laplacian", "matern32", "matern52", "imq"}, default="rbf"
         Kernel on the embedding; every choice has ``k(x, x) = 1``.
     gamma : float > 0 or "auto", default="auto"
@@ -189,7 +172,14 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
 
     Attributes
     ----------
-    estimator_ : regressor
+    estimator_ : regressor or tuple of two regressors
+        The point regressor, or the (lower, upper) quantile regressors (CQR).
+    scale_estimator_ : regressor
+        The spread model (``"normalized"`` only).
+    conformity_score_ : BaseRegressionScore
+        The score used (the built-in of a string, or a clone of the object given).
+    phi_ : transformer or None
+        The fitted transformer ``phi`` (None for the other kinds).
     embedding_ : transformer or None
     gamma_ : float
         Kernel parameter in use.
@@ -224,9 +214,19 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "estimator": [HasMethods(["fit", "predict"]), None],
+        "estimator": [HasMethods(["fit", "predict"]), tuple, None],
+        "conformity_score": [
+            StrOptions(set(REGRESSION_SCORES)),
+            HasMethods(["conformity_scores", "intervals"]),
+        ],
+        "scale_estimator": [HasMethods(["fit", "predict"]), None],
         "embedding": [HasMethods(["fit", "transform"]), None],
-        "phi": [str, Interval(Integral, None, None, closed="neither"), callable],
+        "phi": [
+            str,
+            Interval(Integral, None, None, closed="neither"),
+            callable,
+            HasMethods(["fit", "transform"]),
+        ],
         "kernel": [StrOptions(set(KERNELS))],
         "gamma": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "lambda_": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
@@ -252,6 +252,8 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self,
         estimator=None,
         *,
+        conformity_score="absolute",
+        scale_estimator=None,
         embedding=None,
         phi="intercept",
         kernel="rbf",
@@ -271,6 +273,8 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         verbose=0,
     ):
         self.estimator = estimator
+        self.conformity_score = conformity_score
+        self.scale_estimator = scale_estimator
         self.embedding = embedding
         self.phi = phi
         self.kernel = kernel
@@ -324,14 +328,22 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         X = keep_frame(X, X_checked)
         y = np.asarray(y, dtype=float)
         rng = check_random_state(self.random_state)
-        estimator = self._estimator()
+        # strings select the built-ins here, never in __init__ (set_params and clone see them)
+        self.conformity_score_ = score = check_regression_score(self.conformity_score)
+        needs = self._needs()
+        models = self._models()
+        frozen = all(is_frozen(model) for model in models)
+        if frozen and "scale" in needs and self.scale_estimator is None:
+            raise ValueError(
+                "conformity_score='normalized' with a FrozenEstimator needs a frozen "
+                "scale_estimator too (all of fit's data is calibration data)."
+            )
+        roles = self._routing_roles()
         check_groups_use(self, fit_params)
-        params = route_fit_params(
-            self, fit_params, {"estimator": estimator}, len(y), splitter_groups=True
-        )
-        if is_frozen(estimator):
+        params = route_fit_params(self, fit_params, roles, len(y), splitter_groups=True)
+        if frozen:
             X_train, X_cal, y_cal = None, X, y
-            self.estimator_ = estimator
+            fitted = models
         else:
             groups = splitter_params(self, fit_params, len(y)).get("groups")
             train, cal = split_indices(
@@ -339,221 +351,72 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             )
             X_train, X_cal = _safe_indexing(X, train), _safe_indexing(X, cal)
             y_train, y_cal = y[train], y[cal]
-            self.estimator_ = clone(estimator).fit(
-                X_train, y_train, **split_fit_params(X, params["estimator"], train)
+            train_params = {
+                role: split_fit_params(X, role_params, train)
+                for role, role_params in params.items()
+            }
+            # the default CQR quantile models' seed, drawn only for them (after the split
+            # seed), so that the other scores' random draws are those of the absolute score
+            default_seed = (
+                rng.randint(2**31 - 1) if "bounds" in needs and self.estimator is None else None
             )
-        if self.embedding is None:
-            self.embedding_ = None
-        else:
-            self.embedding_ = clone(self.embedding) if not is_frozen(self.embedding) else (
-                self.embedding
-            )
-            self.embedding_.fit(X_train if X_train is not None else X_cal)
+            fitted = self._fit_models(X_train, y_train, train_params, roles, default_seed)
+        self.estimator_ = fitted[0] if len(fitted) == 1 else tuple(fitted)
+        if "scale" in needs:
+            if frozen:
+                self.scale_estimator_, self._scale_floor = self.scale_estimator, 0.0
+            else:
+                self.scale_estimator_ = self._fit_scale(
+                    X_train,
+                    y_train,
+                    train_params["estimator"],
+                    train_params.get("scale_estimator", train_params["estimator"]),
+                )
+        self._fit_transformers(X_train, X_cal)
         cv_seed = rng.randint(2**31 - 1)
         self._u_seed = int(rng.randint(2**31 - 1))
 
-        scores = np.abs(y_cal - np.asarray(self.estimator_.predict(X_cal), dtype=float).ravel())
-        self.conformity_scores_ = scores
-        self.n_calibration_ = scores.shape[0]
-        self._phi_basis, Phi = phi_design(self._phi_fit(X_cal))
-        self._Z_cal = self._embed(X_cal)
-        self._S = scores  # the solvers merge duplicate rows and break ties
-        self._Phi = Phi
-        # the level of the fitted path; predictions follow self.confidence_level (also after
-        # set_params without refitting) and solve their own path when it differs
-        self.confidence_level_ = check_confidence_level(self.confidence_level)
-        alpha = 1.0 - self.confidence_level_
-        n = scores.shape[0]
-        self._max_steps = default_max_steps(n, self.max_steps)
-        self.cv_loss_ = None
-        self.gamma_grid_ = None
-
-        too_small = n < min_calibration_size(self.confidence_level)
-        if too_small:
-            warn_small_calibration(n, self.confidence_level)
-        self._check_memory(n, "fit")
-        if self.gamma == "auto":
-            grid = gamma_grid(self._Z_cal, self.gamma_grid)
-            self.gamma_grid_ = grid
-            if n >= 2 * self.n_folds and not too_small:
-                self.gamma_, self.cv_loss_, info = select_gamma_cv(
-                    self._Z_cal, Phi, self._S, alpha, grid, kernel=self.kernel,
-                    n_folds=self.n_folds, random_state=cv_seed,
-                    lam_min_ratio=self.lambda_min_ratio, max_steps=self._max_steps,
-                    n_jobs=self.n_jobs, verbose=self.verbose, patience=self.gamma_patience,
-                )
-                self.cv_n_breakpoints_ = info["n_breakpoints"]
-                self.cv_mean_elbow_ = info["mean_elbow"]
-            else:
-                self.gamma_ = float(grid[grid.size // 2])
-        else:
-            self.gamma_ = float(self.gamma)
-        K = self._kernel_cal()
-        lam_stop = None if self.lambda_ == "auto" else float(self.lambda_)
-        path = self._lambda_path(K, alpha, lam_stop)
-        self.lam_ = float(path.lam)
-        self.path_lambdas_ = path.lambdas
-        self.path_sic_ = path.sic
-        self.path_elbow_sizes_ = path.elbow_sizes
-        self.path_truncated_ = bool(path.truncated)
-        # the solution at lam_ (O(n)); unless keep_kernel, the kernel matrix (O(n^2)) is not
-        # kept: predict rebuilds it for the duration of the call. Preparing the S-path solver
-        # here raises on a singular elbow system at fit time rather than at the first predict.
-        self._path_state, self._path_v = path.state, path.v
-        solver = SPathSolver(K, Phi, self._S, alpha, self.lam_, path.state, path.v,
-                             max_steps=self._max_steps)
-        self._kept_solver = solver if self._keeps_kernel(n) else None
+        scores = check_calibration_scores(
+            score.conformity_scores(y_cal, self._score_parts(X_cal)),
+            len(y_cal), score, "conformity_scores", parts=True,
+        )
+        if scores.ndim != 1:
+            raise ValueError(
+                f"conformity_score={type(score).__name__}(...) has {scores.shape[1]} parts per "
+                "sample (e.g. CQRScore(symmetric=False)); SpeedCPRegressor conditions one score "
+                "per sample: pass a one-part score (e.g. conformity_score='cqr')."
+            )
+        if not np.all(np.isfinite(scores)):
+            raise ValueError(
+                f"{type(score).__name__}.conformity_scores returned "
+                f"{int(np.sum(~np.isfinite(scores)))} infinite calibration score(s); the kernel "
+                "quantile regression needs finite scores."
+            )
+        self._calibrate(X_cal, scores, cv_seed)
         return self
 
-    def _keeps_kernel(self, n_calibration):
-        if self.keep_kernel == "auto":
-            return 8 * n_calibration**2 <= _KEEP_KERNEL_BYTES
-        return bool(self.keep_kernel)
-
-    def _prediction_solver(self, alpha):
-        """The S-path solver for a prediction call (the kept one, or one built for the call)."""
-        kept = getattr(self, "_kept_solver", None)
-        if kept is not None and alpha == 1.0 - self.confidence_level_:
-            return kept
-        if kept is not None:
-            return self._solver(kept.K, alpha)
-        self._check_memory(self.n_calibration_, "predict_cutoff")
-        return self._solver(self._kernel_cal(), alpha)
-
-    def __getstate__(self):
-        state = super().__getstate__()
-        if state.get("_kept_solver") is not None:
-            # the kernel (O(n^2)) never travels in a pickle; __setstate__ rebuilds it
-            state = dict(state, _kept_solver=None, _rebuild_kept_solver=True)
-        return state
-
-    def __setstate__(self, state):
-        rebuild = state.pop("_rebuild_kept_solver", False)
-        super().__setstate__(state)
-        if rebuild:
-            try:
-                self._kept_solver = self._prediction_solver(1.0 - self.confidence_level_)
-            except InsufficientMemoryError:  # loads; predictions then rebuild per call
-                self._kept_solver = None
-
-    def _lambda_path(self, K, alpha, lam_stop):
-        start = linear_qr_start(self._S, self._Phi, -alpha, 1.0 - alpha)
-        return lambda_path(
-            K, self._Phi, self._S, alpha, lam_stop=lam_stop, lam_min_ratio=self.lambda_min_ratio,
-            max_steps=self._max_steps, start=start,
-        )
-
-    def _check_memory(self, n, when):
-        """Fail early, with the remedy, when the n_cal x n_cal kernel would not fit in memory."""
-        check_memory(
-            int(n * n * 8 * 1.05) + n * 64 * 8,
-            f"SpeedCPRegressor.{when} with n_calibration={n} (an {n} x {n} float64 kernel "
-            "matrix)",
-            "use a smaller calibration_size (the kernel grows as n_calibration**2) or free "
-            "memory.",
-        )
-
-    def _kernel_cal(self):
-        """The calibration kernel matrix, built for the caller (never stored on ``self``)."""
-        return kernel_matrix(self._Z_cal, None, self.kernel, self.gamma_, n_jobs=self.n_jobs)
-
-    def _solver(self, K, alpha):
-        """The S-path solver at level ``1 - alpha`` on ``K``, local to the calling method: at
-        the fitted level from the fitted solution, at another level from a lambda path run to
-        ``lam_`` (nothing is cached on the estimator, so predict never mutates it)."""
-        if alpha == 1.0 - self.confidence_level_:
-            lam, state, v = self.lam_, self._path_state, self._path_v
-        else:
-            path = self._lambda_path(K, alpha, self.lam_)
-            lam, state, v = path.lam, path.state, path.v
-        return SPathSolver(K, self._Phi, self._S, alpha, lam, state, v,
-                           max_steps=self._max_steps)
-
     # ------------------------------------------------------------------------------------
-    def _estimator(self):
-        return LinearRegression() if self.estimator is None else self.estimator
-
     def _accepts_sparse(self):
-        """Whether sparse ``X`` may reach the point model and the embedding (their ``sparse``
-        tags; the kernel densifies its input itself). Never raises."""
-        models = [self._estimator()] + ([] if self.embedding is None else [self.embedding])
-        return wrapped_input_tag(models, "sparse")
+        """Whether sparse ``X`` may reach the models, the embedding and a transformer ``phi``
+        (their ``sparse`` tags; the kernel densifies its input itself). Never raises."""
+        return wrapped_input_tag(self._models_seeing_X(), "sparse")
 
-    def _phi_column(self):
-        """The group column named by ``phi`` (an int, or a str other than "intercept"), or None."""
-        if isinstance(self.phi, str):
-            return None if self.phi == "intercept" else self.phi
-        if isinstance(self.phi, numbers.Integral):
-            return int(self.phi)
-        return None
+    def _models_seeing_X(self):
+        """The models, the embedding and a transformer ``phi``: what receives ``X`` as passed."""
+        models = list(self._wrapped_models())
+        if self.embedding is not None:
+            models.append(self.embedding)
+        if is_transformer(self.phi):
+            models.append(self.phi)
+        return models
 
-    def _phi_fit(self, X):
-        col = self._phi_column()
-        if col is None:
-            self.phi_categories_ = None
-            if isinstance(self.phi, str):
-                return np.ones((X.shape[0], 1))
-            return self._phi_transform(X)
-        if isinstance(col, str):
-            columns = getattr(X, "columns", None)
-            if columns is None or col not in list(columns):
-                where = (
-                    f"X's columns are {list(columns)[:10]}" if columns is not None
-                    else f"X is a {type(X).__name__}, which has no column names"
-                )
-                raise ValueError(
-                    f"phi={col!r} names a column of a DataFrame X, but {where}. Pass a DataFrame "
-                    "with that column, or the column's index."
-                )
-        elif not -X.shape[1] <= col < X.shape[1]:
-            raise ValueError(f"phi={col} is not a column index of X ({X.shape[1]} columns).")
-        self.phi_categories_ = np.unique(_column(X, col))
-        return self._phi_transform(X)
-
-    def _phi_transform(self, X):
-        n = X.shape[0]
-        if isinstance(self.phi, str) and self.phi == "intercept":
-            return np.ones((n, 1))
-        col = self._phi_column()
-        if col is not None:
-            vals = _column(X, col)
-            cats = self.phi_categories_
-            onehot = (vals[:, None] == cats[None, :]).astype(float)
-            return np.column_stack([np.ones(n), onehot])
-        out = np.asarray(self.phi(X), dtype=float)
-        if out.ndim == 1:
-            out = out[:, None]
-        if out.shape[0] != n or not np.all(np.isfinite(out)):
-            raise ValueError("phi(X) must return a finite array of shape (n_samples, d).")
-        return out
-
-    def _embed(self, X):
-        """The kernel's input: ``embedding_.transform(X)``, or ``X`` itself; finite numbers."""
-        source = (
-            "X itself (embedding=None)" if self.embedding_ is None
-            else f"the output of embedding={type(self.embedding_).__name__}"
-        )
-        remedy = (
-            "pass embedding= a transformer mapping X to finite numbers, e.g. a "
-            "ColumnTransformer with OneHotEncoder for categories and SimpleImputer for missing "
-            "values (the point estimator still receives X unchanged)."
-        )
-        Z = X if self.embedding_ is None else self.embedding_.transform(X)
-        try:
-            Z = _as_float(Z)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"The kernel's input is {source}, which is not numeric ({exc}); {remedy}"
-            ) from None
-        if Z.ndim == 1:
-            Z = Z[:, None]
-        if not np.all(np.isfinite(Z)):
-            what = "NaN" if np.any(np.isnan(Z)) else "infinity"
-            raise ValueError(
-                f"The kernel's input is {source}, which contains {what}: the kernel cannot "
-                f"take NaN or infinity; {remedy}"
-            )
-        return Z
+    def _score_parts(self, X):
+        """``X`` and the score's predictions, as 1-d float arrays."""
+        parts = self._predictions(X)
+        return {
+            key: value if key == "X" else np.asarray(value, dtype=float).ravel()
+            for key, value in parts.items()
+        }
 
     # ------------------------------------------------------------------------------------
     def _check_X(self, X):
@@ -564,7 +427,7 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         return keep_frame(X, X_checked)
 
     def predict(self, X):
-        """Point prediction of the regressor.
+        """Point prediction of the regressor (the midpoint of the quantile models for CQR).
 
         Returns
         -------
@@ -572,10 +435,14 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         """
         check_is_fitted(self)
         X = self._check_X(X)
+        if "bounds" in self._needs():
+            parts = self._score_parts(X)
+            return (parts["lower"] + parts["upper"]) / 2.0
         return np.asarray(self.estimator_.predict(X), dtype=float).ravel()
 
     def predict_cutoff(self, X, confidence_level=None):
-        """Score cutoffs ``S*(x)`` (half-widths of the intervals, before clipping at 0).
+        """Score cutoffs ``S*(x)`` (for the absolute score the half-widths of the intervals,
+        before clipping at 0).
 
         ``+inf`` where no finite cutoff exists: too few calibration points for the level, a
         group (``phi``) never seen in calibration, or a dual weight that never reaches ``U``.
@@ -585,58 +452,11 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         X_raw = X
         X = self._check_X(X)
         level = resolve_confidence_level(self, confidence_level)
-        alpha = 1.0 - level
-        n_t = X.shape[0]
-        if self.n_calibration_ < min_calibration_size(level):
-            warn_small_calibration(self.n_calibration_, level)
-            return np.full(n_t, np.inf)
-        Phi_raw = self._phi_transform(X)
-        ok = in_row_space(Phi_raw, self._phi_basis)
-        if not np.all(ok):
-            warnings.warn(
-                f"{np.sum(~ok)} test point(s) have phi(x) outside the span of the calibration "
-                "features (e.g. a group absent from calibration); their intervals are infinite.",
-                SmallCalibrationWarning,
-                stacklevel=2,
-            )
-        Phi_t = Phi_raw @ self._phi_basis
-        Z = self._embed(X)
-        if self.randomized:
-            # one uniform per row content (not per position): a row gets the same cutoff in any
-            # batch, order or one-row-at-a-time; U = u - alpha is uniform on [-alpha, 1 - alpha]
-            U = keyed_uniforms(row_keys(X_raw), self._u_seed) - alpha
-        else:
-            U = np.full(n_t, 1.0 - alpha)
-        cut = np.full(n_t, np.inf)
-        idx = np.flatnonzero(ok)
-        if idx.size == 0:
-            return cut
-        solver = self._prediction_solver(alpha)
-        chunks = [idx[i:i + _CHUNK] for i in range(0, idx.size, _CHUNK)]
-        if len(chunks) > 1 and self.n_jobs not in (None, 1):
-            # one task per chunk through sklearn.utils.parallel: threads by default, or the
-            # workers of a backend set by the caller (e.g. joblib.parallel_backend("dask")),
-            # each running the solver single-threaded; results arrive in order as they complete
-            pid = os.getpid()
-            results = parallel(self.n_jobs)(
-                delayed(run_task)(pid, 1, _chunk_cutoffs, solver, self._Z_cal, Z[c], Phi_t[c],
-                                  U[c], self.kernel, self.gamma_, 1)
-                for c in chunks
-            )
-        else:
-            results = (
-                _chunk_cutoffs(solver, self._Z_cal, Z[c], Phi_t[c], U[c], self.kernel,
-                               self.gamma_, self.n_jobs)
-                for c in chunks
-            )
-        with progress(idx.size, "S-paths (test points)", self.verbose) as bar:
-            for c, r in zip(chunks, results):
-                cut[c] = r
-                bar.update(c.size)
-        return cut
+        return self._cutoffs(X, X_raw, level)
 
     def predict_interval(self, X, confidence_level=None):
-        """Conditional conformal intervals ``[f(x) - S*(x), f(x) + S*(x)]``.
+        """Conditional conformal intervals ``{y : s(x, y) <= S*(x)}`` of the score
+        (``[f(x) - S*(x), f(x) + S*(x)]`` for the absolute score).
 
         Parameters
         ----------
@@ -652,35 +472,30 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         intervals : ndarray of shape (n_samples, 2) or (n_samples, 2, n_levels)
             Infinite bounds where no finite cutoff exists (see :meth:`predict_cutoff`); a
             negative randomised cutoff (an empty set) is returned as the zero-width interval
-            ``[f(x), f(x)]``. ``intervals[:, :, j]`` is the call at ``confidence_level[j]``
-            alone. After ``set_output(predict="pandas")``, a DataFrame with columns ``lower``,
-            ``upper`` (MultiIndex ``(confidence_level, bound)`` for several levels) and the
-            index of ``X``.
+            ``[f(x), f(x)]`` (for other scores, at the midpoint of the emptied interval).
+            ``intervals[:, :, j]`` is the call at ``confidence_level[j]`` alone. After
+            ``set_output(predict="pandas")``, a DataFrame with columns ``lower``, ``upper``
+            (MultiIndex ``(confidence_level, bound)`` for several levels) and the index of
+            ``X``.
         """
         check_is_fitted(self)
-        center = None
+        parts = None
 
         def at_level(level):
-            nonlocal center
-            cut = np.maximum(self.predict_cutoff(X, level), 0.0)
-            if center is None:
-                center = self.predict(X)
-            return np.column_stack([center - cut, center + cut])
+            nonlocal parts
+            cut = self.predict_cutoff(X, level)
+            if parts is None:
+                parts = self._score_parts(self._check_X(X))
+            return _intervals(self.conformity_score_, cut, parts)
 
         return per_level(self, X, confidence_level, at_level, "interval")
 
-    def __sklearn_is_fitted__(self):
-        # the parameter ``lambda_`` ends in "_", so the default attribute scan would not do
-        return hasattr(self, "estimator_")
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # NaN reaches the point model and the embedding; the kernel itself never takes it
-        estimator = self._estimator()
-        tags.input_tags.allow_nan = (
-            self.embedding is not None
-            and model_allows_nan(estimator)
-            and model_allows_nan(self.embedding)
+        # NaN reaches the models, the embedding and a transformer phi; the kernel itself never
+        # takes it
+        tags.input_tags.allow_nan = self.embedding is not None and wrapped_allows_nan(
+            self._models_seeing_X()
         )
         tags.input_tags.sparse = self._accepts_sparse()
         tags.non_deterministic = False
@@ -695,14 +510,34 @@ class SpeedCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         routing : MetadataRouter
         """
         router = MetadataRouter(owner=self).add_self_request(self)
-        router.add(
-            estimator=self._estimator(),
-            method_mapping=MethodMapping().add(caller="fit", callee="fit"),
-        )
+        for role, model in self._routing_roles().items():
+            router.add(
+                **{role: model},
+                method_mapping=MethodMapping().add(caller="fit", callee="fit"),
+            )
         return add_splitter_routing(router, self.calibration_size)
 
 
-def _chunk_cutoffs(solver, Z_cal, Z, Phi_t, U, kernel, gamma, n_jobs):
-    K_t = kernel_matrix(Z, Z_cal, kernel, gamma, n_jobs=1)
-    cut, _, _, _ = solver.cutoffs(K_t, np.ones(Z.shape[0]), Phi_t, U, n_jobs=n_jobs)
-    return cut
+# scores that are never negative: a negative cutoff (possible with the randomised rule) is an
+# empty set, returned as the zero-width interval at the centre
+_NONNEGATIVE_SCORES = (AbsoluteScore, NormalizedScore, SpreadScore)
+
+
+def _intervals(score, cut, parts):
+    """The score's intervals at the per-row cutoffs ``cut``; an emptied set (lower above upper)
+    becomes the zero-width interval at its midpoint."""
+    if isinstance(score, _NONNEGATIVE_SCORES):
+        cut = np.maximum(cut, 0.0)
+    n = cut.shape[0]
+    intervals = np.array(score.intervals(cut, parts), dtype=float)
+    if intervals.shape != (n, 2):
+        raise ValueError(
+            f"{type(score).__name__}.intervals returned shape {intervals.shape}; expected "
+            f"({n}, 2)."
+        )
+    empty = intervals[:, 0] > intervals[:, 1]
+    if np.any(empty):
+        middle = 0.5 * (intervals[empty, 0] + intervals[empty, 1])
+        intervals[empty, 0] = middle
+        intervals[empty, 1] = middle
+    return intervals
