@@ -29,7 +29,8 @@ from .._estimator_utils import (
 from .._output import per_level
 from ..conformity_scores import check_regression_score
 from ..conformity_scores._regression import REGRESSION_SCORES
-from ._split import _SCALE_FLOOR, _SCALE_FOLDS, SplitConformalRegressor
+from ._score_models import _SCALE_FLOOR, _SCALE_FOLDS, ScoreModelsMixin
+from ._split import SplitConformalRegressor
 
 # elements of the (rows, n_train) work arrays of one chunk of test rows (times the features
 # repeated for the score's "X"): bounds the memory of predict_interval whatever the test size
@@ -202,10 +203,10 @@ class CrossConformalRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstim
 
     # the parameters these read (estimator, conformity_score, scale_estimator,
     # confidence_level) mean the same as in the split regressor
-    _needs = SplitConformalRegressor._needs
-    _wrapped_models = SplitConformalRegressor._wrapped_models
-    _routing_roles = SplitConformalRegressor._routing_roles
-    _models = SplitConformalRegressor._models
+    _needs = ScoreModelsMixin._needs
+    _wrapped_models = ScoreModelsMixin._wrapped_models
+    _routing_roles = ScoreModelsMixin._routing_roles
+    _models = ScoreModelsMixin._models
     _validate = SplitConformalRegressor._validate
     _models_router = SplitConformalRegressor._models_router
 
