@@ -10,17 +10,11 @@ from scipy import stats
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_conformal._core import SmallCalibrationWarning
-from sklearn_conformal._training._cocp import (
-    CoCPMLP,
-    FoldedPinballLoss,
-    RadiusHead,
-    SoftCoverageLoss,
-    predict_module,
-    train_phase,
-)
+from sklearn_conformal._training._cocp import FoldedPinballLoss, SoftCoverageLoss
+from sklearn_conformal._training._networks import CoCPMLP, RadiusHead
+from sklearn_conformal._training._phases import fit_fold, predict_module, train_phase
 from sklearn_conformal.datasets import make_heteroscedastic_regression
 from sklearn_conformal.regression import CoCPRegressor
-from sklearn_conformal.regression._cocp import _fit_fold
 
 from ._expected_failures import expected_failed_checks
 
@@ -79,17 +73,17 @@ def test_interval_is_centred_and_uses_the_conformal_order_statistic():
 # --------------------------------------------------------------------------------------------
 def test_t0_is_the_mse_centre_with_a_folded_quantile_radius():
     # rebuild one fold from the building blocks: MSE warm start, then the folded pinball radius on
-    # |y - m(x)|, with the same seed; _fit_fold with n_alternations=0 must give the same networks
+    # |y - m(x)|, with the same seed; fit_fold with n_alternations=0 must give the same networks
     X, y = _data(500, 3)
     idx_m, idx_h = np.arange(0, 300), np.arange(300, 400)
     Xv, yv = X[400:], y[400:]
     params = dict(
         confidence_level=0.9, n_alternations=0, beta=0.005, beta_end=None, centre_module=None,
-        radius_module=None, hidden_sizes=(16, 16), lr=1e-3, lr_min=0.0, weight_decay=1e-5,
-        grad_clip=5.0, batch_size=64, max_epochs=15, patience=4, min_delta=1e-6,
+        radius_module=None, hidden_layer_sizes=(16, 16), lr=1e-3, lr_min=0.0,
+        weight_decay=1e-5, gradient_clip=5.0, batch_size=64, max_epochs=15, patience=4, min_delta=1e-6,
         radius_floor=1e-6, device="cpu",
     )
-    centre, radius, history, _ = _fit_fold(0, 1, (X, y, Xv, yv), (idx_m, idx_h, None), params,
+    centre, radius, history, _ = fit_fold(0, 1, (X, y, Xv, yv), (idx_m, idx_h, None), params,
                                            seed=17, torch_threads=1, verbose=0)
     assert [rec["phase"] for rec in history] == ["warm", "radius final"]
 

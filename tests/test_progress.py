@@ -142,7 +142,7 @@ def test_speedcp_verbose_is_a_parameter():
 
 def test_cocp_verbose_bar_over_phases(capsys, monkeypatch):
     pytest.importorskip("torch")
-    import sklearn_conformal._training._cocp  # noqa: F401 (skorch, which imports tqdm, first)
+    import sklearn_conformal._training._phases  # noqa: F401 (skorch, which imports tqdm, first)
     from sklearn_conformal.datasets import make_heteroscedastic_regression
     from sklearn_conformal.regression import CoCPRegressor
 

@@ -67,6 +67,7 @@ class _ConformalBatchLoss(torch.nn.Module):
         quantile_window=None,
         class_weight=None,
         min_calibration=2,
+        generator=None,
     ):
         super().__init__()
         self.n_classes = int(n_classes)
@@ -81,8 +82,8 @@ class _ConformalBatchLoss(torch.nn.Module):
         self.class_weight = None if class_weight is None else torch.as_tensor(class_weight)
         # set when a batch falls back to cross-entropy; the warning is issued once per instance
         self.small_batch_warned = False
-        # torch.Generator of the batch splits (set by the estimator; None: torch's global one)
-        self.generator = None
+        # torch.Generator of the batch splits (None: torch's global one)
+        self.generator = generator
 
     def cross_entropy(self, logits, target):
         weight = None

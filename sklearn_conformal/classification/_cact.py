@@ -5,8 +5,6 @@ calibrator, so every objective (CaCT, ConfTr, plain or class-balanced cross-entr
 data splits, the calibration and the metrics. Torch is imported only here and in ``_training``.
 """
 
-import contextlib
-import copy
 import warnings
 from numbers import Integral, Real
 
@@ -18,13 +16,8 @@ from sklearn.utils import check_random_state
 from sklearn.model_selection import PredefinedSplit
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.metadata_routing import MetadataRouter
-from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch import NeuralNetClassifier
-from skorch.callbacks import GradientNormClipping, ProgressBar
-from skorch.dataset import Dataset
-from skorch.helper import predefined_split
 
 from .._core import ClassificationConformalizer
 from .._core._calibrators import MODES
@@ -38,10 +31,8 @@ from .._estimator_utils import (
     split_indices,
     splitter_params,
 )
-from .._training._cact_callbacks import MultiplierUpdate, module_logits, validation_set_sizes
-from .._training._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss
+from .._training._cact import fit_network
 from .._training._inference import float64_copy, forward_float64
-from .._training._multipliers import ClasswiseMultipliers
 from .._training._random import RandomScope
 from .._training._soft_quantile import QUANTILE_METHODS
 from .._training._validation import check_device, check_float32_range, device_type
@@ -107,50 +98,6 @@ def _check_labels(y, name):
 
 def _label_kind(y):
     return "str" if y.dtype.kind in "OUS" else "numeric"
-
-
-class _MLP(torch.nn.Module):
-    """Fully connected ReLU network; no hidden layer gives the linear model of the MNIST protocol."""
-
-    def __init__(self, n_features, n_classes, hidden_layer_sizes=(64,)):
-        super().__init__()
-        layers, width = [], n_features
-        # float32 explicitly: the initial weights must not depend on torch's default dtype
-        for h in hidden_layer_sizes:
-            layers += [torch.nn.Linear(width, h, dtype=torch.float32), torch.nn.ReLU()]
-            width = h
-        layers.append(torch.nn.Linear(width, n_classes, dtype=torch.float32))
-        self.layers = torch.nn.Sequential(*layers)
-
-    def forward(self, X):
-        return self.layers(X)
-
-
-class _ConformalNet(NeuralNetClassifier):
-    """skorch classifier whose training loss can be swapped for a conformal-training loss.
-
-    ``train_objective_`` (a ``torch.nn.Module`` taking ``(logits, target)``) replaces the criterion
-    for training batches when set; validation batches always report cross-entropy.
-    """
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        objective = getattr(self, "train_objective_", None)
-        if training and objective is not None:
-            loss = objective(y_pred, y_true.to(y_pred.device).long())
-        else:
-            loss = super().get_loss(y_pred, y_true, X=X, training=training)
-        if training and not bool(torch.isfinite(loss.detach())):
-            raise FloatingPointError(
-                f"non-finite training loss ({float(loss.detach())}) at epoch {len(self.history)} "
-                "of CaCTClassifier; lower lr or lambda_max / rho_init, or keep gradient_clip."
-            )
-        return loss
-
-
-def _set_objective(net, objective):
-    # skorch refuses module attributes set outside initialize_*; the training objective holds no
-    # parameters (its multipliers are plain tensors), so bypassing that guard is safe here
-    object.__setattr__(net, "train_objective_", objective)
 
 
 class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
@@ -639,199 +586,24 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         return add_splitter_routing(MetadataRouter(owner=self), self.calibration_size)
 
     def _train(self, X_tr, y_tr, X_val, y_val, K, scope, device):
-        n_features = X_tr.shape[1]
-        with scope:  # weight initialisation from the fit's generator
-            # float32 whatever torch's default dtype (training runs on float32 arrays)
-            module = self._build_module(n_features, K).float()
-        cw = None
-        if isinstance(self.class_weight, dict):
-            cw = np.array([self.class_weight.get(c, 1.0) for c in self.classes_], dtype=np.float32)
-        elif self.class_weight == "balanced":
-            present = np.unique(y_tr)
-            w = compute_class_weight("balanced", classes=present, y=y_tr)
-            cw = np.ones(K, dtype=np.float32)
-            cw[present] = w
-        n_tr = len(y_tr)
-        batch = min(self.batch_size, n_tr)
-        callbacks = []
-        if self.gradient_clip is not None:
-            callbacks.append(("clip", GradientNormClipping(gradient_clip_value=self.gradient_clip)))
-        if self.verbose:
-            # skorch's own progress bar (batches of each epoch; tqdm, a skorch dependency)
-            callbacks.append(("progress", ProgressBar()))
-        has_val = X_val is not None and len(y_val) > 0
-        multiplier_cb = None
+        result = fit_network(self, X_tr, y_tr, X_val, y_val, K, scope, device)
+        net, mult, z_history = result["net"], result["multipliers"], result["z_history"]
+        self.target_size_ = result["target_size"]
         self.multipliers_ = None
         self.multiplier_history_ = None
         self.rho_history_ = None
         self.constraint_history_ = None
-        self.target_size_ = None
-        net = _ConformalNet(
-            module=module,
-            criterion=torch.nn.CrossEntropyLoss,
-            criterion__weight=None if cw is None else torch.as_tensor(cw),
-            optimizer=torch.optim.SGD,
-            optimizer__momentum=self.momentum,
-            optimizer__nesterov=self.momentum > 0,
-            optimizer__weight_decay=self.weight_decay,
-            lr=self.lr,
-            max_epochs=self.pretrain_epochs,
-            batch_size=batch,
-            iterator_train__shuffle=True,
-            # DataLoaders draw their order (and a base seed, even unshuffled) from these
-            iterator_train__generator=scope.generator("cpu"),
-            iterator_valid__generator=scope.generator("cpu"),
-            # full batches only: a small last batch would give a degenerate calibration half
-            iterator_train__drop_last=n_tr > batch,
-            train_split=predefined_split(Dataset(X_val, y_val)) if has_val else None,
-            classes=np.arange(K),
-            callbacks=callbacks,
-            device=device,
-            verbose=self.verbose,
-        )
-        with scope:
-            net.initialize()
-        self._check_module_output(net, X_tr[:2], K)
-        _set_objective(net, None)
-        if self.objective in ("cact", "cals") and self.max_epochs > 0:
-            # present from the first epoch (diagnostics only until the fine-tune starts)
-            multiplier_cb = self._build_multiplier_callback(X_val, y_val, K, has_val)
-            net.callbacks_.insert(0, ("multipliers", multiplier_cb))
-        if self.pretrain_epochs > 0:
-            self._run_phase(net, X_tr, y_tr, self.pretrain_epochs, "pretrain", scope)
-
-        if self.max_epochs > 0:
-            objective = self._build_objective(net, X_tr, y_tr, X_val, y_val, K, cw, has_val)
-            if multiplier_cb is not None:
-                objective.set_multipliers(
-                    multiplier_cb.multipliers.lambdas, multiplier_cb.multipliers.rhos
-                )
-                multiplier_cb.target_size = np.full(
-                    K, self.target_size_ if self.target_size_ is not None else 1.0
-                )
-            if objective is not None:
-                objective.generator = scope.generator(net.device)
-            _set_objective(net, objective)
-            if self.finetune_lr is not None:
-                net.lr = self.finetune_lr
-            net.initialize_optimizer()  # restart momentum for the fine-tune, as a fresh fine-tune would
-            self._run_phase(net, X_tr, y_tr, self.max_epochs, "finetune", scope)
-        if multiplier_cb is not None:
-            mult = multiplier_cb.multipliers
+        if mult is not None:
             self.multipliers_ = mult.lambdas.copy()
             self.multiplier_history_ = np.asarray(mult.history)
             self.rho_history_ = np.asarray(mult.rho_history)
-            self.constraint_history_ = (
-                np.asarray(multiplier_cb.z_history) if multiplier_cb.z_history else None
-            )
-            if multiplier_cb.z_history and self.objective == "cact" and self.multipliers == "alm":
-                mult.check_feasibility(multiplier_cb.z_history)
-            # the validation arrays are not needed after fit; do not pickle them with the model
-            multiplier_cb.X_val = multiplier_cb.y_val = None
-        # the fitted net predicts with plain softmax; the training objective is not part of the model
-        _set_objective(net, None)
+            self.constraint_history_ = np.asarray(z_history) if z_history else None
+            if z_history and self.objective == "cact" and self.multipliers == "alm":
+                mult.check_feasibility(z_history)
         self.net_ = net
         # predictions run in float64 so that a row's probabilities do not depend on the batch
         self.inference_module_ = float64_copy(net.module_, X_tr[:2], "CaCTClassifier")
         self.history_ = [dict(row) for row in net.history]
-
-    def _run_phase(self, net, X, y, epochs, phase, scope):
-        start = len(net.history)
-        # a user module may draw at random while training (dropout): route it to the fit's
-        # generators; the default MLP draws nothing and trains without the mode's overhead
-        with scope if self.module is not None else contextlib.nullcontext():
-            net.partial_fit(X, y, epochs=epochs)
-        for row in net.history[start:]:
-            row["phase"] = phase
-
-    def _build_module(self, n_features, K):
-        if self.module is None:
-            return _MLP(n_features, K, tuple(self.hidden_layer_sizes))
-        if isinstance(self.module, torch.nn.Module):
-            return copy.deepcopy(self.module)
-        return self.module(n_features, K)
-
-    @staticmethod
-    def _check_module_output(net, X_probe, K):
-        # eval mode: the probe must not draw dropout masks (skorch sets train mode per batch)
-        training = net.module_.training
-        net.module_.eval()
-        try:
-            with torch.no_grad():
-                out = net.module_(torch.as_tensor(X_probe, device=net.device))
-        finally:
-            net.module_.train(training)
-        if out.ndim != 2 or out.shape[1] != K:
-            raise ValueError(
-                f"module must output logits of shape (n_samples, n_classes) = (n, {K}); "
-                f"it returned shape {tuple(out.shape)}."
-            )
-
-    def _build_objective(self, net, X_tr, y_tr, X_val, y_val, K, cw, has_val):
-        common = dict(
-            confidence_level=self.train_confidence_level,
-            temperature=self.temperature,
-            calibration_fraction=self.batch_calibration_fraction,
-            quantile_method=self.soft_quantile,
-            steepness=self.steepness,
-            neuralsort_tau=self.neuralsort_tau,
-            quantile_window=self.quantile_window,
-            class_weight=cw,
-        )
-        if self.objective == "ce":
-            return None
-        if self.objective == "cals":
-            return CALSLoss(K, margin=self.cals_margin, penalty=self.penalty, class_weight=cw)
-        eta = self._resolve_target(net, X_tr, y_tr, X_val, y_val, has_val)
-        self.target_size_ = eta
-        if self.objective == "conftr":
-            return ConfTrLoss(K, size_weight=self.size_weight, target_size=eta, **common)
-        return CaCTLoss(
-            K,
-            multipliers=self.multipliers,
-            penalty=self.penalty,
-            penalty_reduction=self.penalty_reduction,
-            target_size=eta,
-            **common,
-        )
-
-    def _resolve_target(self, net, X_tr, y_tr, X_val, y_val, has_val):
-        if self.target_size != "auto":
-            return float(self.target_size)
-        # relative target from the starting model (validation split; training split if there is none)
-        Xr, yr = (X_val, y_val) if has_val else (X_tr, y_tr)
-        logits = module_logits(net, Xr)
-        sizes = validation_set_sizes(logits, yr, self.train_confidence_level, hard=True)
-        return float(max(1.0, self.target_ratio * sizes.mean()))
-
-    def _build_multiplier_callback(self, X_val, y_val, K, has_val):
-        hr = self.multipliers == "hr" and self.objective == "cact"
-        mult = ClasswiseMultipliers(
-            K,
-            rule="hr" if hr else "alm",
-            penalty=self.penalty,
-            lambda_init=self.size_weight if hr else self.lambda_init,
-            rho_init=self.rho_init,
-            rho_growth=self.rho_growth,
-            rho_update_every=self.rho_update_every,
-            rho_tol=self.rho_tol,
-            rho_max=self.rho_max,
-            lambda_min=1e-6,
-            lambda_max=self.lambda_max,
-            hr_mu=self.hr_mu,
-            hr_tau=self.hr_tau,
-        )
-        return MultiplierUpdate(
-            mult,
-            X_val if has_val else None,
-            y_val if has_val else None,
-            kind="margin" if self.objective == "cals" else "size",
-            confidence_level=self.train_confidence_level,
-            target_size=None,
-            temperature=self.temperature,
-            hard=self.validation_sizes == "hard",
-            margin=self.cals_margin,
-        )
 
     @staticmethod
     def _warn_missing(y_part, K, name, fallback):

@@ -82,139 +82,6 @@ def _fold_assignments(n_train, n_folds, val_scheme, seed):
     return out
 
 
-def _build_module(spec, n_features, hidden_sizes):
-    """A fresh network: default MLP, a callable ``f(n_features)`` or a deep copy of an instance."""
-    import copy
-
-    from torch import nn
-
-    from .._training._cocp import CoCPMLP, ScalarHead
-
-    if spec is None:
-        return CoCPMLP(n_features, tuple(hidden_sizes))
-    if isinstance(spec, nn.Module):
-        return ScalarHead(copy.deepcopy(spec))
-    module = spec(n_features)
-    if not isinstance(module, nn.Module):
-        raise TypeError(
-            f"a module factory must return a torch.nn.Module, got {type(module).__name__}."
-        )
-    return ScalarHead(module)
-
-
-def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose, on_phase=None):
-    """Train one (centre, radius) pair; returns CPU modules and the phase history.
-
-    ``on_phase()`` (in-process runs only) is called after each of the ``2 T + 2`` phases.
-    """
-    import contextlib
-    import copy
-
-    import torch
-
-    from .._training._cocp import (
-        FoldedPinballLoss,
-        RadiusHead,
-        SoftCoverageLoss,
-        predict_module,
-        train_phase,
-    )
-    from .._training._random import RandomScope
-    from .._training._threads import torch_num_threads
-
-    device = params["device"]
-    X, y, X_val_global, y_val_global = data
-    idx_m, idx_h, idx_v = idx
-    to = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
-    Xm, ym, Xh, yh = to(X[idx_m]), to(y[idx_m]), to(X[idx_h]), to(y[idx_h])
-    if idx_v is None:
-        Xv, yv = to(X_val_global), to(y_val_global)
-    else:
-        Xv, yv = to(X[idx_v]), to(y[idx_v])
-    common = {
-        k: params[k]
-        for k in (
-            "lr", "lr_min", "weight_decay", "grad_clip", "batch_size", "max_epochs", "patience",
-            "min_delta", "device",
-        )
-    }
-    history = []
-    stages = []  # (centre, radius) copies after every radius step: the model for T = 0, 1, ...
-    tau = params["confidence_level"]
-    beta, beta_end = params["beta"], params["beta_end"]
-
-    def log(record, what):
-        history.append(record)
-        if verbose:
-            print(
-                f"[CoCP] fold {fold + 1}/{n_folds} {what:<12s} {record['epochs']:5d} epochs "
-                f"(best {record['best_epoch']:4d})  valid loss {record['initial_valid_loss']:.5f}"
-                f" -> {record['best_valid_loss']:.5f}  {record['seconds']:6.1f} s",
-                file=sys.stdout,
-                flush=True,
-            )
-        if on_phase is not None:
-            on_phase()
-
-    # every torch draw of the fold comes from generators of its own (the global generator is
-    # neither read nor advanced, so folds and fits in concurrent threads are reproducible)
-    scope = RandomScope(seed)
-    common["generator"] = scope.generator(device)
-    # user modules may draw at random while training (dropout): route it to the fold's
-    # generators; the default networks draw nothing and train without the mode's overhead
-    user = params["centre_module"] is not None or params["radius_module"] is not None
-    with torch_num_threads(torch_threads):
-        with scope:  # weight initialisation
-            n_features = X.shape[1]
-            # float32 whatever torch's default dtype (training runs on float32 tensors)
-            centre = _build_module(params["centre_module"], n_features, params["hidden_sizes"])
-            centre = centre.float()
-            body = _build_module(params["radius_module"], n_features, params["hidden_sizes"])
-            body = body.float()
-            radius = RadiusHead(body, floor=params["radius_floor"])
-            centre.to(device)
-            radius.to(device)
-        with scope if user else contextlib.nullcontext():
-
-            def radius_step(name):
-                # stop-gradient: the residuals of the frozen centre are the targets
-                rh = torch.abs(yh - predict_module(centre, Xh))
-                rv = torch.abs(yv - predict_module(centre, Xv))
-                rec = train_phase(
-                    radius, FoldedPinballLoss(tau), Xh, rh, Xv, rv, phase=name, **common
-                )
-                log(rec, name)
-                # the phases of a fit with n_alternations=t are a prefix of this one (same seed,
-                # same random stream), so this pair *is* that fit's fold model
-                stages.append(
-                    (copy.deepcopy(centre).to("cpu").eval(), copy.deepcopy(radius).to("cpu").eval())
-                )
-
-            rec = train_phase(centre, torch.nn.MSELoss(), Xm, ym, Xv, yv, phase="warm", **common)
-            log(rec, "warm start")
-            schedule = None if beta_end is None else (beta, beta_end)
-            for t in range(params["n_alternations"]):
-                radius_step(f"radius {t + 1}")
-                tm = torch.stack([ym, predict_module(radius, Xm)], dim=1)
-                tv = torch.stack([yv, predict_module(radius, Xv)], dim=1)
-                rec = train_phase(
-                    centre,
-                    SoftCoverageLoss(beta),
-                    Xm,
-                    tm,
-                    Xv,
-                    tv,
-                    phase=f"centre {t + 1}",
-                    beta_schedule=schedule,
-                    **common,
-                )
-                log(rec, f"centre {t + 1}")
-            radius_step("radius final")
-    centre.to("cpu").eval()
-    radius.to("cpu").eval()
-    return centre, radius, history, stages
-
-
 class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
     """Co-optimised centre/radius intervals (CoCP) with split-conformal calibration.
 
@@ -569,11 +436,11 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             "beta_end": None if self.beta_end is None else float(self.beta_end),
             "centre_module": self.centre_module,
             "radius_module": self.radius_module,
-            "hidden_sizes": tuple(int(h) for h in hidden),
+            "hidden_layer_sizes": tuple(int(h) for h in hidden),
             "lr": float(self.lr),
             "lr_min": float(self.lr_min),
             "weight_decay": float(self.weight_decay),
-            "grad_clip": float(self.grad_clip),
+            "gradient_clip": float(self.grad_clip),
             "batch_size": int(self.batch_size),
             "max_epochs": int(self.max_epochs),
             "patience": int(self.patience),
@@ -587,6 +454,8 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             "rescale the target (target_scale='mean_abs' or a float).",
         )
         assignments = _fold_assignments(len(train), self.n_folds, self.val_scheme, fold_seed)
+        from .._training._phases import fit_fold
+
         tic = time.perf_counter()
         n_jobs = 1 if self.n_jobs is None else self.n_jobs
         phases = 2 * int(self.n_alternations) + 2  # warm start, T x (radius, centre), radius
@@ -594,7 +463,7 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             # in this process the bar advances per phase; from workers, per finished fold
             on_phase = bar.update if (n_jobs == 1 and self.verbose) else None
             jobs = (
-                delayed(_fit_fold)(
+                delayed(fit_fold)(
                     k, self.n_folds, data, assignments[k], params, fold_seed + k,
                     self.torch_threads, self.verbose, on_phase,
                 )
