@@ -32,53 +32,60 @@ def class_weights(class_weight, classes, y_tr, n_classes):
     return None
 
 
-def resolve_target(est, net, X_tr, y_tr, X_val, y_val, has_val):
-    """``eta``: ``target_size``, or ``max(1, target_ratio * s0)`` for ``"auto"``."""
-    if est.target_size != "auto":
-        return float(est.target_size)
+def resolve_target(est, objective, net, X_tr, y_tr, X_val, y_val, has_val):
+    """``eta``: the objective's ``target_size``, or ``max(1, target_ratio * s0)`` for ``"auto"``."""
+    if objective.target_size != "auto":
+        return float(objective.target_size)
     # relative target from the starting model (validation split; training split if there is none)
     Xr, yr = (X_val, y_val) if has_val else (X_tr, y_tr)
     logits = module_logits(net, Xr)
     sizes = validation_set_sizes(logits, yr, est.train_confidence_level, hard=True)
-    return float(max(1.0, est.target_ratio * sizes.mean()))
+    return float(max(1.0, objective.target_ratio * sizes.mean()))
 
 
-def multiplier_callback(est, n_classes):
+def multiplier_callback(est, objective, multipliers, n_classes):
     """The :class:`MultiplierUpdate` of a CaCT or CALS objective."""
-    hr = est.multipliers == "hr" and est.objective == "cact"
+    hr = multipliers.name == "hr"
+    if hr:
+        rule = dict(rule="hr", lambda_init=multipliers.lambda_init, hr_mu=multipliers.mu,
+                    hr_tau=multipliers.tau)
+    else:
+        rule = dict(
+            rule="alm",
+            penalty=multipliers.penalty,
+            lambda_init=multipliers.lambda_init,
+            rho_init=multipliers.rho_init,
+            rho_growth=multipliers.rho_growth,
+            rho_update_every=multipliers.rho_update_every,
+            rho_tol=multipliers.rho_tol,
+            rho_max=multipliers.rho_max,
+        )
     mult = ClasswiseMultipliers(
-        n_classes,
-        rule="hr" if hr else "alm",
-        penalty=est.penalty,
-        lambda_init=est.size_weight if hr else est.lambda_init,
-        rho_init=est.rho_init,
-        rho_growth=est.rho_growth,
-        rho_update_every=est.rho_update_every,
-        rho_tol=est.rho_tol,
-        rho_max=est.rho_max,
-        lambda_min=1e-6,
-        lambda_max=est.lambda_max,
-        hr_mu=est.hr_mu,
-        hr_tau=est.hr_tau,
+        n_classes, lambda_min=1e-6, lambda_max=multipliers.lambda_max, **rule
     )
+    cals = objective.name == "cals"
     return MultiplierUpdate(
         mult,
-        kind="margin" if est.objective == "cals" else "size",
+        kind="margin" if cals else "size",
         confidence_level=est.train_confidence_level,
         target_size=None,
         temperature=est.temperature,
-        hard=est.validation_sizes == "hard",
-        margin=est.cals_margin,
+        hard=multipliers.validation_sizes == "hard",
+        margin=objective.margin if cals else 10.0,
     )
 
 
-def fit_network(est, X_tr, y_tr, X_val, y_val, n_classes, scope, device):
+def fit_network(
+    est, objective, multipliers, optimizer, X_tr, y_tr, X_val, y_val, n_classes, scope, device
+):
     """Train CaCT's network as ``est``'s parameters say.
 
     Parameters
     ----------
     est : CaCTClassifier
         Read only (its parameters and ``classes_``).
+    objective, multipliers, optimizer : parameter objects
+        ``est``'s ``objective``, ``multipliers`` and ``optimizer`` resolved (:mod:`._params`).
     X_tr, y_tr, X_val, y_val : ndarray
         Float32 features and label indices (``X_val`` may be empty).
     n_classes : int
@@ -91,6 +98,11 @@ def fit_network(est, X_tr, y_tr, X_val, y_val, n_classes, scope, device):
         ``net``, ``multipliers`` (the callback's ``ClasswiseMultipliers`` or None),
         ``z_history`` (list) and ``target_size`` (``eta`` or None).
     """
+    if objective.name == "cals" and multipliers.name != "alm":
+        raise ValueError(
+            "the CALS objective takes ALM multipliers (multipliers='alm' or ALMMultipliers); "
+            f"got {type(multipliers).__name__}."
+        )
     n_features = X_tr.shape[1]
     with scope:  # weight initialisation from the fit's generator
         module = build_module(
@@ -100,11 +112,20 @@ def fit_network(est, X_tr, y_tr, X_val, y_val, n_classes, scope, device):
     cw = class_weights(est.class_weight, est.classes_, y_tr, n_classes)
     has_val = X_val is not None and len(y_val) > 0
     callback = None
-    if est.objective in ("cact", "cals") and est.max_epochs > 0:
-        callback = multiplier_callback(est, n_classes)
+    if objective.name in ("cact", "cals") and est.max_epochs > 0:
+        callback = multiplier_callback(est, objective, multipliers, n_classes)
     out = {"target_size": None}
+    # the penalty of the training loss: ALM's, or the linear one of the heuristic rule
+    penalty = getattr(multipliers, "penalty", "phr")
 
-    def objective(net):
+    def build_objective(net):
+        name = objective.name
+        if name == "ce":
+            return None, {}
+        if name == "cals":
+            return CALSLoss, dict(
+                n_classes=n_classes, margin=objective.margin, penalty=penalty, class_weight=cw
+            )
         common = dict(
             n_classes=n_classes,
             confidence_level=est.train_confidence_level,
@@ -117,30 +138,24 @@ def fit_network(est, X_tr, y_tr, X_val, y_val, n_classes, scope, device):
             class_weight=cw,
             generator=scope.generator(net.device),
         )
-        if est.objective == "ce":
-            return None, {}
-        if est.objective == "cals":
-            return CALSLoss, dict(
-                n_classes=n_classes, margin=est.cals_margin, penalty=est.penalty, class_weight=cw
-            )
-        eta = resolve_target(est, net, X_tr, y_tr, X_val, y_val, has_val)
+        eta = resolve_target(est, objective, net, X_tr, y_tr, X_val, y_val, has_val)
         out["target_size"] = eta
         if callback is not None:
             callback.target_size = np.full(n_classes, eta)
-        if est.objective == "conftr":
-            return ConfTrLoss, dict(common, size_weight=est.size_weight, target_size=eta)
+        if name == "conftr":
+            return ConfTrLoss, dict(common, size_weight=objective.size_weight, target_size=eta)
         return CaCTLoss, dict(
             common,
-            multipliers=est.multipliers,
-            penalty=est.penalty,
-            penalty_reduction=est.penalty_reduction,
+            multipliers=multipliers.name,
+            penalty=penalty,
+            penalty_reduction=objective.penalty_reduction,
             target_size=eta,
         )
 
     net_params = {
         "criterion__weight": None if cw is None else torch.as_tensor(cw),
-        "optimizer__momentum": est.momentum,
-        "optimizer__nesterov": est.momentum > 0,
+        "optimizer__momentum": optimizer.momentum,
+        "optimizer__nesterov": optimizer.momentum > 0,
         "optimizer__weight_decay": est.weight_decay,
         "lr": est.lr,
         "batch_size": min(est.batch_size, len(y_tr)),
@@ -148,8 +163,8 @@ def fit_network(est, X_tr, y_tr, X_val, y_val, n_classes, scope, device):
     }
     net = train_classifier(
         module, X_tr, y_tr, X_val, y_val, n_classes, scope=scope, device=device,
-        net_params=net_params, objective=objective, multiplier_callback=callback,
-        finetune_lr=est.finetune_lr, pretrain_epochs=est.pretrain_epochs,
+        net_params=net_params, objective=build_objective, multiplier_callback=callback,
+        finetune_lr=optimizer.finetune_lr, pretrain_epochs=est.pretrain_epochs,
         finetune_epochs=est.max_epochs, user_module=est.module is not None,
         verbose=est.verbose,
     )

@@ -148,7 +148,8 @@ class MultiplierUpdate(Callback):
         lam = self.multipliers.lambdas
         net.history.record("lambda_mean", float(lam.mean()))
         net.history.record("lambda_max", float(lam.max()))
-        net.history.record("rho_max", float(self.multipliers.rhos.max()))
+        rho = float(self.multipliers.rhos.max()) if self.multipliers.rule == "alm" else float("nan")
+        net.history.record("rho_max", rho)
         net.history.record("val_size", float(sizes.mean()) if sizes is not None else float("nan"))
         finite = np.isfinite(z_class)
         net.history.record("val_z_max", float(z_class[finite].max()) if finite.any() else float("nan"))

@@ -73,8 +73,8 @@ class ConformalNet(NeuralNetClassifier):
         if training and not bool(torch.isfinite(loss.detach())):
             raise FloatingPointError(
                 f"non-finite training loss ({float(loss.detach())}) at epoch {len(self.history)} "
-                f"of {self.estimator_name}; lower lr or lambda_max / rho_init, or keep "
-                "gradient_clip."
+                f"of {self.estimator_name}; lower lr or multipliers__lambda_max / "
+                "multipliers__rho_init, or keep gradient_clip."
             )
         return loss
 

@@ -8,5 +8,12 @@ __getattr__, __dir__, __all__ = attach(
     {
         "SplitConformalClassifier": "._split",
         "CaCTClassifier": "._cact",
+        "ALMMultipliers": "._params",
+        "HRMultipliers": "._params",
+        "CaCTObjective": "._params",
+        "ConfTrObjective": "._params",
+        "CrossEntropyObjective": "._params",
+        "CALSObjective": "._params",
+        "SGDOptimizer": "._params",
     },
 )

@@ -33,6 +33,7 @@ from .._estimator_utils import (
 )
 from .._training._cact import fit_network
 from .._training._inference import float64_copy, forward_float64
+from .._training._params import MULTIPLIERS, OBJECTIVES, SGDOptimizer, resolve
 from .._training._random import RandomScope
 from .._training._soft_quantile import QUANTILE_METHODS
 from .._training._validation import check_device, check_float32_range, device_type
@@ -124,10 +125,20 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     (``pretrain_epochs``), use a relative target ``target_size="auto"`` (``eta = max(1,
     target_ratio * mean validation set size of the starting model)``, ``target_ratio=0.6``),
     ``rho_init=0.01``, ``lambda_max=0.5``, ``rho_max=10``, hard validation sizes, temperature
-    0.5 and gradient-norm clipping at 2. The literal settings stay reachable: ``pretrain_epochs=0, target_size=1.0,
-    rho_init=1.0, lambda_max=1e6, rho_max=None, validation_sizes="soft", gradient_clip=None`` (and
-    an :class:`~sklearn_conformal.exceptions.InfeasibleConstraintWarning` then
-    reports the runaway multipliers).
+    0.5 and gradient-norm clipping at 2. The literal settings stay reachable:
+    ``pretrain_epochs=0, objective=CaCTObjective(target_size=1.0),
+    multipliers=ALMMultipliers(rho_init=1.0, lambda_max=1e6, rho_max=None,
+    validation_sizes="soft"), gradient_clip=None`` (and an
+    :class:`~sklearn_conformal.exceptions.InfeasibleConstraintWarning` then reports the runaway
+    multipliers).
+
+    **Parameter objects.** The objective, multiplier and optimiser settings are grouped in small
+    parameter objects (:class:`~sklearn_conformal.classification.CaCTObjective`,
+    :class:`~sklearn_conformal.classification.ALMMultipliers`,
+    :class:`~sklearn_conformal.classification.SGDOptimizer`, ...); the strings ``"cact"``,
+    ``"alm"``, ``"sgd"`` ... are shortcuts for them with their defaults. Passed as objects, their
+    parameters are nested parameters of the estimator, e.g. ``multipliers__rho_init`` for
+    ``set_params`` and ``GridSearchCV``.
 
     Parameters
     ----------
@@ -138,12 +149,23 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         ``None`` builds a ReLU MLP with ``hidden_layer_sizes`` (``()`` gives a linear model). A
         callable (e.g. a module class) is called as ``module(n_features, n_classes)``; a module
         instance is deep-copied (its weights are the initialisation).
-    objective : {"cact", "conftr", "ce", "cals"}, default="cact"
-        Fine-tuning objective: CaCT (class-wise multipliers on class-mean set sizes), ConfTr
-        (``CE + size_weight * mean max(0, |C| - eta)``), cross-entropy only, or CALS (class-wise
-        ALM multipliers on logit margins, Liu et al. 2023).
-    multipliers : {"alm", "hr"}, default="alm"
-        CaCT multiplier rule: augmented Lagrangian or the heuristic rule.
+    objective : {"cact", "conftr", "ce", "cals"} or objective object, default="cact"
+        Fine-tuning objective: CaCT (class-wise multipliers on class-mean set sizes,
+        :class:`~sklearn_conformal.classification.CaCTObjective`), ConfTr
+        (``CE + size_weight * mean max(0, |C| - eta)``,
+        :class:`~sklearn_conformal.classification.ConfTrObjective`), cross-entropy only
+        (:class:`~sklearn_conformal.classification.CrossEntropyObjective`), CALS (class-wise
+        multipliers on logit margins, Liu et al. 2023,
+        :class:`~sklearn_conformal.classification.CALSObjective`). A string is the object with
+        its defaults.
+    multipliers : {"alm", "hr"} or multiplier object, default="alm"
+        Multiplier rule of the CaCT and CALS objectives: augmented Lagrangian
+        (:class:`~sklearn_conformal.classification.ALMMultipliers`) or the heuristic rule
+        (:class:`~sklearn_conformal.classification.HRMultipliers`; CaCT only).
+        Unused by the other objectives.
+    optimizer : "sgd" or SGDOptimizer, default="sgd"
+        SGD settings besides ``lr`` and ``weight_decay``: momentum (Nesterov) and the
+        fine-tuning learning rate (:class:`~sklearn_conformal.classification.SGDOptimizer`).
     class_weight : {"balanced"}, dict or None, default=None
         Weights of the cross-entropy term (a dict maps labels to weights; ``"balanced"``
         weights classes inversely to their training frequency: a class-balanced primal).
@@ -172,21 +194,15 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         Mini-batch size; half of each batch calibrates the training quantile, so at the training
         level 0.99 batches of at least 200 avoid reading the batch maximum.
     lr : float, default=0.05
-        SGD (Nesterov momentum) learning rate of the pre-training.
-    finetune_lr : float or None, default=None
-        Learning rate of the fine-tuning phase (``None``: ``lr``); the optimiser restarts there.
-    momentum : float, default=0.9
+        SGD (Nesterov momentum) learning rate of the pre-training (and of the fine-tuning unless
+        ``optimizer`` sets ``finetune_lr``).
     weight_decay : float, default=0.0
+    gradient_clip : float or None, default=2.0
+        Gradient-norm clipping (CALS uses 2).
     train_confidence_level : float, default=0.99
         Level of the training quantile and of the validation sizes (``1 - alpha_train``).
     temperature : float, default=0.5
         Sigmoid temperature of the soft sets.
-    target_size : "auto" or float, default="auto"
-        ``eta``. ``"auto"``: ``max(1, target_ratio * s0)`` with ``s0`` the starting model's mean
-        hard set size on the validation split at ``train_confidence_level``.
-    target_ratio : float, default=0.6
-    size_weight : float, default=0.01
-        ConfTr's global weight, and the initial multiplier of the heuristic rule.
     soft_quantile : {"sortnet", "neuralsort", "hard"}, default="sortnet"
         Differentiable quantile of the batch calibration scores.
     steepness : float, default=10.0
@@ -199,29 +215,6 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         network has ``log2(n)(log2(n)+1)/2`` sequential stages (36 for a batch of 500) and made
         a fine-tuning epoch 2.2x a CE epoch in our timing; the window of 16 (10 stages) 1.24x.
     batch_calibration_fraction : float, default=0.5
-    penalty : {"phr", "p2", "p3"}, default="phr"
-    penalty_reduction : {"mean", "sum"}, default="mean"
-        Mean or sum of the class penalties in the batch loss.
-    lambda_init : float, default=1e-6
-    rho_init : float, default=0.01
-        Initial penalty parameter (paper: 1). With PHR an infeasible class raises its multiplier
-        by about ``rho * z`` per epoch, so this sets how fast the multipliers rise.
-    rho_growth : float, default=1.2
-    rho_update_every : int, default=10
-    rho_tol : float, default=1.0
-    rho_max : float or None, default=10.0
-    lambda_max : float, default=0.5
-        Cap of the multipliers (paper: 1e6). With the class-mean reduction a multiplier
-        ``lambda`` weighs each prediction-half sample's soft size by about
-        ``lambda / (eta * n_pred)``, i.e. like a ConfTr ``size_weight`` of ``lambda / eta``;
-        larger caps let infeasible classes drown the cross-entropy.
-    hr_mu, hr_tau : float, default=1.1
-    validation_sizes : {"hard", "soft"}, default="hard"
-        Set sizes used for the multiplier step.
-    gradient_clip : float or None, default=2.0
-        Gradient-norm clipping (CALS uses 2).
-    cals_margin : float, default=10.0
-        Logit margin of the CALS objective.
     validation_size : float or int, default=0.15
         Share (or number) of the samples used for the ALM-validation split.
     calibration_size : float, int or splitter, default=0.25
@@ -260,7 +253,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     multiplier_history_ : ndarray of shape (n_updates + 1, n_classes) or None
         Multipliers after every epoch of fine-tuning (first row: initial values).
     rho_history_ : ndarray of shape (n_updates + 1, n_classes) or None
-        Penalty parameters ``rho`` per epoch.
+        Penalty parameters ``rho`` per epoch (``None`` for the heuristic rule, which has none).
     constraint_history_ : ndarray of shape (n_updates, n_classes) or None
         Class-mean normalised constraint ``d_k / eta - 1`` on the validation split per epoch.
     target_size_ : float or None
@@ -285,8 +278,9 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
 
     _parameter_constraints = {
         "module": [callable, None],
-        "objective": [StrOptions({"cact", "conftr", "ce", "cals"})],
-        "multipliers": [StrOptions({"alm", "hr"})],
+        "objective": [StrOptions(set(OBJECTIVES)), *OBJECTIVES.values()],
+        "multipliers": [StrOptions(set(MULTIPLIERS)), *MULTIPLIERS.values()],
+        "optimizer": [StrOptions({"sgd"}), SGDOptimizer],
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
         "conformity_score": [
@@ -302,33 +296,15 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
-        "finetune_lr": [Interval(Real, 0, None, closed="neither"), None],
-        "momentum": [Interval(Real, 0, 1, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "gradient_clip": [Interval(Real, 0, None, closed="neither"), None],
         "train_confidence_level": [Interval(Real, 0, 1, closed="neither")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
-        "target_size": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
-        "target_ratio": [Interval(Real, 0, None, closed="neither")],
-        "size_weight": [Interval(Real, 0, None, closed="left")],
         "soft_quantile": [StrOptions(set(QUANTILE_METHODS))],
         "steepness": [Interval(Real, 0, None, closed="neither")],
         "neuralsort_tau": [Interval(Real, 0, None, closed="neither")],
         "quantile_window": [Interval(Integral, 2, None, closed="left"), None],
         "batch_calibration_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "penalty": [StrOptions({"phr", "p2", "p3"})],
-        "penalty_reduction": [StrOptions({"mean", "sum"})],
-        "lambda_init": [Interval(Real, 0, None, closed="left")],
-        "rho_init": [Interval(Real, 0, None, closed="neither")],
-        "rho_growth": [Interval(Real, 1, None, closed="left")],
-        "rho_update_every": [Interval(Integral, 1, None, closed="left")],
-        "rho_tol": [Interval(Real, 0, None, closed="left")],
-        "rho_max": [Interval(Real, 0, None, closed="neither"), None],
-        "lambda_max": [Interval(Real, 0, None, closed="neither")],
-        "hr_mu": [Interval(Real, 1, None, closed="left")],
-        "hr_tau": [Interval(Real, 1, None, closed="left")],
-        "validation_sizes": [StrOptions({"hard", "soft"})],
-        "gradient_clip": [Interval(Real, 0, None, closed="neither"), None],
-        "cals_margin": [Interval(Real, 0, None, closed="neither")],
         "validation_size": [
             Interval(RealNotInt, 0, 1, closed="neither"),
             Interval(Integral, 1, None, closed="left"),
@@ -349,6 +325,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         *,
         objective="cact",
         multipliers="alm",
+        optimizer="sgd",
         class_weight=None,
         confidence_level=0.9,
         conformity_score="lac",
@@ -361,33 +338,15 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         max_epochs=30,
         batch_size=500,
         lr=0.05,
-        finetune_lr=None,
-        momentum=0.9,
         weight_decay=0.0,
+        gradient_clip=2.0,
         train_confidence_level=0.99,
         temperature=0.5,
-        target_size="auto",
-        target_ratio=0.6,
-        size_weight=0.01,
         soft_quantile="sortnet",
         steepness=10.0,
         neuralsort_tau=0.1,
         quantile_window=16,
         batch_calibration_fraction=0.5,
-        penalty="phr",
-        penalty_reduction="mean",
-        lambda_init=1e-6,
-        rho_init=0.01,
-        rho_growth=1.2,
-        rho_update_every=10,
-        rho_tol=1.0,
-        rho_max=10.0,
-        lambda_max=0.5,
-        hr_mu=1.1,
-        hr_tau=1.1,
-        validation_sizes="hard",
-        gradient_clip=2.0,
-        cals_margin=10.0,
         validation_size=0.15,
         calibration_size=0.25,
         device="cpu",
@@ -397,6 +356,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self.module = module
         self.objective = objective
         self.multipliers = multipliers
+        self.optimizer = optimizer
         self.class_weight = class_weight
         self.confidence_level = confidence_level
         self.conformity_score = conformity_score
@@ -409,33 +369,15 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
-        self.finetune_lr = finetune_lr
-        self.momentum = momentum
         self.weight_decay = weight_decay
+        self.gradient_clip = gradient_clip
         self.train_confidence_level = train_confidence_level
         self.temperature = temperature
-        self.target_size = target_size
-        self.target_ratio = target_ratio
-        self.size_weight = size_weight
         self.soft_quantile = soft_quantile
         self.steepness = steepness
         self.neuralsort_tau = neuralsort_tau
         self.quantile_window = quantile_window
         self.batch_calibration_fraction = batch_calibration_fraction
-        self.penalty = penalty
-        self.penalty_reduction = penalty_reduction
-        self.lambda_init = lambda_init
-        self.rho_init = rho_init
-        self.rho_growth = rho_growth
-        self.rho_update_every = rho_update_every
-        self.rho_tol = rho_tol
-        self.rho_max = rho_max
-        self.lambda_max = lambda_max
-        self.hr_mu = hr_mu
-        self.hr_tau = hr_tau
-        self.validation_sizes = validation_sizes
-        self.gradient_clip = gradient_clip
-        self.cals_margin = cals_margin
         self.validation_size = validation_size
         self.calibration_size = calibration_size
         self.device = device
@@ -586,7 +528,13 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         return add_splitter_routing(MetadataRouter(owner=self), self.calibration_size)
 
     def _train(self, X_tr, y_tr, X_val, y_val, K, scope, device):
-        result = fit_network(self, X_tr, y_tr, X_val, y_val, K, scope, device)
+        # the string shortcuts become their parameter objects here, never in __init__
+        objective = resolve(self.objective, OBJECTIVES)
+        multipliers = resolve(self.multipliers, MULTIPLIERS)
+        optimizer = resolve(self.optimizer, {"sgd": SGDOptimizer})
+        result = fit_network(
+            self, objective, multipliers, optimizer, X_tr, y_tr, X_val, y_val, K, scope, device
+        )
         net, mult, z_history = result["net"], result["multipliers"], result["z_history"]
         self.target_size_ = result["target_size"]
         self.multipliers_ = None
@@ -596,9 +544,10 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         if mult is not None:
             self.multipliers_ = mult.lambdas.copy()
             self.multiplier_history_ = np.asarray(mult.history)
-            self.rho_history_ = np.asarray(mult.rho_history)
+            if mult.rule == "alm":
+                self.rho_history_ = np.asarray(mult.rho_history)
             self.constraint_history_ = np.asarray(z_history) if z_history else None
-            if z_history and self.objective == "cact" and self.multipliers == "alm":
+            if z_history and objective.name == "cact" and mult.rule == "alm":
                 mult.check_feasibility(z_history)
         self.net_ = net
         # predictions run in float64 so that a row's probabilities do not depend on the batch
