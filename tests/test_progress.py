@@ -150,7 +150,7 @@ def test_cocp_verbose_bar_over_phases(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
 
     X, y = make_heteroscedastic_regression(400, random_state=0)
-    kw = dict(n_folds=2, n_alternations=1, hidden_sizes=(8,), max_epochs=3, patience=2,
+    kw = dict(n_folds=2, n_alternations=1, hidden_layer_sizes=(8,), max_epochs=3, patience=2,
               random_state=0)
     quiet = CoCPRegressor(**kw).fit(X, y)
     out = capsys.readouterr()

@@ -5,8 +5,8 @@ Design notes: ``design/cocp.md``. Torch and skorch are imported here and in ``_t
 """
 
 import numbers
-import sys
 import time
+import warnings
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -29,6 +29,7 @@ from .._estimator_utils import (
 )
 from .._output import check_levels, per_level
 from .._progress import progress
+from .._training._params import AdamWOptimizer, resolve
 
 __all__ = ["CoCPRegressor"]
 
@@ -144,23 +145,26 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         and the folds are drawn from (``groups`` passed to ``fit`` reach its ``split``). The
         parts must be disjoint and non-empty.
     centre_module, radius_module : torch.nn.Module, callable or None, default=None
-        Replace the default ``hidden_sizes`` ReLU network. A callable is called with
+        Replace the default ``hidden_layer_sizes`` ReLU network. A callable is called with
         ``n_features`` and must return a module mapping ``(n, n_features)`` float32 tensors to
         ``(n,)`` or ``(n, 1)`` (it is converted with ``module.float()`` for training, and
         must map float64 tensors after ``module.double()``, for prediction); an instance is
         deep-copied for every fold (so folds then share
         its initial weights). The radius network's output goes through ``softplus`` plus
         ``radius_floor``.
-    hidden_sizes : tuple of int, default=(64, 64)
+    hidden_layer_sizes : tuple of int, default=(64, 64)
         Hidden layer widths of the default networks.
     lr : float, default=1e-3
         AdamW learning rate at the start of every phase.
-    lr_min : float, default=0.0
-        Floor of the cosine schedule (the authors use 2e-4 on real data).
     weight_decay : float, default=1e-5
         AdamW weight decay.
-    grad_clip : float, default=5.0
-        Gradient-norm clipping (0 disables).
+    optimizer : "adamw" or AdamWOptimizer, default="adamw"
+        Optimiser settings besides ``lr`` and ``weight_decay``: the floor ``lr_min`` of the
+        cosine schedule (:class:`~sklearn_conformal.regression.AdamWOptimizer`; the authors use
+        ``lr_min=2e-4`` on real data). Passed as an object, its parameters are nested ones
+        (``optimizer__lr_min`` for ``set_params`` and ``GridSearchCV``).
+    gradient_clip : float or None, default=5.0
+        Gradient-norm clipping (``0`` or ``None`` disables).
     batch_size : int, default=512
         Minibatch size.
     max_epochs : int, default=1000
@@ -192,6 +196,10 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         a progress bar over the ``n_folds x (2 n_alternations + 2)`` phases (tqdm if installed,
         e.g. with the ``notebook`` extra, else plain lines on stderr; with ``n_jobs`` other than
         1 it advances as folds finish). Results do not depend on it.
+    hidden_sizes, grad_clip, lr_min : deprecated
+        Former names of ``hidden_layer_sizes``, ``gradient_clip`` and ``optimizer__lr_min``
+        (the names :class:`~sklearn_conformal.classification.CaCTClassifier` uses); still
+        honoured, with a ``FutureWarning``.
 
     Attributes
     ----------
@@ -264,11 +272,11 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         ],
         "centre_module": [None, callable],
         "radius_module": [None, callable],
-        "hidden_sizes": ["array-like"],
+        "hidden_layer_sizes": ["array-like"],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "lr_min": [Interval(numbers.Real, 0, None, closed="left")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "grad_clip": [Interval(numbers.Real, 0, None, closed="left")],
+        "optimizer": [StrOptions({"adamw"}), AdamWOptimizer],
+        "gradient_clip": [Interval(numbers.Real, 0, None, closed="left"), None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "patience": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -279,6 +287,9 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         "torch_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "hidden_sizes": [StrOptions({"deprecated"}), "array-like"],
+        "grad_clip": [StrOptions({"deprecated"}), Interval(numbers.Real, 0, None, closed="left")],
+        "lr_min": [StrOptions({"deprecated"}), Interval(numbers.Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -295,11 +306,11 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         calibration_size=0.25,
         centre_module=None,
         radius_module=None,
-        hidden_sizes=(64, 64),
+        hidden_layer_sizes=(64, 64),
         lr=1e-3,
-        lr_min=0.0,
         weight_decay=1e-5,
-        grad_clip=5.0,
+        optimizer="adamw",
+        gradient_clip=5.0,
         batch_size=512,
         max_epochs=1000,
         patience=100,
@@ -310,6 +321,9 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         torch_threads=1,
         random_state=None,
         verbose=0,
+        hidden_sizes="deprecated",
+        grad_clip="deprecated",
+        lr_min="deprecated",
     ):
         self.confidence_level = confidence_level
         self.n_folds = n_folds
@@ -322,11 +336,11 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self.calibration_size = calibration_size
         self.centre_module = centre_module
         self.radius_module = radius_module
-        self.hidden_sizes = hidden_sizes
+        self.hidden_layer_sizes = hidden_layer_sizes
         self.lr = lr
-        self.lr_min = lr_min
         self.weight_decay = weight_decay
-        self.grad_clip = grad_clip
+        self.optimizer = optimizer
+        self.gradient_clip = gradient_clip
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
@@ -337,6 +351,9 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self.torch_threads = torch_threads
         self.random_state = random_state
         self.verbose = verbose
+        self.hidden_sizes = hidden_sizes
+        self.grad_clip = grad_clip
+        self.lr_min = lr_min
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -391,13 +408,14 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
                 f"val_scheme='fold' needs n_folds >= 3 (validation, radius and centre folds), "
                 f"got n_folds={self.n_folds}."
             )
-        hidden = np.asarray(self.hidden_sizes)
+        hidden_layer_sizes, gradient_clip, optimizer = self._renamed_params()
+        hidden = np.asarray(hidden_layer_sizes)
         if hidden.ndim != 1 or hidden.size == 0 or np.any(hidden < 1) or not np.all(
             np.equal(np.mod(hidden, 1), 0)
         ):
             raise ValueError(
-                f"hidden_sizes must be a non-empty sequence of positive integers, got "
-                f"{self.hidden_sizes!r}."
+                f"hidden_layer_sizes must be a non-empty sequence of positive integers, got "
+                f"{hidden_layer_sizes!r}."
             )
         n = X.shape[0]
         rng = check_random_state(self.random_state)
@@ -438,9 +456,9 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             "radius_module": self.radius_module,
             "hidden_layer_sizes": tuple(int(h) for h in hidden),
             "lr": float(self.lr),
-            "lr_min": float(self.lr_min),
+            "lr_min": float(optimizer.lr_min),
             "weight_decay": float(self.weight_decay),
-            "gradient_clip": float(self.grad_clip),
+            "gradient_clip": float(gradient_clip or 0.0),
             "batch_size": int(self.batch_size),
             "max_epochs": int(self.max_epochs),
             "patience": int(self.patience),
@@ -513,6 +531,34 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self.confidence_level_ = level
         self.quantile_ = self._quantile(level)
         return self
+
+    def _renamed_params(self):
+        """``hidden_layer_sizes``, ``gradient_clip`` and the optimiser object, from the former
+        names (with a FutureWarning) where those are set."""
+        hidden, clip = self.hidden_layer_sizes, self.gradient_clip
+        optimizer = resolve(self.optimizer, {"adamw": AdamWOptimizer})
+        renamed = {
+            "hidden_sizes": "hidden_layer_sizes (as in CaCTClassifier)",
+            "grad_clip": "gradient_clip (as in CaCTClassifier)",
+            "lr_min": "optimizer=AdamWOptimizer(lr_min=...)",
+        }
+        for old, new in renamed.items():
+            value = getattr(self, old)
+            if isinstance(value, str) and value == "deprecated":
+                continue
+            warnings.warn(
+                f"CoCPRegressor's {old} was renamed: use {new}. {old} will be removed in a "
+                "future version.",
+                FutureWarning,
+                stacklevel=4,  # the caller of fit (through sklearn's fit context)
+            )
+            if old == "hidden_sizes":
+                hidden = value
+            elif old == "grad_clip":
+                clip = value
+            else:
+                optimizer.set_params(lr_min=value).check()
+        return hidden, clip, optimizer
 
     def get_metadata_routing(self):
         """Routing of metadata: ``fit``'s ``groups`` (or what it requests) goes to a splitter
