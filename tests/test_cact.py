@@ -19,6 +19,7 @@ from sklearn_conformal.classification import (  # noqa: E402
     CaCTClassifier,
     CaCTObjective,
     ConfTrObjective,
+    FocalObjective,
     HRMultipliers,
     SGDOptimizer,
 )
@@ -82,6 +83,8 @@ def lt_data():
         ),
         dict(objective=CaCTObjective(target_size=1.5), class_weight="balanced"),
         dict(objective="cals"),
+        dict(objective="cals", multipliers="hr"),
+        dict(objective="focal", class_weight="balanced"),
     ],
 )
 def test_every_objective_trains_and_calibrates(lt_data, params):
@@ -568,3 +571,41 @@ def test_parameter_objects_are_nested_parameters_and_strings_their_shortcuts(lt_
     ratios = hr.multiplier_history_[1:] / hr.multiplier_history_[:-1]
     assert np.all(np.isclose(ratios, 1.0) | np.isclose(ratios, 2.0) | np.isclose(ratios, 0.5)
                   | (hr.multiplier_history_[1:] == 0.5) | (hr.multiplier_history_[1:] == 1e-6))
+
+
+def test_focal_objective_trains_with_its_gamma(lt_data):
+    """``objective="focal"`` fine-tunes with the focal loss; ``gamma`` is the objective's
+    nested parameter and ``gamma=0`` is the cross-entropy fine-tune."""
+    X, y, Xb, _ = lt_data
+    fast = dict(pretrain_epochs=3, max_epochs=3, batch_size=100, hidden_layer_sizes=(8,),
+                random_state=0)
+    ce = CaCTClassifier(objective="ce", **fast).fit(X, y)
+    focal = CaCTClassifier(objective="focal", **fast).fit(X, y)
+    assert focal.multipliers_ is None and focal.target_size_ is None
+    assert not np.allclose(focal.predict_proba(Xb), ce.predict_proba(Xb))
+    flat = CaCTClassifier(objective=FocalObjective(), **fast)
+    assert flat.get_params()["objective__gamma"] == 2.0
+    flat.set_params(objective__gamma=0.0).fit(X, y)
+    np.testing.assert_allclose(flat.predict_proba(Xb), ce.predict_proba(Xb), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="gamma"):
+        CaCTClassifier(objective=FocalObjective(gamma=-1.0), **fast).fit(X, y)
+
+
+def test_cals_with_the_heuristic_rule(lt_data):
+    """``objective="cals", multipliers="hr"`` is CALS-HR: multiplicative steps of ``mu`` on the
+    validation margin violations, a linear penalty, no ``rho``."""
+    X, y, _, _ = lt_data
+    fast = dict(pretrain_epochs=3, max_epochs=6, batch_size=100, hidden_layer_sizes=(8,),
+                random_state=0)
+    alm = CaCTClassifier(objective="cals", **fast).fit(X, y)
+    hr = CaCTClassifier(objective="cals", multipliers=HRMultipliers(mu=2.0), **fast).fit(X, y)
+    assert hr.rho_history_ is None and alm.rho_history_ is not None
+    hist = hr.multiplier_history_
+    assert hist.shape == (7, 5)
+    np.testing.assert_allclose(hist[0], 0.01)
+    steps = hist[1:] / hist[:-1]
+    at_bound = np.isclose(hist[1:], 0.5) | np.isclose(hist[1:], 1e-6)
+    assert np.all(np.isclose(steps, 1.0) | np.isclose(steps, 2.0) | np.isclose(steps, 0.5)
+                  | at_bound)
+    assert not np.allclose(hist[-1], hist[0])  # the rule moved the multipliers
+    assert not np.allclose(hist, alm.multiplier_history_)

@@ -11,7 +11,7 @@ import torch
 from sklearn.utils.class_weight import compute_class_weight
 
 from ._callbacks import MultiplierUpdate, module_logits, validation_set_sizes
-from ._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss
+from ._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss, FocalLoss
 from ._multipliers import ClasswiseMultipliers
 from ._networks import MLP, build_module
 from ._phases import train_classifier
@@ -98,11 +98,6 @@ def fit_network(
         ``net``, ``multipliers`` (the callback's ``ClasswiseMultipliers`` or None),
         ``z_history`` (list) and ``target_size`` (``eta`` or None).
     """
-    if objective.name == "cals" and multipliers.name != "alm":
-        raise ValueError(
-            "the CALS objective takes ALM multipliers (multipliers='alm' or ALMMultipliers); "
-            f"got {type(multipliers).__name__}."
-        )
     n_features = X_tr.shape[1]
     with scope:  # weight initialisation from the fit's generator
         module = build_module(
@@ -122,9 +117,12 @@ def fit_network(
         name = objective.name
         if name == "ce":
             return None, {}
+        if name == "focal":
+            return FocalLoss, dict(n_classes=n_classes, gamma=objective.gamma, class_weight=cw)
         if name == "cals":
             return CALSLoss, dict(
-                n_classes=n_classes, margin=objective.margin, penalty=penalty, class_weight=cw
+                n_classes=n_classes, margin=objective.margin, penalty=penalty, class_weight=cw,
+                multipliers=multipliers.name,
             )
         common = dict(
             n_classes=n_classes,

@@ -125,7 +125,9 @@ class MultiplierUpdate(Callback):
         sizes = None
         if self.kind == "margin":
             z = CALS_constraints(logits.double(), self.margin)
-            if active:
+            if active and self.multipliers.rule == "hr":
+                self.multipliers.hr_step(CALS_excess(z))
+            elif active:
                 self.multipliers.alm_step(z, samplewise=True)
             z_class, _ = class_means(z.max(axis=1), y, K)
         else:
@@ -153,6 +155,22 @@ class MultiplierUpdate(Callback):
         net.history.record("val_size", float(sizes.mean()) if sizes is not None else float("nan"))
         finite = np.isfinite(z_class)
         net.history.record("val_z_max", float(z_class[finite].max()) if finite.any() else float("nan"))
+
+
+def CALS_excess(z):
+    """Class-wise mean violation ``mean_i max(0, z_ik)`` of CALS's margin constraints (HR rule).
+
+    Parameters
+    ----------
+    z : ndarray of shape (n, K)
+        :func:`CALS_constraints` of the validation logits.
+
+    Returns
+    -------
+    excess : ndarray of shape (K,)
+    """
+    z = np.asarray(z, dtype=np.float64)
+    return np.maximum(z, 0.0).mean(axis=0) if len(z) else np.zeros(z.shape[1])
 
 
 def CALS_constraints(logits, margin):

@@ -9,7 +9,7 @@ lists ``multipliers__rho_init``), so ``set_params`` and ``GridSearchCV`` reach t
     GridSearchCV(CaCTClassifier(multipliers=ALMMultipliers()),
                  {"multipliers__rho_init": [0.01, 0.1]})
 
-The string values of those parameters (``"alm"``, ``"hr"``, ``"cact"``, ...) are
+The string values of those parameters (``"alm"``, ``"hr"``, ``"cact"``, ``"focal"``, ...) are
 shortcuts for the objects with their defaults; the estimators resolve them in ``fit``
 (:func:`resolve`). This module imports no torch, so ``import sklearn_conformal`` stays torch-free.
 """
@@ -26,6 +26,7 @@ __all__ = [
     "CaCTObjective",
     "ConfTrObjective",
     "CrossEntropyObjective",
+    "FocalObjective",
     "HRMultipliers",
     "SGDOptimizer",
     "resolve",
@@ -156,10 +157,11 @@ class ALMMultipliers(_ParameterGroup):
 
 
 class HRMultipliers(_ParameterGroup):
-    """Heuristic-rule class-wise multipliers of the CaCT objective (CaCT eq. 9).
+    """Heuristic-rule class-wise multipliers (CaCT eq. 9; CALS's HR variant).
 
     With ``P_k = lambda_k * e_k``, ``e_k`` the class's mean constraint excess on the validation
-    split (``mean max(0, |C(x)| - eta)`` over the class's samples), after every fine-tuning epoch ``lambda_k <- mu * lambda_k`` if
+    split (CaCT: ``mean max(0, |C(x)| - eta)`` over the class's samples; CALS: ``mean_i max(0,
+    z_ik)`` over all samples), after every fine-tuning epoch ``lambda_k <- mu * lambda_k`` if
     ``P_k > tau * P_k_prev`` and ``lambda_k / mu`` if ``P_k_prev > tau * P_k``, clipped to
     ``[1e-6, lambda_max]``. The training penalty is linear: ``lambda_k`` times the excess.
 
@@ -258,8 +260,9 @@ class CALSObjective(_ParameterGroup):
     """CALS (Liu et al., CVPR 2023): cross-entropy plus class-wise penalties on logit margins.
 
     The constraint of sample ``i`` and class ``k`` is ``z_ik = (max_j l_ij - l_ik - margin) /
-    margin <= 0``; the loss is ``CE + mean_{i,k} P(z_ik, lambda_k, rho_k)`` with
-    :class:`ALMMultipliers`.
+    margin <= 0``. With :class:`ALMMultipliers` the loss is ``CE + mean_{i,k} P(z_ik, lambda_k,
+    rho_k)`` (CALS-ALM); with :class:`HRMultipliers` it is ``CE + mean_{i,k} lambda_k max(0,
+    z_ik)`` with heuristic-rule multipliers (CALS-HR).
 
     Parameters
     ----------
@@ -273,11 +276,30 @@ class CALSObjective(_ParameterGroup):
         self.margin = margin
 
 
+class FocalObjective(_ParameterGroup):
+    """Focal-loss fine-tuning (Lin et al. 2017; Mukhoti et al. 2020 for calibration).
+
+    ``mean_i w_{y_i} (1 - p_{i y_i})^gamma (-log p_{i y_i}) / mean_i w_{y_i}`` with ``w`` the
+    estimator's class weights (1 without); ``gamma=0`` is the cross-entropy.
+
+    Parameters
+    ----------
+    gamma : float >= 0, default=2.0
+        Focusing parameter.
+    """
+
+    name = "focal"
+    _parameter_constraints = {"gamma": [Interval(Real, 0, None, closed="left")]}
+
+    def __init__(self, gamma=2.0):
+        self.gamma = gamma
+
+
 OPTIMIZERS = {cls.name: cls for cls in (SGDOptimizer, AdamWOptimizer)}
 MULTIPLIERS = {cls.name: cls for cls in (ALMMultipliers, HRMultipliers)}
 OBJECTIVES = {
     cls.name: cls
-    for cls in (CaCTObjective, ConfTrObjective, CrossEntropyObjective, CALSObjective)
+    for cls in (CaCTObjective, ConfTrObjective, CrossEntropyObjective, CALSObjective, FocalObjective)
 }
 
 

@@ -14,6 +14,7 @@ __getattr__, __dir__, __all__ = attach(
         "ConfTrObjective": "._params",
         "CrossEntropyObjective": "._params",
         "CALSObjective": "._params",
+        "FocalObjective": "._params",
         "SGDOptimizer": "._params",
     },
 )

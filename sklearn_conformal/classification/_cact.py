@@ -149,20 +149,21 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         ``None`` builds a ReLU MLP with ``hidden_layer_sizes`` (``()`` gives a linear model). A
         callable (e.g. a module class) is called as ``module(n_features, n_classes)``; a module
         instance is deep-copied (its weights are the initialisation).
-    objective : {"cact", "conftr", "ce", "cals"} or objective object, default="cact"
+    objective : {"cact", "conftr", "ce", "cals", "focal"} or objective object, default="cact"
         Fine-tuning objective: CaCT (class-wise multipliers on class-mean set sizes,
         :class:`~sklearn_conformal.classification.CaCTObjective`), ConfTr
         (``CE + size_weight * mean max(0, |C| - eta)``,
         :class:`~sklearn_conformal.classification.ConfTrObjective`), cross-entropy only
         (:class:`~sklearn_conformal.classification.CrossEntropyObjective`), CALS (class-wise
         multipliers on logit margins, Liu et al. 2023,
-        :class:`~sklearn_conformal.classification.CALSObjective`). A string is the object with
-        its defaults.
+        :class:`~sklearn_conformal.classification.CALSObjective`) or the focal loss (Lin et al.
+        2017; ``gamma`` in :class:`~sklearn_conformal.classification.FocalObjective`). A string
+        is the object with its defaults.
     multipliers : {"alm", "hr"} or multiplier object, default="alm"
         Multiplier rule of the CaCT and CALS objectives: augmented Lagrangian
         (:class:`~sklearn_conformal.classification.ALMMultipliers`) or the heuristic rule
-        (:class:`~sklearn_conformal.classification.HRMultipliers`; CaCT only).
-        Unused by the other objectives.
+        (:class:`~sklearn_conformal.classification.HRMultipliers`; with the CALS objective:
+        CALS-HR). Unused by the other objectives.
     optimizer : "sgd" or SGDOptimizer, default="sgd"
         SGD settings besides ``lr`` and ``weight_decay``: momentum (Nesterov) and the
         fine-tuning learning rate (:class:`~sklearn_conformal.classification.SGDOptimizer`).

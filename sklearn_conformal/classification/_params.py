@@ -6,6 +6,7 @@ from .._training._params import (  # noqa: F401
     CaCTObjective,
     ConfTrObjective,
     CrossEntropyObjective,
+    FocalObjective,
     HRMultipliers,
     SGDOptimizer,
 )
