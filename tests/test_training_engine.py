@@ -481,3 +481,12 @@ def test_cals_hr_multiplier_step_follows_the_rule():
     assert len(set(np.round(np.asarray(mult.history)[1:].ravel(), 12))) > 1  # it moved
     np.testing.assert_allclose(net.train_objective_.lambdas.numpy(), lam, rtol=1e-6)
     assert np.isnan(net.history[-1]["rho_max"])  # no penalty parameter under the rule
+
+
+def test_focal_loss_gradient_stays_finite_on_certain_rows():
+    from sklearn_conformal._training._conformal_losses import FocalLoss
+
+    logits = torch.tensor([[200.0, 0.0, 0.0], [0.0, 1.0, 0.0]], requires_grad=True)
+    value = FocalLoss(3, gamma=0.5)(logits, torch.tensor([0, 1]))
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(logits.grad).all()

@@ -322,7 +322,10 @@ class FocalLoss(torch.nn.Module):
 
     def forward(self, logits, target):
         log_p = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
-        loss = -((1.0 - log_p.exp()) ** self.gamma) * log_p
+        # 1 - p_y as -expm1(log p_y) (accurate for confident rows), kept off 0 so that the
+        # gradient of the power stays finite for 0 < gamma < 1 when p_y rounds to 1
+        tiny = torch.finfo(log_p.dtype).tiny
+        loss = -(torch.clamp_min(-torch.expm1(log_p), tiny) ** self.gamma) * log_p
         if self.class_weight is None:
             return loss.mean()
         w = self.class_weight.to(dtype=logits.dtype, device=logits.device)[target]

@@ -243,7 +243,9 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     net_ : skorch.NeuralNetClassifier
-        The trained net (labels encoded as ``0..K-1``).
+        The trained net (labels encoded as ``0..K-1``), a ``ConformalNet`` of the training
+        engine: during the fine-tune the objective is its second criterion
+        ``train_objective_``, removed after ``fit``.
     inference_module_ : torch.nn.Module
         Float64 CPU copy of ``net_.module_`` that ``predict_proba`` and the calibration run:
         a float32 forward pass rounds differently for different batch shapes, so probabilities
