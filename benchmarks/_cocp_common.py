@@ -24,16 +24,16 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
     two clones.
     """
 
-    def __init__(self, quantile=None, hidden_sizes=(64, 64), lr=1e-3, max_epochs=1000,
-                 patience=100, batch_size=512, grad_clip=5.0, validation_size=1 / 6,
+    def __init__(self, quantile=None, hidden_layer_sizes=(64, 64), lr=1e-3, max_epochs=1000,
+                 patience=100, batch_size=512, gradient_clip=5.0, validation_size=1 / 6,
                  random_state=None):
         self.quantile = quantile
-        self.hidden_sizes = hidden_sizes
+        self.hidden_layer_sizes = hidden_layer_sizes
         self.lr = lr
         self.max_epochs = max_epochs
         self.patience = patience
         self.batch_size = batch_size
-        self.grad_clip = grad_clip
+        self.gradient_clip = gradient_clip
         self.validation_size = validation_size
         self.random_state = random_state
 
@@ -66,11 +66,11 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                self.module_ = CoCPMLP(X.shape[1], tuple(self.hidden_sizes))
+                self.module_ = CoCPMLP(X.shape[1], tuple(self.hidden_layer_sizes))
                 self.record_ = train_phase(
                     self.module_, criterion, to(X[tr]), to(y[tr]), to(X[val]), to(y[val]),
                     phase="mlp", lr=self.lr, max_epochs=self.max_epochs, patience=self.patience,
-                    batch_size=self.batch_size, gradient_clip=self.grad_clip,
+                    batch_size=self.batch_size, gradient_clip=self.gradient_clip,
                 )
         finally:
             torch.set_num_threads(threads)
