@@ -148,9 +148,12 @@ def train_classifier(
             mult = multiplier_callback.multipliers
             net.train_objective_.set_multipliers(mult.lambdas, mult.rhos)
         run_phase(net, X_tr, y_tr, finetune_epochs, "finetune", train_scope)
-        # the fitted net predicts with plain softmax; the objective is not part of the model
+        # the fitted net predicts with plain softmax; the objective is not part of the model,
+        # nor are its parameters (batch generator, class weights, target)
         net.set_params(verbose=0, train_objective=None)
         net.verbose = verbose
+        for key in objective_params:
+            delattr(net, f"train_objective__{key}")
     return net
 
 
