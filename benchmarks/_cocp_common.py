@@ -5,7 +5,7 @@ they are the library's ``SplitConformalRegressor`` around a small torch MLP trai
 CoCP phase (AdamW, cosine schedule, batch 512, early stopping with patience 100 on a held-out
 sixth of the training rows), with the MSE loss (Split) or the pinball loss (CQR). To train them
 exactly like a CoCP phase, they use CoCP's private training loop
-(``sklearn_conformal._training._cocp``): the one private import of the benchmarks' baselines.
+(``sklearn_conformal._training``): the one private import of the benchmarks' baselines.
 """
 
 import numbers
@@ -24,23 +24,24 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
     two clones.
     """
 
-    def __init__(self, quantile=None, hidden_sizes=(64, 64), lr=1e-3, max_epochs=1000,
-                 patience=100, batch_size=512, grad_clip=5.0, validation_size=1 / 6,
+    def __init__(self, quantile=None, hidden_layer_sizes=(64, 64), lr=1e-3, max_epochs=1000,
+                 patience=100, batch_size=512, gradient_clip=5.0, validation_size=1 / 6,
                  random_state=None):
         self.quantile = quantile
-        self.hidden_sizes = hidden_sizes
+        self.hidden_layer_sizes = hidden_layer_sizes
         self.lr = lr
         self.max_epochs = max_epochs
         self.patience = patience
         self.batch_size = batch_size
-        self.grad_clip = grad_clip
+        self.gradient_clip = gradient_clip
         self.validation_size = validation_size
         self.random_state = random_state
 
     def fit(self, X, y):
         import torch
 
-        from sklearn_conformal._training._cocp import CoCPMLP, train_phase
+        from sklearn_conformal._training._networks import CoCPMLP
+        from sklearn_conformal._training._phases import train_phase
 
         X, y = validate_data(self, X, y, dtype=np.float64, y_numeric=True)
         rng = check_random_state(self.random_state)
@@ -65,11 +66,11 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                self.module_ = CoCPMLP(X.shape[1], tuple(self.hidden_sizes))
+                self.module_ = CoCPMLP(X.shape[1], tuple(self.hidden_layer_sizes))
                 self.record_ = train_phase(
                     self.module_, criterion, to(X[tr]), to(y[tr]), to(X[val]), to(y[val]),
                     phase="mlp", lr=self.lr, max_epochs=self.max_epochs, patience=self.patience,
-                    batch_size=self.batch_size, grad_clip=self.grad_clip,
+                    batch_size=self.batch_size, gradient_clip=self.gradient_clip,
                 )
         finally:
             torch.set_num_threads(threads)
@@ -78,7 +79,7 @@ class TorchMLPRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X):
         import torch
 
-        from sklearn_conformal._training._cocp import predict_module
+        from sklearn_conformal._training._phases import predict_module
 
         check_is_fitted(self)
         X = validate_data(self, X, dtype=np.float64, reset=False)

@@ -74,13 +74,15 @@ def load_problem(name, seed):
 
 
 def methods(quick):
+    from sklearn_conformal.classification import ConfTrObjective
+
     grid = (0.01, 0.1) if quick else CONFTR_GRID
     out = {
         "CE-ft": dict(objective="ce"),
         "CE-cb": dict(objective="ce", class_weight="balanced"),
     }
     for lam in grid:
-        out[f"ConfTr-{lam:g}"] = dict(objective="conftr", size_weight=lam)
+        out[f"ConfTr-{lam:g}"] = dict(objective=ConfTrObjective(size_weight=lam))
     out.update(
         {
             "CaCT-HR": dict(objective="cact", multipliers="hr"),

@@ -125,7 +125,11 @@ def main(argv=None):
         return
     data_path = Path(args.data)
     # the authors' real-data settings: no gradient clipping, cosine floor 2e-4
-    cocp_params = {"n_jobs": args.n_jobs, "grad_clip": 0.0, "lr_min": 2e-4}
+    from sklearn_conformal.regression import AdamWOptimizer
+
+    cocp_params = {
+        "n_jobs": args.n_jobs, "gradient_clip": 0.0, "optimizer": AdamWOptimizer(lr_min=2e-4)
+    }
     datasets, runs = args.datasets.split(","), args.runs
     if args.quick:
         datasets, runs = ["bike"], 1

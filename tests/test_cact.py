@@ -14,7 +14,15 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from sklearn_conformal._core import SmallCalibrationWarning  # noqa: E402
 from sklearn_conformal._training._multipliers import InfeasibleConstraintWarning  # noqa: E402
-from sklearn_conformal.classification import CaCTClassifier  # noqa: E402
+from sklearn_conformal.classification import (  # noqa: E402
+    ALMMultipliers,
+    CaCTClassifier,
+    CaCTObjective,
+    ConfTrObjective,
+    FocalObjective,
+    HRMultipliers,
+    SGDOptimizer,
+)
 from sklearn_conformal.classification._cact import EmptyClassWarning  # noqa: E402
 from sklearn_conformal.datasets import make_long_tailed_classification  # noqa: E402
 from sklearn_conformal.metrics import coverage  # noqa: E402
@@ -66,12 +74,17 @@ def lt_data():
     "params",
     [
         dict(objective="ce"),
-        dict(objective="conftr", size_weight=0.05),
+        dict(objective=ConfTrObjective(size_weight=0.05)),
         dict(objective="cact", multipliers="alm"),
         dict(objective="cact", multipliers="hr", soft_quantile="neuralsort"),
-        dict(objective="cact", penalty="p3", soft_quantile="hard", validation_sizes="soft"),
-        dict(objective="cact", class_weight="balanced", target_size=1.5),
+        dict(
+            objective="cact", multipliers=ALMMultipliers(penalty="p3", validation_sizes="soft"),
+            soft_quantile="hard",
+        ),
+        dict(objective=CaCTObjective(target_size=1.5), class_weight="balanced"),
         dict(objective="cals"),
+        dict(objective="cals", multipliers="hr"),
+        dict(objective="focal", class_weight="balanced"),
     ],
 )
 def test_every_objective_trains_and_calibrates(lt_data, params):
@@ -85,14 +98,16 @@ def test_every_objective_trains_and_calibrates(lt_data, params):
     assert np.isfinite(clf.predict_proba(Xb)).all()
     phases = [row["phase"] for row in clf.history_]
     assert phases == ["pretrain"] * 6 + ["finetune"] * 4
-    if params["objective"] in ("cact", "cals"):
+    objective = getattr(params["objective"], "name", params["objective"])
+    if objective in ("cact", "cals"):
+        lambda_max = ALMMultipliers().lambda_max
         assert clf.multipliers_.shape == (5,)
         assert clf.multiplier_history_.shape == (5, 5)
-        assert np.all(clf.multiplier_history_ <= clf.lambda_max)
+        assert np.all(clf.multiplier_history_ <= lambda_max)
         assert "lambda_max" in clf.history_[-1]
     else:
         assert clf.multipliers_ is None
-    if params["objective"] == "cact":
+    if objective == "cact" and params.get("objective") == "cact":
         # the relative target: at least 1 and at most target_ratio x the possible size
         assert 1.0 <= clf.target_size_ <= 5
 
@@ -223,9 +238,13 @@ def test_single_class_and_bad_params_rejected(lt_data):
     with pytest.raises(ValueError, match="one class"):
         _fast().fit(X[:20], np.zeros(20))
     with pytest.raises(ValueError, match="objective"):
-        _fast(objective="focal").fit(X, y)
+        _fast(objective="nonsense").fit(X, y)
     with pytest.raises(ValueError, match="target_size"):
-        _fast(target_size=-1.0).fit(X, y)
+        _fast(objective=CaCTObjective(target_size=-1.0)).fit(X, y)
+    with pytest.raises(ValueError, match="rho_init"):
+        _fast(multipliers=ALMMultipliers(rho_init=0.0)).fit(X, y)
+    with pytest.raises(ValueError, match="multipliers"):
+        _fast(multipliers=CaCTObjective()).fit(X, y)
 
 
 def test_literal_settings_blow_up_and_defaults_stay_bounded():
@@ -237,8 +256,11 @@ def test_literal_settings_blow_up_and_defaults_stay_bounded():
     common = dict(batch_size=250, random_state=0, validation_data=None)
     common.pop("validation_data")
     literal = CaCTClassifier(
-        pretrain_epochs=0, max_epochs=12, target_size=1.0, rho_init=1.0, lambda_max=1e6,
-        rho_max=None, validation_sizes="soft", gradient_clip=None, temperature=0.1, **common,
+        pretrain_epochs=0, max_epochs=12, objective=CaCTObjective(target_size=1.0),
+        multipliers=ALMMultipliers(
+            rho_init=1.0, lambda_max=1e6, rho_max=None, validation_sizes="soft"
+        ),
+        gradient_clip=None, temperature=0.1, **common,
     )
     with pytest.warns(InfeasibleConstraintWarning):
         literal.fit(X, y, validation_data=(Xb[:300], yb[:300]))
@@ -247,7 +269,7 @@ def test_literal_settings_blow_up_and_defaults_stay_bounded():
     assert hist[-1].min() > 10
     default = CaCTClassifier(pretrain_epochs=8, max_epochs=12, **common)
     default.fit(X, y, validation_data=(Xb[:300], yb[:300]))
-    assert default.multiplier_history_.max() <= default.lambda_max
+    assert default.multiplier_history_.max() <= ALMMultipliers().lambda_max
     assert default.multipliers_.max() < hist[-1].min()
 
 
@@ -495,7 +517,9 @@ def test_docstring_names_the_authors_and_the_actual_defaults():
     paragraph = doc[doc.index("The defaults therefore") : doc.index("The literal settings")]
     quoted = dict(re.findall(r"``(\w+)=([^`]+)``", paragraph))
     assert {"rho_init", "lambda_max", "rho_max", "target_ratio"} <= set(quoted)
-    defaults = CaCTClassifier().get_params()
+    # top-level defaults and those of the default parameter objects (``multipliers__rho_init``)
+    nested = CaCTClassifier(objective=CaCTObjective(), multipliers=ALMMultipliers()).get_params()
+    defaults = {key.split("__")[-1]: value for key, value in nested.items()}
     for name, value in quoted.items():
         value = value.strip("\"'")
         default = defaults[name]
@@ -503,3 +527,85 @@ def test_docstring_names_the_authors_and_the_actual_defaults():
             assert default == float(value), (name, value, default)
         else:
             assert str(default) == value, (name, value, default)
+
+
+def test_parameter_objects_are_nested_parameters_and_strings_their_shortcuts(lt_data):
+    """``multipliers__rho_init`` reaches the multiplier object (set_params, GridSearchCV); the
+    string shortcuts stay strings until fit and train exactly like their objects."""
+    from sklearn.model_selection import GridSearchCV
+
+    X, y, _, _ = lt_data
+    X, y = X[:400], y[:400]
+    fast = dict(pretrain_epochs=3, max_epochs=3, batch_size=100, hidden_layer_sizes=(8,),
+                random_state=0)
+    clf = CaCTClassifier(**fast)
+    assert clf.get_params()["multipliers"] == "alm"
+    assert clf.get_params()["objective"] == "cact" and clf.get_params()["optimizer"] == "sgd"
+    shortcut = clone(clf).fit(X, y)
+    assert clf.multipliers == "alm"  # resolved in fit, never stored back
+    explicit = CaCTClassifier(
+        objective=CaCTObjective(), multipliers=ALMMultipliers(), optimizer=SGDOptimizer(), **fast
+    ).fit(X, y)
+    np.testing.assert_array_equal(shortcut.predict_proba(X), explicit.predict_proba(X))
+    np.testing.assert_array_equal(shortcut.multiplier_history_, explicit.multiplier_history_)
+
+    params = explicit.get_params(deep=True)
+    assert params["multipliers__rho_init"] == 0.01
+    assert params["objective__target_ratio"] == 0.6
+    assert params["optimizer__momentum"] == 0.9
+    faster = clone(explicit).set_params(multipliers__rho_init=0.5, multipliers__lambda_max=5.0)
+    assert faster.multipliers.rho_init == 0.5 and explicit.multipliers.rho_init == 0.01
+    faster.fit(X, y)
+    assert not np.array_equal(faster.multiplier_history_, explicit.multiplier_history_)
+
+    search = GridSearchCV(
+        CaCTClassifier(multipliers=ALMMultipliers(), **fast),
+        {"multipliers__rho_init": [0.01, 0.5]},
+        cv=2,
+        scoring=lambda est, X_, y_: float(est.predict_proba(X_).max(axis=1).mean()),
+    ).fit(X, y)
+    assert set(search.cv_results_["param_multipliers__rho_init"]) == {0.01, 0.5}
+
+    hr = clone(clf).set_params(multipliers=HRMultipliers(mu=2.0)).fit(X, y)
+    assert hr.rho_history_ is None  # the heuristic rule has no penalty parameters
+    ratios = hr.multiplier_history_[1:] / hr.multiplier_history_[:-1]
+    assert np.all(np.isclose(ratios, 1.0) | np.isclose(ratios, 2.0) | np.isclose(ratios, 0.5)
+                  | (hr.multiplier_history_[1:] == 0.5) | (hr.multiplier_history_[1:] == 1e-6))
+
+
+def test_focal_objective_trains_with_its_gamma(lt_data):
+    """``objective="focal"`` fine-tunes with the focal loss; ``gamma`` is the objective's
+    nested parameter and ``gamma=0`` is the cross-entropy fine-tune."""
+    X, y, Xb, _ = lt_data
+    fast = dict(pretrain_epochs=3, max_epochs=3, batch_size=100, hidden_layer_sizes=(8,),
+                random_state=0)
+    ce = CaCTClassifier(objective="ce", **fast).fit(X, y)
+    focal = CaCTClassifier(objective="focal", **fast).fit(X, y)
+    assert focal.multipliers_ is None and focal.target_size_ is None
+    assert not np.allclose(focal.predict_proba(Xb), ce.predict_proba(Xb))
+    flat = CaCTClassifier(objective=FocalObjective(), **fast)
+    assert flat.get_params()["objective__gamma"] == 2.0
+    flat.set_params(objective__gamma=0.0).fit(X, y)
+    np.testing.assert_allclose(flat.predict_proba(Xb), ce.predict_proba(Xb), rtol=0, atol=1e-5)
+    with pytest.raises(ValueError, match="gamma"):
+        CaCTClassifier(objective=FocalObjective(gamma=-1.0), **fast).fit(X, y)
+
+
+def test_cals_with_the_heuristic_rule(lt_data):
+    """``objective="cals", multipliers="hr"`` is CALS-HR: multiplicative steps of ``mu`` on the
+    validation margin violations, a linear penalty, no ``rho``."""
+    X, y, _, _ = lt_data
+    fast = dict(pretrain_epochs=3, max_epochs=6, batch_size=100, hidden_layer_sizes=(8,),
+                random_state=0)
+    alm = CaCTClassifier(objective="cals", **fast).fit(X, y)
+    hr = CaCTClassifier(objective="cals", multipliers=HRMultipliers(mu=2.0), **fast).fit(X, y)
+    assert hr.rho_history_ is None and alm.rho_history_ is not None
+    hist = hr.multiplier_history_
+    assert hist.shape == (7, 5)
+    np.testing.assert_allclose(hist[0], 0.01)
+    steps = hist[1:] / hist[:-1]
+    at_bound = np.isclose(hist[1:], 0.5) | np.isclose(hist[1:], 1e-6)
+    assert np.all(np.isclose(steps, 1.0) | np.isclose(steps, 2.0) | np.isclose(steps, 0.5)
+                  | at_bound)
+    assert not np.allclose(hist[-1], hist[0])  # the rule moved the multipliers
+    assert not np.allclose(hist, alm.multiplier_history_)

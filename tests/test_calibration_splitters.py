@@ -182,7 +182,7 @@ def test_speedcp_group_splitter_calibrates_on_whole_groups():
 
 
 # ----------------------------------------------------------------------------- CoCP, CaCT
-TINY_COCP = dict(n_folds=2, n_alternations=1, hidden_sizes=(8,), max_epochs=3, patience=2)
+TINY_COCP = dict(n_folds=2, n_alternations=1, hidden_layer_sizes=(8,), max_epochs=3, patience=2)
 
 
 def test_cocp_group_splitter_calibrates_on_whole_groups():

@@ -10,22 +10,16 @@ from scipy import stats
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_conformal._core import SmallCalibrationWarning
-from sklearn_conformal._training._cocp import (
-    CoCPMLP,
-    FoldedPinballLoss,
-    RadiusHead,
-    SoftCoverageLoss,
-    predict_module,
-    train_phase,
-)
+from sklearn_conformal._training._cocp import FoldedPinballLoss, SoftCoverageLoss
+from sklearn_conformal._training._networks import CoCPMLP, RadiusHead
+from sklearn_conformal._training._phases import fit_fold, predict_module, train_phase
 from sklearn_conformal.datasets import make_heteroscedastic_regression
 from sklearn_conformal.regression import CoCPRegressor
-from sklearn_conformal.regression._cocp import _fit_fold
 
 from ._expected_failures import expected_failed_checks
 
 # small enough for a few hundred points to train in well under a second per fit
-TINY = dict(n_folds=2, n_alternations=1, hidden_sizes=(16, 16), max_epochs=8, patience=3)
+TINY = dict(n_folds=2, n_alternations=1, hidden_layer_sizes=(16, 16), max_epochs=8, patience=3)
 
 
 def _data(n, seed, noise="exponential"):
@@ -79,17 +73,17 @@ def test_interval_is_centred_and_uses_the_conformal_order_statistic():
 # --------------------------------------------------------------------------------------------
 def test_t0_is_the_mse_centre_with_a_folded_quantile_radius():
     # rebuild one fold from the building blocks: MSE warm start, then the folded pinball radius on
-    # |y - m(x)|, with the same seed; _fit_fold with n_alternations=0 must give the same networks
+    # |y - m(x)|, with the same seed; fit_fold with n_alternations=0 must give the same networks
     X, y = _data(500, 3)
     idx_m, idx_h = np.arange(0, 300), np.arange(300, 400)
     Xv, yv = X[400:], y[400:]
     params = dict(
         confidence_level=0.9, n_alternations=0, beta=0.005, beta_end=None, centre_module=None,
-        radius_module=None, hidden_sizes=(16, 16), lr=1e-3, lr_min=0.0, weight_decay=1e-5,
-        grad_clip=5.0, batch_size=64, max_epochs=15, patience=4, min_delta=1e-6,
+        radius_module=None, hidden_layer_sizes=(16, 16), lr=1e-3, lr_min=0.0,
+        weight_decay=1e-5, gradient_clip=5.0, batch_size=64, max_epochs=15, patience=4, min_delta=1e-6,
         radius_floor=1e-6, device="cpu",
     )
-    centre, radius, history, _ = _fit_fold(0, 1, (X, y, Xv, yv), (idx_m, idx_h, None), params,
+    centre, radius, history, _ = fit_fold(0, 1, (X, y, Xv, yv), (idx_m, idx_h, None), params,
                                            seed=17, torch_threads=1, verbose=0)
     assert [rec["phase"] for rec in history] == ["warm", "radius final"]
 
@@ -280,8 +274,8 @@ def test_too_little_data_and_bad_parameters():
     with pytest.raises(ValueError, match="n_samples=8"):
         CoCPRegressor(**dict(TINY, n_folds=6)).fit(X, y)
     X, y = _data(100, 14)
-    with pytest.raises(ValueError, match="hidden_sizes"):
-        CoCPRegressor(**dict(TINY, hidden_sizes=(0, 4))).fit(X, y)
+    with pytest.raises(ValueError, match="hidden_layer_sizes"):
+        CoCPRegressor(**dict(TINY, hidden_layer_sizes=(0, 4))).fit(X, y)
     with pytest.raises(ValueError, match="beta"):
         CoCPRegressor(beta=0.0, **{k: v for k, v in TINY.items()}).fit(X, y)
     with pytest.raises(ValueError, match="val_scheme"):
@@ -495,3 +489,34 @@ def test_non_deterministic_tag_follows_the_device():
     assert not CoCPRegressor().__sklearn_tags__().non_deterministic
     assert not CoCPRegressor(device=torch.device("cpu")).__sklearn_tags__().non_deterministic
     assert CoCPRegressor(device="cuda:0").__sklearn_tags__().non_deterministic
+
+
+def test_common_names_and_the_optimizer_object():
+    """CoCP spells the shared training parameters as CaCT does; the former names still work
+    (same fit, with a FutureWarning) and ``optimizer__lr_min`` is a nested parameter."""
+    from sklearn.base import clone
+
+    from sklearn_conformal.classification import CaCTClassifier
+    from sklearn_conformal.regression import AdamWOptimizer
+
+    shared = {"lr", "batch_size", "max_epochs", "hidden_layer_sizes", "weight_decay",
+              "gradient_clip", "optimizer", "device", "random_state", "verbose"}
+    assert shared <= set(CoCPRegressor().get_params()) & set(CaCTClassifier().get_params())
+
+    X, y = _data(300, 5)
+    base = dict(n_folds=2, n_alternations=1, max_epochs=6, patience=3, random_state=0)
+    new = CoCPRegressor(hidden_layer_sizes=(8,), gradient_clip=0.0,
+                        optimizer=AdamWOptimizer(lr_min=1e-4), **base).fit(X, y)
+    with pytest.warns(FutureWarning, match="hidden_sizes was renamed"):
+        old = CoCPRegressor(hidden_sizes=(8,), grad_clip=0.0, lr_min=1e-4, **base).fit(X, y)
+    np.testing.assert_array_equal(new.predict_interval(X), old.predict_interval(X))
+    none = CoCPRegressor(hidden_layer_sizes=(8,), gradient_clip=None,
+                         optimizer=AdamWOptimizer(lr_min=1e-4), **base).fit(X, y)
+    np.testing.assert_array_equal(new.predict_interval(X), none.predict_interval(X))
+
+    model = CoCPRegressor(optimizer=AdamWOptimizer())
+    assert model.get_params()["optimizer__lr_min"] == 0.0
+    assert clone(model).set_params(optimizer__lr_min=1e-3).optimizer.lr_min == 1e-3
+    assert model.optimizer.lr_min == 0.0
+    with pytest.raises(ValueError, match="lr_min"):
+        CoCPRegressor(optimizer=AdamWOptimizer(lr_min=-1.0), **base).fit(X, y)

@@ -6,7 +6,7 @@ import pytest
 from sklearn_conformal.datasets import make_heteroscedastic_regression
 from sklearn_conformal.regression import CoCPRegressor
 
-TINY = dict(n_folds=2, n_alternations=1, hidden_sizes=(16, 16), max_epochs=8, patience=3)
+TINY = dict(n_folds=2, n_alternations=1, hidden_layer_sizes=(16, 16), max_epochs=8, patience=3)
 
 
 @pytest.fixture(scope="module")

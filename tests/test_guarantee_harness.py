@@ -101,7 +101,7 @@ REGRESSORS = {
     "speedcp": lambda: SpeedCPRegressor(gamma=1.0, lambda_=0.5, random_state=0),
     "speedcp-auto": lambda: SpeedCPRegressor(gamma=1.0, random_state=0),
     "cocp": lambda: _torch_estimator("CoCPRegressor")(
-        n_folds=2, n_alternations=1, hidden_sizes=(16, 16), max_epochs=8, patience=3,
+        n_folds=2, n_alternations=1, hidden_layer_sizes=(16, 16), max_epochs=8, patience=3,
         random_state=0,
     ),
 }

@@ -384,7 +384,7 @@ def test_cocp_staged_lengths_from_estimator(pyplot):
     from sklearn_conformal.datasets import make_heteroscedastic_regression
 
     X, y = make_heteroscedastic_regression(300, random_state=0)
-    model = CoCPRegressor(n_folds=2, n_alternations=2, hidden_sizes=(16, 16), max_epochs=8,
+    model = CoCPRegressor(n_folds=2, n_alternations=2, hidden_layer_sizes=(16, 16), max_epochs=8,
                           patience=3, random_state=0).fit(X, y)
     disp = StagedLengthDisplay.from_estimator(model, X, y)
     staged = list(model.staged_predict_interval(X))

@@ -142,7 +142,7 @@ def test_speedcp_verbose_is_a_parameter():
 
 def test_cocp_verbose_bar_over_phases(capsys, monkeypatch):
     pytest.importorskip("torch")
-    import sklearn_conformal._training._cocp  # noqa: F401 (skorch, which imports tqdm, first)
+    import sklearn_conformal._training._phases  # noqa: F401 (skorch, which imports tqdm, first)
     from sklearn_conformal.datasets import make_heteroscedastic_regression
     from sklearn_conformal.regression import CoCPRegressor
 
@@ -150,7 +150,7 @@ def test_cocp_verbose_bar_over_phases(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
 
     X, y = make_heteroscedastic_regression(400, random_state=0)
-    kw = dict(n_folds=2, n_alternations=1, hidden_sizes=(8,), max_epochs=3, patience=2,
+    kw = dict(n_folds=2, n_alternations=1, hidden_layer_sizes=(8,), max_epochs=3, patience=2,
               random_state=0)
     quiet = CoCPRegressor(**kw).fit(X, y)
     out = capsys.readouterr()

@@ -8,6 +8,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+import torch.nn.functional as F  # noqa: E402
+
 from sklearn_conformal._core import conformal_quantile  # noqa: E402
 from sklearn_conformal._training._conformal_losses import (  # noqa: E402
     CaCTLoss,
@@ -381,3 +383,110 @@ def test_random_scope_covers_alpha_dropout_rrelu_and_gumbel_softmax():
     assert 1 / 8 - 1e-6 <= slope.min().item() and slope.max().item() <= 1 / 3 + 1e-6
     assert torch.equal(gumbel.sum(1), torch.ones(20_000))
     assert torch.all((gumbel.mean(0) - 0.25).abs() < 0.02)  # uniform logits: uniform choice
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0, 5.0])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_focal_loss_equals_independent_computation(gamma, weighted):
+    from sklearn_conformal._training._conformal_losses import FocalLoss
+
+    logits, y = _batch(n=64, K=4, seed=7)
+    w = np.array([0.5, 1.0, 2.0, 3.0], dtype=np.float32) if weighted else None
+    value = FocalLoss(4, gamma=gamma, class_weight=w)(logits, y)
+    # by hand, in float64: p_t = exp(l_t) / sum_j exp(l_j), FL = (1 - p_t)^gamma (-log p_t)
+    L = logits.detach().double().numpy()
+    t = y.numpy()
+    p = np.exp(L - L.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    pt = p[np.arange(len(t)), t]
+    fl = (1.0 - pt) ** gamma * -np.log(pt)
+    weights = np.ones(len(t)) if w is None else w[t].astype(np.float64)
+    expected = np.sum(weights * fl) / np.sum(weights)
+    assert value.item() == pytest.approx(expected, rel=1e-5)
+    value.backward()
+    assert torch.isfinite(logits.grad).all()
+    if gamma == 0.0:  # the (weighted) cross-entropy
+        ce = F.cross_entropy(
+            logits.detach(), y, weight=None if w is None else torch.as_tensor(w)
+        ).item()
+        assert value.item() == pytest.approx(ce, rel=1e-6)
+
+
+def test_cals_hr_loss_is_the_linear_penalty():
+    logits, y = _batch(n=50, K=5, seed=2)
+    lam = np.array([0.1, 0.2, 0.3, 0.4, 0.5])
+    loss = CALSLoss(5, margin=1.0, multipliers="hr")
+    loss.set_multipliers(lam, np.full(5, 7.0))  # rho is not used by the linear penalty
+    value = loss(logits, y).item()
+    L = logits.detach().double().numpy()
+    z = (L.max(axis=1, keepdims=True) - L - 1.0) / 1.0
+    ce = F.cross_entropy(logits.detach().double(), y).item()
+    assert value == pytest.approx(ce + np.mean(lam[None, :] * np.maximum(z, 0.0)), rel=1e-5)
+    alm = CALSLoss(5, margin=1.0)
+    alm.set_multipliers(lam, np.full(5, 7.0))
+    assert alm(logits, y).item() != pytest.approx(value)
+
+
+def test_cals_hr_multiplier_step_follows_the_rule():
+    """The CALS-HR epoch step on a toy history of validation logits equals the heuristic rule
+    ``lambda <- mu lambda if P > tau P_prev; lambda / mu if P_prev > tau P`` with
+    ``P_k = lambda_k mean_i max(0, z_ik)``."""
+    from types import SimpleNamespace
+
+    from skorch.dataset import Dataset
+    from skorch.history import History
+
+    from sklearn_conformal._training._callbacks import (
+        CALS_constraints,
+        CALS_excess,
+        MultiplierUpdate,
+    )
+
+    K, margin, mu, tau = 3, 1.0, 2.0, 1.1
+    g = torch.Generator().manual_seed(0)
+    history_logits = [3.0 * torch.randn(20, K, generator=g) for _ in range(5)]
+
+    class Replay(torch.nn.Module):  # returns the next logits of the toy history
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, X):
+            out = history_logits[self.calls]
+            self.calls += 1
+            return out
+
+    mult = ClasswiseMultipliers(K, rule="hr", lambda_init=0.01, hr_mu=mu, hr_tau=tau,
+                                lambda_max=0.5)
+    callback = MultiplierUpdate(mult, kind="margin", confidence_level=0.9, target_size=None,
+                                temperature=0.5, hard=True, margin=margin)
+    net = SimpleNamespace(module_=Replay(), device="cpu", history=History(),
+                          train_objective_=CALSLoss(K, margin=margin, multipliers="hr"))
+    valid = Dataset(np.zeros((20, 2), dtype=np.float32), np.arange(20) % K)
+    for _ in history_logits:
+        net.history.new_epoch()
+        callback.on_epoch_end(net, dataset_valid=valid)
+
+    lam, prev, expected = np.full(K, 0.01), None, [np.full(K, 0.01)]
+    for logits in history_logits:
+        e = np.maximum(CALS_constraints(logits.double(), margin), 0.0).mean(axis=0)
+        np.testing.assert_allclose(CALS_excess(CALS_constraints(logits.double(), margin)), e)
+        P = lam * e
+        if prev is not None:
+            lam = np.where(P > tau * prev, lam * mu, np.where(prev > tau * P, lam / mu, lam))
+            lam = np.clip(lam, 1e-6, 0.5)
+        prev = P
+        expected.append(lam.copy())
+    np.testing.assert_allclose(np.asarray(mult.history), np.asarray(expected), rtol=1e-12)
+    assert len(set(np.round(np.asarray(mult.history)[1:].ravel(), 12))) > 1  # it moved
+    np.testing.assert_allclose(net.train_objective_.lambdas.numpy(), lam, rtol=1e-6)
+    assert np.isnan(net.history[-1]["rho_max"])  # no penalty parameter under the rule
+
+
+def test_focal_loss_gradient_stays_finite_on_certain_rows():
+    from sklearn_conformal._training._conformal_losses import FocalLoss
+
+    logits = torch.tensor([[200.0, 0.0, 0.0], [0.0, 1.0, 0.0]], requires_grad=True)
+    value = FocalLoss(3, gamma=0.5)(logits, torch.tensor([0, 1]))
+    value.backward()
+    assert torch.isfinite(value) and torch.isfinite(logits.grad).all()

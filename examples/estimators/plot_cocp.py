@@ -27,7 +27,7 @@ X_test, y_test = make_heteroscedastic_regression(1000, noise="exponential", rand
 reg = CoCPRegressor(
     n_folds=2,
     n_alternations=2,
-    hidden_sizes=(32, 32),
+    hidden_layer_sizes=(32, 32),
     max_epochs=60,
     batch_size=128,
     lr=5e-3,

@@ -30,7 +30,7 @@ from sklearn_conformal.plotting import PredictionIntervalDisplay
 FULL = os.environ.get("SKCONF_GALLERY_FULL") == "1"
 N_TRAIN, N_TEST = (20000, 5000) if FULL else (3000, 2000)
 COCP = {} if FULL else dict(
-    n_folds=2, n_alternations=2, hidden_sizes=(32, 32), max_epochs=60, batch_size=128, lr=5e-3,
+    n_folds=2, n_alternations=2, hidden_layer_sizes=(32, 32), max_epochs=60, batch_size=128, lr=5e-3,
     patience=20,
 )
 

@@ -67,6 +67,7 @@ class _ConformalBatchLoss(torch.nn.Module):
         quantile_window=None,
         class_weight=None,
         min_calibration=2,
+        generator=None,
     ):
         super().__init__()
         self.n_classes = int(n_classes)
@@ -81,8 +82,8 @@ class _ConformalBatchLoss(torch.nn.Module):
         self.class_weight = None if class_weight is None else torch.as_tensor(class_weight)
         # set when a batch falls back to cross-entropy; the warning is issued once per instance
         self.small_batch_warned = False
-        # torch.Generator of the batch splits (set by the estimator; None: torch's global one)
-        self.generator = None
+        # torch.Generator of the batch splits (None: torch's global one)
+        self.generator = generator
 
     def cross_entropy(self, logits, target):
         weight = None
@@ -247,11 +248,12 @@ class CaCTLoss(_ConformalBatchLoss):
 
 
 class CALSLoss(torch.nn.Module):
-    """CALS (Liu et al., CVPR 2023): cross-entropy plus class-wise ALM penalties on logit margins.
+    """CALS (Liu et al., CVPR 2023): cross-entropy plus class-wise penalties on logit margins.
 
     The constraint for sample ``i`` and class ``k`` is ``z_ik = (max_j l_ij - l_ik - m) / m <= 0``
-    (logit distances bounded by the margin ``m``, normalised by it); the loss is
-    ``CE + mean_{i,k} P(z_ik, lambda_k, rho_k)``.
+    (logit distances bounded by the margin ``m``, normalised by it). ``"alm"`` (CALS-ALM): the loss
+    is ``CE + mean_{i,k} P(z_ik, lambda_k, rho_k)``; ``"hr"`` (CALS-HR, heuristic-rule
+    multipliers): the linear penalty ``CE + mean_{i,k} lambda_k max(0, z_ik)``.
 
     Parameters
     ----------
@@ -259,14 +261,16 @@ class CALSLoss(torch.nn.Module):
     margin : float, default=10.0
     penalty : {"phr", "p2", "p3"}, default="phr"
     class_weight : array-like of shape (K,) or None
+    multipliers : {"alm", "hr"}, default="alm"
     """
 
-    def __init__(self, n_classes, margin=10.0, penalty="phr", class_weight=None):
+    def __init__(self, n_classes, margin=10.0, penalty="phr", class_weight=None, multipliers="alm"):
         super().__init__()
         self.n_classes = int(n_classes)
         self.margin = float(margin)
         self.penalty = penalty
         self._penalty_fn = get_penalty(penalty)
+        self.multipliers = multipliers
         self.class_weight = None if class_weight is None else torch.as_tensor(class_weight)
         self.lambdas = torch.full((self.n_classes,), 1e-6)
         self.rhos = torch.ones(self.n_classes)
@@ -289,6 +293,40 @@ class CALSLoss(torch.nn.Module):
         ce = F.cross_entropy(logits, target, weight=weight)
         z = self.constraints(logits)
         lam = self.lambdas.to(device=logits.device, dtype=logits.dtype)[None, :]
+        if self.multipliers == "hr":
+            return ce + (lam * F.relu(z)).mean()
         rho = self.rhos.to(device=logits.device, dtype=logits.dtype)[None, :]
         value, _ = self._penalty_fn(z, lam, rho)
         return ce + value.mean()
+
+
+class FocalLoss(torch.nn.Module):
+    """Focal loss ``sum_i w_{y_i} (1 - p_{i y_i})^gamma (-log p_{i y_i}) / sum_i w_{y_i}``.
+
+    Lin, Goyal, Girshick, He & Dollar (2017); as a calibration baseline, Mukhoti et al. (2020).
+    ``gamma = 0`` is the (class-weighted) cross-entropy, with the weighted mean of
+    ``torch.nn.functional.cross_entropy``.
+
+    Parameters
+    ----------
+    n_classes : int
+    gamma : float, default=2.0
+    class_weight : array-like of shape (K,) or None
+    """
+
+    def __init__(self, n_classes, gamma=2.0, class_weight=None):
+        super().__init__()
+        self.n_classes = int(n_classes)
+        self.gamma = float(gamma)
+        self.class_weight = None if class_weight is None else torch.as_tensor(class_weight)
+
+    def forward(self, logits, target):
+        log_p = F.log_softmax(logits, dim=1).gather(1, target[:, None]).squeeze(1)
+        # 1 - p_y as -expm1(log p_y) (accurate for confident rows), kept off 0 so that the
+        # gradient of the power stays finite for 0 < gamma < 1 when p_y rounds to 1
+        tiny = torch.finfo(log_p.dtype).tiny
+        loss = -(torch.clamp_min(-torch.expm1(log_p), tiny) ** self.gamma) * log_p
+        if self.class_weight is None:
+            return loss.mean()
+        w = self.class_weight.to(dtype=logits.dtype, device=logits.device)[target]
+        return (w * loss).sum() / w.sum()

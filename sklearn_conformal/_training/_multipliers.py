@@ -209,8 +209,8 @@ class ClasswiseMultipliers:
             warnings.warn(
                 f"class-wise set-size constraints look infeasible ({what} for the last {patience} "
                 "epochs; max lambda = {:.3g}). The multipliers then only grow and the size penalty "
-                "swamps the classification loss. Use target_size='auto' (a relative target), a "
-                "smaller rho_init, or a larger training miscoverage.".format(self.lambdas.max()),
+                "swamps the classification loss. Use objective__target_size='auto' (a relative "
+                "target), a smaller multipliers__rho_init, or a larger training miscoverage.".format(self.lambdas.max()),
                 InfeasibleConstraintWarning,
                 stacklevel=3,
             )

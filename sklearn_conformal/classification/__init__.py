@@ -10,5 +10,13 @@ __getattr__, __dir__, __all__ = attach(
         "CrossConformalClassifier": "._cross",
         "CaCTClassifier": "._cact",
         "SpeedCPClassifier": "._speedcp",
+        "ALMMultipliers": "._params",
+        "HRMultipliers": "._params",
+        "CaCTObjective": "._params",
+        "ConfTrObjective": "._params",
+        "CrossEntropyObjective": "._params",
+        "CALSObjective": "._params",
+        "FocalObjective": "._params",
+        "SGDOptimizer": "._params",
     },
 )

@@ -5,8 +5,6 @@ calibrator, so every objective (CaCT, ConfTr, plain or class-balanced cross-entr
 data splits, the calibration and the metrics. Torch is imported only here and in ``_training``.
 """
 
-import contextlib
-import copy
 import warnings
 from numbers import Integral, Real
 
@@ -18,13 +16,8 @@ from sklearn.utils import check_random_state
 from sklearn.model_selection import PredefinedSplit
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
 from sklearn.utils.metadata_routing import MetadataRouter
-from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
-from skorch import NeuralNetClassifier
-from skorch.callbacks import GradientNormClipping, ProgressBar
-from skorch.dataset import Dataset
-from skorch.helper import predefined_split
 
 from .._core import ClassificationConformalizer
 from .._core._calibrators import MODES
@@ -38,10 +31,9 @@ from .._estimator_utils import (
     split_indices,
     splitter_params,
 )
-from .._training._cact_callbacks import MultiplierUpdate, module_logits, validation_set_sizes
-from .._training._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss
+from .._training._cact import fit_network
 from .._training._inference import float64_copy, forward_float64
-from .._training._multipliers import ClasswiseMultipliers
+from .._training._params import MULTIPLIERS, OBJECTIVES, SGDOptimizer, resolve
 from .._training._random import RandomScope
 from .._training._soft_quantile import QUANTILE_METHODS
 from .._training._validation import check_device, check_float32_range, device_type
@@ -109,50 +101,6 @@ def _label_kind(y):
     return "str" if y.dtype.kind in "OUS" else "numeric"
 
 
-class _MLP(torch.nn.Module):
-    """Fully connected ReLU network; no hidden layer gives the linear model of the MNIST protocol."""
-
-    def __init__(self, n_features, n_classes, hidden_layer_sizes=(64,)):
-        super().__init__()
-        layers, width = [], n_features
-        # float32 explicitly: the initial weights must not depend on torch's default dtype
-        for h in hidden_layer_sizes:
-            layers += [torch.nn.Linear(width, h, dtype=torch.float32), torch.nn.ReLU()]
-            width = h
-        layers.append(torch.nn.Linear(width, n_classes, dtype=torch.float32))
-        self.layers = torch.nn.Sequential(*layers)
-
-    def forward(self, X):
-        return self.layers(X)
-
-
-class _ConformalNet(NeuralNetClassifier):
-    """skorch classifier whose training loss can be swapped for a conformal-training loss.
-
-    ``train_objective_`` (a ``torch.nn.Module`` taking ``(logits, target)``) replaces the criterion
-    for training batches when set; validation batches always report cross-entropy.
-    """
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        objective = getattr(self, "train_objective_", None)
-        if training and objective is not None:
-            loss = objective(y_pred, y_true.to(y_pred.device).long())
-        else:
-            loss = super().get_loss(y_pred, y_true, X=X, training=training)
-        if training and not bool(torch.isfinite(loss.detach())):
-            raise FloatingPointError(
-                f"non-finite training loss ({float(loss.detach())}) at epoch {len(self.history)} "
-                "of CaCTClassifier; lower lr or lambda_max / rho_init, or keep gradient_clip."
-            )
-        return loss
-
-
-def _set_objective(net, objective):
-    # skorch refuses module attributes set outside initialize_*; the training objective holds no
-    # parameters (its multipliers are plain tensors), so bypassing that guard is safe here
-    object.__setattr__(net, "train_objective_", objective)
-
-
 class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     """Conformal training with class-wise multipliers (CaCT), then split-conformal calibration.
 
@@ -177,10 +125,20 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     (``pretrain_epochs``), use a relative target ``target_size="auto"`` (``eta = max(1,
     target_ratio * mean validation set size of the starting model)``, ``target_ratio=0.6``),
     ``rho_init=0.01``, ``lambda_max=0.5``, ``rho_max=10``, hard validation sizes, temperature
-    0.5 and gradient-norm clipping at 2. The literal settings stay reachable: ``pretrain_epochs=0, target_size=1.0,
-    rho_init=1.0, lambda_max=1e6, rho_max=None, validation_sizes="soft", gradient_clip=None`` (and
-    an :class:`~sklearn_conformal.exceptions.InfeasibleConstraintWarning` then
-    reports the runaway multipliers).
+    0.5 and gradient-norm clipping at 2. The literal settings stay reachable:
+    ``pretrain_epochs=0, objective=CaCTObjective(target_size=1.0),
+    multipliers=ALMMultipliers(rho_init=1.0, lambda_max=1e6, rho_max=None,
+    validation_sizes="soft"), gradient_clip=None`` (and an
+    :class:`~sklearn_conformal.exceptions.InfeasibleConstraintWarning` then reports the runaway
+    multipliers).
+
+    **Parameter objects.** The objective, multiplier and optimiser settings are grouped in small
+    parameter objects (:class:`~sklearn_conformal.classification.CaCTObjective`,
+    :class:`~sklearn_conformal.classification.ALMMultipliers`,
+    :class:`~sklearn_conformal.classification.SGDOptimizer`, ...); the strings ``"cact"``,
+    ``"alm"``, ``"sgd"`` ... are shortcuts for them with their defaults. Passed as objects, their
+    parameters are nested parameters of the estimator, e.g. ``multipliers__rho_init`` for
+    ``set_params`` and ``GridSearchCV``.
 
     Parameters
     ----------
@@ -191,12 +149,24 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         ``None`` builds a ReLU MLP with ``hidden_layer_sizes`` (``()`` gives a linear model). A
         callable (e.g. a module class) is called as ``module(n_features, n_classes)``; a module
         instance is deep-copied (its weights are the initialisation).
-    objective : {"cact", "conftr", "ce", "cals"}, default="cact"
-        Fine-tuning objective: CaCT (class-wise multipliers on class-mean set sizes), ConfTr
-        (``CE + size_weight * mean max(0, |C| - eta)``), cross-entropy only, or CALS (class-wise
-        ALM multipliers on logit margins, Liu et al. 2023).
-    multipliers : {"alm", "hr"}, default="alm"
-        CaCT multiplier rule: augmented Lagrangian or the heuristic rule.
+    objective : {"cact", "conftr", "ce", "cals", "focal"} or objective object, default="cact"
+        Fine-tuning objective: CaCT (class-wise multipliers on class-mean set sizes,
+        :class:`~sklearn_conformal.classification.CaCTObjective`), ConfTr
+        (``CE + size_weight * mean max(0, |C| - eta)``,
+        :class:`~sklearn_conformal.classification.ConfTrObjective`), cross-entropy only
+        (:class:`~sklearn_conformal.classification.CrossEntropyObjective`), CALS (class-wise
+        multipliers on logit margins, Liu et al. 2023,
+        :class:`~sklearn_conformal.classification.CALSObjective`) or the focal loss (Lin et al.
+        2017; ``gamma`` in :class:`~sklearn_conformal.classification.FocalObjective`). A string
+        is the object with its defaults.
+    multipliers : {"alm", "hr"} or multiplier object, default="alm"
+        Multiplier rule of the CaCT and CALS objectives: augmented Lagrangian
+        (:class:`~sklearn_conformal.classification.ALMMultipliers`) or the heuristic rule
+        (:class:`~sklearn_conformal.classification.HRMultipliers`; with the CALS objective:
+        CALS-HR). Unused by the other objectives.
+    optimizer : "sgd" or SGDOptimizer, default="sgd"
+        SGD settings besides ``lr`` and ``weight_decay``: momentum (Nesterov) and the
+        fine-tuning learning rate (:class:`~sklearn_conformal.classification.SGDOptimizer`).
     class_weight : {"balanced"}, dict or None, default=None
         Weights of the cross-entropy term (a dict maps labels to weights; ``"balanced"``
         weights classes inversely to their training frequency: a class-balanced primal).
@@ -225,21 +195,15 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         Mini-batch size; half of each batch calibrates the training quantile, so at the training
         level 0.99 batches of at least 200 avoid reading the batch maximum.
     lr : float, default=0.05
-        SGD (Nesterov momentum) learning rate of the pre-training.
-    finetune_lr : float or None, default=None
-        Learning rate of the fine-tuning phase (``None``: ``lr``); the optimiser restarts there.
-    momentum : float, default=0.9
+        SGD (Nesterov momentum) learning rate of the pre-training (and of the fine-tuning unless
+        ``optimizer`` sets ``finetune_lr``).
     weight_decay : float, default=0.0
+    gradient_clip : float or None, default=2.0
+        Gradient-norm clipping (CALS uses 2).
     train_confidence_level : float, default=0.99
         Level of the training quantile and of the validation sizes (``1 - alpha_train``).
     temperature : float, default=0.5
         Sigmoid temperature of the soft sets.
-    target_size : "auto" or float, default="auto"
-        ``eta``. ``"auto"``: ``max(1, target_ratio * s0)`` with ``s0`` the starting model's mean
-        hard set size on the validation split at ``train_confidence_level``.
-    target_ratio : float, default=0.6
-    size_weight : float, default=0.01
-        ConfTr's global weight, and the initial multiplier of the heuristic rule.
     soft_quantile : {"sortnet", "neuralsort", "hard"}, default="sortnet"
         Differentiable quantile of the batch calibration scores.
     steepness : float, default=10.0
@@ -252,29 +216,6 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         network has ``log2(n)(log2(n)+1)/2`` sequential stages (36 for a batch of 500) and made
         a fine-tuning epoch 2.2x a CE epoch in our timing; the window of 16 (10 stages) 1.24x.
     batch_calibration_fraction : float, default=0.5
-    penalty : {"phr", "p2", "p3"}, default="phr"
-    penalty_reduction : {"mean", "sum"}, default="mean"
-        Mean or sum of the class penalties in the batch loss.
-    lambda_init : float, default=1e-6
-    rho_init : float, default=0.01
-        Initial penalty parameter (paper: 1). With PHR an infeasible class raises its multiplier
-        by about ``rho * z`` per epoch, so this sets how fast the multipliers rise.
-    rho_growth : float, default=1.2
-    rho_update_every : int, default=10
-    rho_tol : float, default=1.0
-    rho_max : float or None, default=10.0
-    lambda_max : float, default=0.5
-        Cap of the multipliers (paper: 1e6). With the class-mean reduction a multiplier
-        ``lambda`` weighs each prediction-half sample's soft size by about
-        ``lambda / (eta * n_pred)``, i.e. like a ConfTr ``size_weight`` of ``lambda / eta``;
-        larger caps let infeasible classes drown the cross-entropy.
-    hr_mu, hr_tau : float, default=1.1
-    validation_sizes : {"hard", "soft"}, default="hard"
-        Set sizes used for the multiplier step.
-    gradient_clip : float or None, default=2.0
-        Gradient-norm clipping (CALS uses 2).
-    cals_margin : float, default=10.0
-        Logit margin of the CALS objective.
     validation_size : float or int, default=0.15
         Share (or number) of the samples used for the ALM-validation split.
     calibration_size : float, int or splitter, default=0.25
@@ -302,7 +243,9 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     net_ : skorch.NeuralNetClassifier
-        The trained net (labels encoded as ``0..K-1``).
+        The trained net (labels encoded as ``0..K-1``), a ``ConformalNet`` of the training
+        engine: during the fine-tune the objective is its second criterion
+        ``train_objective_``, removed after ``fit``.
     inference_module_ : torch.nn.Module
         Float64 CPU copy of ``net_.module_`` that ``predict_proba`` and the calibration run:
         a float32 forward pass rounds differently for different batch shapes, so probabilities
@@ -313,7 +256,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     multiplier_history_ : ndarray of shape (n_updates + 1, n_classes) or None
         Multipliers after every epoch of fine-tuning (first row: initial values).
     rho_history_ : ndarray of shape (n_updates + 1, n_classes) or None
-        Penalty parameters ``rho`` per epoch.
+        Penalty parameters ``rho`` per epoch (``None`` for the heuristic rule, which has none).
     constraint_history_ : ndarray of shape (n_updates, n_classes) or None
         Class-mean normalised constraint ``d_k / eta - 1`` on the validation split per epoch.
     target_size_ : float or None
@@ -338,8 +281,9 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
 
     _parameter_constraints = {
         "module": [callable, None],
-        "objective": [StrOptions({"cact", "conftr", "ce", "cals"})],
-        "multipliers": [StrOptions({"alm", "hr"})],
+        "objective": [StrOptions(set(OBJECTIVES)), *OBJECTIVES.values()],
+        "multipliers": [StrOptions(set(MULTIPLIERS)), *MULTIPLIERS.values()],
+        "optimizer": [StrOptions({"sgd"}), SGDOptimizer],
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
         "conformity_score": [
@@ -355,33 +299,15 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
-        "finetune_lr": [Interval(Real, 0, None, closed="neither"), None],
-        "momentum": [Interval(Real, 0, 1, closed="left")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "gradient_clip": [Interval(Real, 0, None, closed="neither"), None],
         "train_confidence_level": [Interval(Real, 0, 1, closed="neither")],
         "temperature": [Interval(Real, 0, None, closed="neither")],
-        "target_size": [StrOptions({"auto"}), Interval(Real, 0, None, closed="neither")],
-        "target_ratio": [Interval(Real, 0, None, closed="neither")],
-        "size_weight": [Interval(Real, 0, None, closed="left")],
         "soft_quantile": [StrOptions(set(QUANTILE_METHODS))],
         "steepness": [Interval(Real, 0, None, closed="neither")],
         "neuralsort_tau": [Interval(Real, 0, None, closed="neither")],
         "quantile_window": [Interval(Integral, 2, None, closed="left"), None],
         "batch_calibration_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "penalty": [StrOptions({"phr", "p2", "p3"})],
-        "penalty_reduction": [StrOptions({"mean", "sum"})],
-        "lambda_init": [Interval(Real, 0, None, closed="left")],
-        "rho_init": [Interval(Real, 0, None, closed="neither")],
-        "rho_growth": [Interval(Real, 1, None, closed="left")],
-        "rho_update_every": [Interval(Integral, 1, None, closed="left")],
-        "rho_tol": [Interval(Real, 0, None, closed="left")],
-        "rho_max": [Interval(Real, 0, None, closed="neither"), None],
-        "lambda_max": [Interval(Real, 0, None, closed="neither")],
-        "hr_mu": [Interval(Real, 1, None, closed="left")],
-        "hr_tau": [Interval(Real, 1, None, closed="left")],
-        "validation_sizes": [StrOptions({"hard", "soft"})],
-        "gradient_clip": [Interval(Real, 0, None, closed="neither"), None],
-        "cals_margin": [Interval(Real, 0, None, closed="neither")],
         "validation_size": [
             Interval(RealNotInt, 0, 1, closed="neither"),
             Interval(Integral, 1, None, closed="left"),
@@ -402,6 +328,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         *,
         objective="cact",
         multipliers="alm",
+        optimizer="sgd",
         class_weight=None,
         confidence_level=0.9,
         conformity_score="lac",
@@ -414,33 +341,15 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         max_epochs=30,
         batch_size=500,
         lr=0.05,
-        finetune_lr=None,
-        momentum=0.9,
         weight_decay=0.0,
+        gradient_clip=2.0,
         train_confidence_level=0.99,
         temperature=0.5,
-        target_size="auto",
-        target_ratio=0.6,
-        size_weight=0.01,
         soft_quantile="sortnet",
         steepness=10.0,
         neuralsort_tau=0.1,
         quantile_window=16,
         batch_calibration_fraction=0.5,
-        penalty="phr",
-        penalty_reduction="mean",
-        lambda_init=1e-6,
-        rho_init=0.01,
-        rho_growth=1.2,
-        rho_update_every=10,
-        rho_tol=1.0,
-        rho_max=10.0,
-        lambda_max=0.5,
-        hr_mu=1.1,
-        hr_tau=1.1,
-        validation_sizes="hard",
-        gradient_clip=2.0,
-        cals_margin=10.0,
         validation_size=0.15,
         calibration_size=0.25,
         device="cpu",
@@ -450,6 +359,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self.module = module
         self.objective = objective
         self.multipliers = multipliers
+        self.optimizer = optimizer
         self.class_weight = class_weight
         self.confidence_level = confidence_level
         self.conformity_score = conformity_score
@@ -462,33 +372,15 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.lr = lr
-        self.finetune_lr = finetune_lr
-        self.momentum = momentum
         self.weight_decay = weight_decay
+        self.gradient_clip = gradient_clip
         self.train_confidence_level = train_confidence_level
         self.temperature = temperature
-        self.target_size = target_size
-        self.target_ratio = target_ratio
-        self.size_weight = size_weight
         self.soft_quantile = soft_quantile
         self.steepness = steepness
         self.neuralsort_tau = neuralsort_tau
         self.quantile_window = quantile_window
         self.batch_calibration_fraction = batch_calibration_fraction
-        self.penalty = penalty
-        self.penalty_reduction = penalty_reduction
-        self.lambda_init = lambda_init
-        self.rho_init = rho_init
-        self.rho_growth = rho_growth
-        self.rho_update_every = rho_update_every
-        self.rho_tol = rho_tol
-        self.rho_max = rho_max
-        self.lambda_max = lambda_max
-        self.hr_mu = hr_mu
-        self.hr_tau = hr_tau
-        self.validation_sizes = validation_sizes
-        self.gradient_clip = gradient_clip
-        self.cals_margin = cals_margin
         self.validation_size = validation_size
         self.calibration_size = calibration_size
         self.device = device
@@ -639,199 +531,31 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         return add_splitter_routing(MetadataRouter(owner=self), self.calibration_size)
 
     def _train(self, X_tr, y_tr, X_val, y_val, K, scope, device):
-        n_features = X_tr.shape[1]
-        with scope:  # weight initialisation from the fit's generator
-            # float32 whatever torch's default dtype (training runs on float32 arrays)
-            module = self._build_module(n_features, K).float()
-        cw = None
-        if isinstance(self.class_weight, dict):
-            cw = np.array([self.class_weight.get(c, 1.0) for c in self.classes_], dtype=np.float32)
-        elif self.class_weight == "balanced":
-            present = np.unique(y_tr)
-            w = compute_class_weight("balanced", classes=present, y=y_tr)
-            cw = np.ones(K, dtype=np.float32)
-            cw[present] = w
-        n_tr = len(y_tr)
-        batch = min(self.batch_size, n_tr)
-        callbacks = []
-        if self.gradient_clip is not None:
-            callbacks.append(("clip", GradientNormClipping(gradient_clip_value=self.gradient_clip)))
-        if self.verbose:
-            # skorch's own progress bar (batches of each epoch; tqdm, a skorch dependency)
-            callbacks.append(("progress", ProgressBar()))
-        has_val = X_val is not None and len(y_val) > 0
-        multiplier_cb = None
+        # the string shortcuts become their parameter objects here, never in __init__
+        objective = resolve(self.objective, OBJECTIVES)
+        multipliers = resolve(self.multipliers, MULTIPLIERS)
+        optimizer = resolve(self.optimizer, {"sgd": SGDOptimizer})
+        result = fit_network(
+            self, objective, multipliers, optimizer, X_tr, y_tr, X_val, y_val, K, scope, device
+        )
+        net, mult, z_history = result["net"], result["multipliers"], result["z_history"]
+        self.target_size_ = result["target_size"]
         self.multipliers_ = None
         self.multiplier_history_ = None
         self.rho_history_ = None
         self.constraint_history_ = None
-        self.target_size_ = None
-        net = _ConformalNet(
-            module=module,
-            criterion=torch.nn.CrossEntropyLoss,
-            criterion__weight=None if cw is None else torch.as_tensor(cw),
-            optimizer=torch.optim.SGD,
-            optimizer__momentum=self.momentum,
-            optimizer__nesterov=self.momentum > 0,
-            optimizer__weight_decay=self.weight_decay,
-            lr=self.lr,
-            max_epochs=self.pretrain_epochs,
-            batch_size=batch,
-            iterator_train__shuffle=True,
-            # DataLoaders draw their order (and a base seed, even unshuffled) from these
-            iterator_train__generator=scope.generator("cpu"),
-            iterator_valid__generator=scope.generator("cpu"),
-            # full batches only: a small last batch would give a degenerate calibration half
-            iterator_train__drop_last=n_tr > batch,
-            train_split=predefined_split(Dataset(X_val, y_val)) if has_val else None,
-            classes=np.arange(K),
-            callbacks=callbacks,
-            device=device,
-            verbose=self.verbose,
-        )
-        with scope:
-            net.initialize()
-        self._check_module_output(net, X_tr[:2], K)
-        _set_objective(net, None)
-        if self.objective in ("cact", "cals") and self.max_epochs > 0:
-            # present from the first epoch (diagnostics only until the fine-tune starts)
-            multiplier_cb = self._build_multiplier_callback(X_val, y_val, K, has_val)
-            net.callbacks_.insert(0, ("multipliers", multiplier_cb))
-        if self.pretrain_epochs > 0:
-            self._run_phase(net, X_tr, y_tr, self.pretrain_epochs, "pretrain", scope)
-
-        if self.max_epochs > 0:
-            objective = self._build_objective(net, X_tr, y_tr, X_val, y_val, K, cw, has_val)
-            if multiplier_cb is not None:
-                objective.set_multipliers(
-                    multiplier_cb.multipliers.lambdas, multiplier_cb.multipliers.rhos
-                )
-                multiplier_cb.target_size = np.full(
-                    K, self.target_size_ if self.target_size_ is not None else 1.0
-                )
-            if objective is not None:
-                objective.generator = scope.generator(net.device)
-            _set_objective(net, objective)
-            if self.finetune_lr is not None:
-                net.lr = self.finetune_lr
-            net.initialize_optimizer()  # restart momentum for the fine-tune, as a fresh fine-tune would
-            self._run_phase(net, X_tr, y_tr, self.max_epochs, "finetune", scope)
-        if multiplier_cb is not None:
-            mult = multiplier_cb.multipliers
+        if mult is not None:
             self.multipliers_ = mult.lambdas.copy()
             self.multiplier_history_ = np.asarray(mult.history)
-            self.rho_history_ = np.asarray(mult.rho_history)
-            self.constraint_history_ = (
-                np.asarray(multiplier_cb.z_history) if multiplier_cb.z_history else None
-            )
-            if multiplier_cb.z_history and self.objective == "cact" and self.multipliers == "alm":
-                mult.check_feasibility(multiplier_cb.z_history)
-            # the validation arrays are not needed after fit; do not pickle them with the model
-            multiplier_cb.X_val = multiplier_cb.y_val = None
-        # the fitted net predicts with plain softmax; the training objective is not part of the model
-        _set_objective(net, None)
+            if mult.rule == "alm":
+                self.rho_history_ = np.asarray(mult.rho_history)
+            self.constraint_history_ = np.asarray(z_history) if z_history else None
+            if z_history and objective.name == "cact" and mult.rule == "alm":
+                mult.check_feasibility(z_history)
         self.net_ = net
         # predictions run in float64 so that a row's probabilities do not depend on the batch
         self.inference_module_ = float64_copy(net.module_, X_tr[:2], "CaCTClassifier")
         self.history_ = [dict(row) for row in net.history]
-
-    def _run_phase(self, net, X, y, epochs, phase, scope):
-        start = len(net.history)
-        # a user module may draw at random while training (dropout): route it to the fit's
-        # generators; the default MLP draws nothing and trains without the mode's overhead
-        with scope if self.module is not None else contextlib.nullcontext():
-            net.partial_fit(X, y, epochs=epochs)
-        for row in net.history[start:]:
-            row["phase"] = phase
-
-    def _build_module(self, n_features, K):
-        if self.module is None:
-            return _MLP(n_features, K, tuple(self.hidden_layer_sizes))
-        if isinstance(self.module, torch.nn.Module):
-            return copy.deepcopy(self.module)
-        return self.module(n_features, K)
-
-    @staticmethod
-    def _check_module_output(net, X_probe, K):
-        # eval mode: the probe must not draw dropout masks (skorch sets train mode per batch)
-        training = net.module_.training
-        net.module_.eval()
-        try:
-            with torch.no_grad():
-                out = net.module_(torch.as_tensor(X_probe, device=net.device))
-        finally:
-            net.module_.train(training)
-        if out.ndim != 2 or out.shape[1] != K:
-            raise ValueError(
-                f"module must output logits of shape (n_samples, n_classes) = (n, {K}); "
-                f"it returned shape {tuple(out.shape)}."
-            )
-
-    def _build_objective(self, net, X_tr, y_tr, X_val, y_val, K, cw, has_val):
-        common = dict(
-            confidence_level=self.train_confidence_level,
-            temperature=self.temperature,
-            calibration_fraction=self.batch_calibration_fraction,
-            quantile_method=self.soft_quantile,
-            steepness=self.steepness,
-            neuralsort_tau=self.neuralsort_tau,
-            quantile_window=self.quantile_window,
-            class_weight=cw,
-        )
-        if self.objective == "ce":
-            return None
-        if self.objective == "cals":
-            return CALSLoss(K, margin=self.cals_margin, penalty=self.penalty, class_weight=cw)
-        eta = self._resolve_target(net, X_tr, y_tr, X_val, y_val, has_val)
-        self.target_size_ = eta
-        if self.objective == "conftr":
-            return ConfTrLoss(K, size_weight=self.size_weight, target_size=eta, **common)
-        return CaCTLoss(
-            K,
-            multipliers=self.multipliers,
-            penalty=self.penalty,
-            penalty_reduction=self.penalty_reduction,
-            target_size=eta,
-            **common,
-        )
-
-    def _resolve_target(self, net, X_tr, y_tr, X_val, y_val, has_val):
-        if self.target_size != "auto":
-            return float(self.target_size)
-        # relative target from the starting model (validation split; training split if there is none)
-        Xr, yr = (X_val, y_val) if has_val else (X_tr, y_tr)
-        logits = module_logits(net, Xr)
-        sizes = validation_set_sizes(logits, yr, self.train_confidence_level, hard=True)
-        return float(max(1.0, self.target_ratio * sizes.mean()))
-
-    def _build_multiplier_callback(self, X_val, y_val, K, has_val):
-        hr = self.multipliers == "hr" and self.objective == "cact"
-        mult = ClasswiseMultipliers(
-            K,
-            rule="hr" if hr else "alm",
-            penalty=self.penalty,
-            lambda_init=self.size_weight if hr else self.lambda_init,
-            rho_init=self.rho_init,
-            rho_growth=self.rho_growth,
-            rho_update_every=self.rho_update_every,
-            rho_tol=self.rho_tol,
-            rho_max=self.rho_max,
-            lambda_min=1e-6,
-            lambda_max=self.lambda_max,
-            hr_mu=self.hr_mu,
-            hr_tau=self.hr_tau,
-        )
-        return MultiplierUpdate(
-            mult,
-            X_val if has_val else None,
-            y_val if has_val else None,
-            kind="margin" if self.objective == "cals" else "size",
-            confidence_level=self.train_confidence_level,
-            target_size=None,
-            temperature=self.temperature,
-            hard=self.validation_sizes == "hard",
-            margin=self.cals_margin,
-        )
 
     @staticmethod
     def _warn_missing(y_part, K, name, fallback):

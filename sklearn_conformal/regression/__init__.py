@@ -11,5 +11,6 @@ __getattr__, __dir__, __all__ = attach(
         "SpeedCPRegressor": "._speedcp",
         "KernelQuantileRegressor": "._kqr",
         "CoCPRegressor": "._cocp",
+        "AdamWOptimizer": "._params",
     },
 )

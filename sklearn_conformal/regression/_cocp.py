@@ -5,8 +5,8 @@ Design notes: ``design/cocp.md``. Torch and skorch are imported here and in ``_t
 """
 
 import numbers
-import sys
 import time
+import warnings
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -29,6 +29,7 @@ from .._estimator_utils import (
 )
 from .._output import check_levels, per_level
 from .._progress import progress
+from .._training._params import AdamWOptimizer, resolve
 
 __all__ = ["CoCPRegressor"]
 
@@ -80,139 +81,6 @@ def _fold_assignments(n_train, n_folds, val_scheme, seed):
             centre = np.concatenate([folds[j] for j in range(n_folds) if j not in (k, k_h)])
             out.append((np.sort(centre), np.sort(folds[k_h]), np.sort(folds[k])))
     return out
-
-
-def _build_module(spec, n_features, hidden_sizes):
-    """A fresh network: default MLP, a callable ``f(n_features)`` or a deep copy of an instance."""
-    import copy
-
-    from torch import nn
-
-    from .._training._cocp import CoCPMLP, ScalarHead
-
-    if spec is None:
-        return CoCPMLP(n_features, tuple(hidden_sizes))
-    if isinstance(spec, nn.Module):
-        return ScalarHead(copy.deepcopy(spec))
-    module = spec(n_features)
-    if not isinstance(module, nn.Module):
-        raise TypeError(
-            f"a module factory must return a torch.nn.Module, got {type(module).__name__}."
-        )
-    return ScalarHead(module)
-
-
-def _fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose, on_phase=None):
-    """Train one (centre, radius) pair; returns CPU modules and the phase history.
-
-    ``on_phase()`` (in-process runs only) is called after each of the ``2 T + 2`` phases.
-    """
-    import contextlib
-    import copy
-
-    import torch
-
-    from .._training._cocp import (
-        FoldedPinballLoss,
-        RadiusHead,
-        SoftCoverageLoss,
-        predict_module,
-        train_phase,
-    )
-    from .._training._random import RandomScope
-    from .._training._threads import torch_num_threads
-
-    device = params["device"]
-    X, y, X_val_global, y_val_global = data
-    idx_m, idx_h, idx_v = idx
-    to = lambda a: torch.as_tensor(a, dtype=torch.float32, device=device)  # noqa: E731
-    Xm, ym, Xh, yh = to(X[idx_m]), to(y[idx_m]), to(X[idx_h]), to(y[idx_h])
-    if idx_v is None:
-        Xv, yv = to(X_val_global), to(y_val_global)
-    else:
-        Xv, yv = to(X[idx_v]), to(y[idx_v])
-    common = {
-        k: params[k]
-        for k in (
-            "lr", "lr_min", "weight_decay", "grad_clip", "batch_size", "max_epochs", "patience",
-            "min_delta", "device",
-        )
-    }
-    history = []
-    stages = []  # (centre, radius) copies after every radius step: the model for T = 0, 1, ...
-    tau = params["confidence_level"]
-    beta, beta_end = params["beta"], params["beta_end"]
-
-    def log(record, what):
-        history.append(record)
-        if verbose:
-            print(
-                f"[CoCP] fold {fold + 1}/{n_folds} {what:<12s} {record['epochs']:5d} epochs "
-                f"(best {record['best_epoch']:4d})  valid loss {record['initial_valid_loss']:.5f}"
-                f" -> {record['best_valid_loss']:.5f}  {record['seconds']:6.1f} s",
-                file=sys.stdout,
-                flush=True,
-            )
-        if on_phase is not None:
-            on_phase()
-
-    # every torch draw of the fold comes from generators of its own (the global generator is
-    # neither read nor advanced, so folds and fits in concurrent threads are reproducible)
-    scope = RandomScope(seed)
-    common["generator"] = scope.generator(device)
-    # user modules may draw at random while training (dropout): route it to the fold's
-    # generators; the default networks draw nothing and train without the mode's overhead
-    user = params["centre_module"] is not None or params["radius_module"] is not None
-    with torch_num_threads(torch_threads):
-        with scope:  # weight initialisation
-            n_features = X.shape[1]
-            # float32 whatever torch's default dtype (training runs on float32 tensors)
-            centre = _build_module(params["centre_module"], n_features, params["hidden_sizes"])
-            centre = centre.float()
-            body = _build_module(params["radius_module"], n_features, params["hidden_sizes"])
-            body = body.float()
-            radius = RadiusHead(body, floor=params["radius_floor"])
-            centre.to(device)
-            radius.to(device)
-        with scope if user else contextlib.nullcontext():
-
-            def radius_step(name):
-                # stop-gradient: the residuals of the frozen centre are the targets
-                rh = torch.abs(yh - predict_module(centre, Xh))
-                rv = torch.abs(yv - predict_module(centre, Xv))
-                rec = train_phase(
-                    radius, FoldedPinballLoss(tau), Xh, rh, Xv, rv, phase=name, **common
-                )
-                log(rec, name)
-                # the phases of a fit with n_alternations=t are a prefix of this one (same seed,
-                # same random stream), so this pair *is* that fit's fold model
-                stages.append(
-                    (copy.deepcopy(centre).to("cpu").eval(), copy.deepcopy(radius).to("cpu").eval())
-                )
-
-            rec = train_phase(centre, torch.nn.MSELoss(), Xm, ym, Xv, yv, phase="warm", **common)
-            log(rec, "warm start")
-            schedule = None if beta_end is None else (beta, beta_end)
-            for t in range(params["n_alternations"]):
-                radius_step(f"radius {t + 1}")
-                tm = torch.stack([ym, predict_module(radius, Xm)], dim=1)
-                tv = torch.stack([yv, predict_module(radius, Xv)], dim=1)
-                rec = train_phase(
-                    centre,
-                    SoftCoverageLoss(beta),
-                    Xm,
-                    tm,
-                    Xv,
-                    tv,
-                    phase=f"centre {t + 1}",
-                    beta_schedule=schedule,
-                    **common,
-                )
-                log(rec, f"centre {t + 1}")
-            radius_step("radius final")
-    centre.to("cpu").eval()
-    radius.to("cpu").eval()
-    return centre, radius, history, stages
 
 
 class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
@@ -277,23 +145,26 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         and the folds are drawn from (``groups`` passed to ``fit`` reach its ``split``). The
         parts must be disjoint and non-empty.
     centre_module, radius_module : torch.nn.Module, callable or None, default=None
-        Replace the default ``hidden_sizes`` ReLU network. A callable is called with
+        Replace the default ``hidden_layer_sizes`` ReLU network. A callable is called with
         ``n_features`` and must return a module mapping ``(n, n_features)`` float32 tensors to
         ``(n,)`` or ``(n, 1)`` (it is converted with ``module.float()`` for training, and
         must map float64 tensors after ``module.double()``, for prediction); an instance is
         deep-copied for every fold (so folds then share
         its initial weights). The radius network's output goes through ``softplus`` plus
         ``radius_floor``.
-    hidden_sizes : tuple of int, default=(64, 64)
+    hidden_layer_sizes : tuple of int, default=(64, 64)
         Hidden layer widths of the default networks.
     lr : float, default=1e-3
         AdamW learning rate at the start of every phase.
-    lr_min : float, default=0.0
-        Floor of the cosine schedule (the authors use 2e-4 on real data).
     weight_decay : float, default=1e-5
         AdamW weight decay.
-    grad_clip : float, default=5.0
-        Gradient-norm clipping (0 disables).
+    optimizer : "adamw" or AdamWOptimizer, default="adamw"
+        Optimiser settings besides ``lr`` and ``weight_decay``: the floor ``lr_min`` of the
+        cosine schedule (:class:`~sklearn_conformal.regression.AdamWOptimizer`; the authors use
+        ``lr_min=2e-4`` on real data). Passed as an object, its parameters are nested ones
+        (``optimizer__lr_min`` for ``set_params`` and ``GridSearchCV``).
+    gradient_clip : float or None, default=5.0
+        Gradient-norm clipping (``0`` or ``None`` disables).
     batch_size : int, default=512
         Minibatch size.
     max_epochs : int, default=1000
@@ -325,6 +196,10 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         a progress bar over the ``n_folds x (2 n_alternations + 2)`` phases (tqdm if installed,
         e.g. with the ``notebook`` extra, else plain lines on stderr; with ``n_jobs`` other than
         1 it advances as folds finish). Results do not depend on it.
+    hidden_sizes, grad_clip, lr_min : deprecated
+        Former names of ``hidden_layer_sizes``, ``gradient_clip`` and ``optimizer__lr_min``
+        (the names :class:`~sklearn_conformal.classification.CaCTClassifier` uses); still
+        honoured, with a ``FutureWarning``.
 
     Attributes
     ----------
@@ -397,11 +272,11 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         ],
         "centre_module": [None, callable],
         "radius_module": [None, callable],
-        "hidden_sizes": ["array-like"],
+        "hidden_layer_sizes": ["array-like"],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
-        "lr_min": [Interval(numbers.Real, 0, None, closed="left")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
-        "grad_clip": [Interval(numbers.Real, 0, None, closed="left")],
+        "optimizer": [StrOptions({"adamw"}), AdamWOptimizer],
+        "gradient_clip": [Interval(numbers.Real, 0, None, closed="left"), None],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
         "patience": [Interval(numbers.Integral, 1, None, closed="left")],
@@ -412,6 +287,9 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         "torch_threads": [Interval(numbers.Integral, 1, None, closed="left"), None],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
+        "hidden_sizes": [StrOptions({"deprecated"}), "array-like"],
+        "grad_clip": [StrOptions({"deprecated"}), Interval(numbers.Real, 0, None, closed="left")],
+        "lr_min": [StrOptions({"deprecated"}), Interval(numbers.Real, 0, None, closed="left")],
     }
 
     def __init__(
@@ -428,11 +306,11 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         calibration_size=0.25,
         centre_module=None,
         radius_module=None,
-        hidden_sizes=(64, 64),
+        hidden_layer_sizes=(64, 64),
         lr=1e-3,
-        lr_min=0.0,
         weight_decay=1e-5,
-        grad_clip=5.0,
+        optimizer="adamw",
+        gradient_clip=5.0,
         batch_size=512,
         max_epochs=1000,
         patience=100,
@@ -443,6 +321,9 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         torch_threads=1,
         random_state=None,
         verbose=0,
+        hidden_sizes="deprecated",
+        grad_clip="deprecated",
+        lr_min="deprecated",
     ):
         self.confidence_level = confidence_level
         self.n_folds = n_folds
@@ -455,11 +336,11 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self.calibration_size = calibration_size
         self.centre_module = centre_module
         self.radius_module = radius_module
-        self.hidden_sizes = hidden_sizes
+        self.hidden_layer_sizes = hidden_layer_sizes
         self.lr = lr
-        self.lr_min = lr_min
         self.weight_decay = weight_decay
-        self.grad_clip = grad_clip
+        self.optimizer = optimizer
+        self.gradient_clip = gradient_clip
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.patience = patience
@@ -470,6 +351,9 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self.torch_threads = torch_threads
         self.random_state = random_state
         self.verbose = verbose
+        self.hidden_sizes = hidden_sizes
+        self.grad_clip = grad_clip
+        self.lr_min = lr_min
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -524,13 +408,14 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
                 f"val_scheme='fold' needs n_folds >= 3 (validation, radius and centre folds), "
                 f"got n_folds={self.n_folds}."
             )
-        hidden = np.asarray(self.hidden_sizes)
+        hidden_layer_sizes, gradient_clip, optimizer = self._renamed_params()
+        hidden = np.asarray(hidden_layer_sizes)
         if hidden.ndim != 1 or hidden.size == 0 or np.any(hidden < 1) or not np.all(
             np.equal(np.mod(hidden, 1), 0)
         ):
             raise ValueError(
-                f"hidden_sizes must be a non-empty sequence of positive integers, got "
-                f"{self.hidden_sizes!r}."
+                f"hidden_layer_sizes must be a non-empty sequence of positive integers, got "
+                f"{hidden_layer_sizes!r}."
             )
         n = X.shape[0]
         rng = check_random_state(self.random_state)
@@ -569,11 +454,11 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             "beta_end": None if self.beta_end is None else float(self.beta_end),
             "centre_module": self.centre_module,
             "radius_module": self.radius_module,
-            "hidden_sizes": tuple(int(h) for h in hidden),
+            "hidden_layer_sizes": tuple(int(h) for h in hidden),
             "lr": float(self.lr),
-            "lr_min": float(self.lr_min),
+            "lr_min": float(optimizer.lr_min),
             "weight_decay": float(self.weight_decay),
-            "grad_clip": float(self.grad_clip),
+            "gradient_clip": float(gradient_clip or 0.0),
             "batch_size": int(self.batch_size),
             "max_epochs": int(self.max_epochs),
             "patience": int(self.patience),
@@ -587,6 +472,8 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             "rescale the target (target_scale='mean_abs' or a float).",
         )
         assignments = _fold_assignments(len(train), self.n_folds, self.val_scheme, fold_seed)
+        from .._training._phases import fit_fold
+
         tic = time.perf_counter()
         n_jobs = 1 if self.n_jobs is None else self.n_jobs
         phases = 2 * int(self.n_alternations) + 2  # warm start, T x (radius, centre), radius
@@ -594,7 +481,7 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             # in this process the bar advances per phase; from workers, per finished fold
             on_phase = bar.update if (n_jobs == 1 and self.verbose) else None
             jobs = (
-                delayed(_fit_fold)(
+                delayed(fit_fold)(
                     k, self.n_folds, data, assignments[k], params, fold_seed + k,
                     self.torch_threads, self.verbose, on_phase,
                 )
@@ -644,6 +531,34 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         self.confidence_level_ = level
         self.quantile_ = self._quantile(level)
         return self
+
+    def _renamed_params(self):
+        """``hidden_layer_sizes``, ``gradient_clip`` and the optimiser object, from the former
+        names (with a FutureWarning) where those are set."""
+        hidden, clip = self.hidden_layer_sizes, self.gradient_clip
+        optimizer = resolve(self.optimizer, {"adamw": AdamWOptimizer})
+        renamed = {
+            "hidden_sizes": "hidden_layer_sizes (as in CaCTClassifier)",
+            "grad_clip": "gradient_clip (as in CaCTClassifier)",
+            "lr_min": "optimizer=AdamWOptimizer(lr_min=...)",
+        }
+        for old, new in renamed.items():
+            value = getattr(self, old)
+            if isinstance(value, str) and value == "deprecated":
+                continue
+            warnings.warn(
+                f"CoCPRegressor's {old} was renamed: use {new}. {old} will be removed in a "
+                "future version.",
+                FutureWarning,
+                stacklevel=4,  # the caller of fit (through sklearn's fit context)
+            )
+            if old == "hidden_sizes":
+                hidden = value
+            elif old == "grad_clip":
+                clip = value
+            else:
+                optimizer.set_params(lr_min=value).check()
+        return hidden, clip, optimizer
 
     def get_metadata_routing(self):
         """Routing of metadata: ``fit``'s ``groups`` (or what it requests) goes to a splitter

@@ -1,4 +1,14 @@
-"""skorch callbacks of conformal training: the per-epoch multiplier (outer) step on the validation set."""
+"""skorch callbacks of the training engine.
+
+* :class:`MultiplierUpdate` (CaCT, CALS): the per-epoch multiplier (outer) step on the validation
+  set;
+* :class:`PhaseEarlyStopping` and :class:`BetaSchedule` (CoCP phases).
+
+Validation data is read from the ``dataset_valid`` that skorch passes to the epoch hooks (the
+net's ``train_split``), not held by the callbacks.
+"""
+
+import copy
 
 import numpy as np
 import torch
@@ -69,15 +79,13 @@ class MultiplierUpdate(Callback):
     """Update the class-wise multipliers of the training loss after every epoch (skorch callback).
 
     Active only while ``net.train_objective_`` is a loss with multipliers; it evaluates the network
-    on the held-out validation arrays, takes one step of ``multipliers`` (ALM or heuristic rule),
+    on the validation set skorch hands to ``on_epoch_end`` (``dataset_valid``, from the net's
+    ``train_split``; nothing is done without one), takes one step of ``multipliers`` (ALM or heuristic rule),
     pushes the new values into the loss, and records scalar summaries in ``net.history``.
 
     Parameters
     ----------
     multipliers : ClasswiseMultipliers
-    X_val : ndarray of shape (n_val, n_features)
-    y_val : ndarray of shape (n_val,)
-        Label indices.
     kind : {"size", "margin"}
         ``"size"``: CaCT constraints on class-mean set sizes; ``"margin"``: CALS logit margins.
     confidence_level : float
@@ -92,12 +100,9 @@ class MultiplierUpdate(Callback):
     """
 
     def __init__(
-        self, multipliers, X_val, y_val, kind, confidence_level, target_size, temperature, hard,
-        margin=10.0,
+        self, multipliers, kind, confidence_level, target_size, temperature, hard, margin=10.0,
     ):
         self.multipliers = multipliers
-        self.X_val = X_val
-        self.y_val = y_val
         self.kind = kind
         self.confidence_level = confidence_level
         self.target_size = target_size
@@ -107,20 +112,22 @@ class MultiplierUpdate(Callback):
         self.z_history = []
         self.size_history = []
 
-    def on_epoch_end(self, net, **kwargs):
-        if self.X_val is None:
+    def on_epoch_end(self, net, dataset_valid=None, **kwargs):
+        if dataset_valid is None or len(dataset_valid) == 0:
             return
         loss = getattr(net, "train_objective_", None)
         # before fine-tuning (no conformal objective yet) only the diagnostics are recorded, so
         # the per-epoch table has the same columns from the first epoch on
         active = loss is not None and hasattr(loss, "set_multipliers")
         K = self.multipliers.n_classes
-        logits = module_logits(net, self.X_val)
-        y = self.y_val
+        logits = module_logits(net, dataset_valid.X)
+        y = np.asarray(dataset_valid.y)
         sizes = None
         if self.kind == "margin":
             z = CALS_constraints(logits.double(), self.margin)
-            if active:
+            if active and self.multipliers.rule == "hr":
+                self.multipliers.hr_step(CALS_excess(z))
+            elif active:
                 self.multipliers.alm_step(z, samplewise=True)
             z_class, _ = class_means(z.max(axis=1), y, K)
         else:
@@ -143,13 +150,111 @@ class MultiplierUpdate(Callback):
         lam = self.multipliers.lambdas
         net.history.record("lambda_mean", float(lam.mean()))
         net.history.record("lambda_max", float(lam.max()))
-        net.history.record("rho_max", float(self.multipliers.rhos.max()))
+        rho = float(self.multipliers.rhos.max()) if self.multipliers.rule == "alm" else float("nan")
+        net.history.record("rho_max", rho)
         net.history.record("val_size", float(sizes.mean()) if sizes is not None else float("nan"))
         finite = np.isfinite(z_class)
         net.history.record("val_z_max", float(z_class[finite].max()) if finite.any() else float("nan"))
+
+
+def CALS_excess(z):
+    """Class-wise mean violation ``mean_i max(0, z_ik)`` of CALS's margin constraints (HR rule).
+
+    Parameters
+    ----------
+    z : ndarray of shape (n, K)
+        :func:`CALS_constraints` of the validation logits.
+
+    Returns
+    -------
+    excess : ndarray of shape (K,)
+    """
+    z = np.asarray(z, dtype=np.float64)
+    return np.maximum(z, 0.0).mean(axis=0) if len(z) else np.zeros(z.shape[1])
 
 
 def CALS_constraints(logits, margin):
     """CALS's normalised logit-margin constraints ``(max_j l_j - l_k - m) / m`` as numpy."""
     gap = logits.max(dim=1, keepdim=True).values - logits
     return ((gap - margin) / margin).numpy()
+
+
+class PhaseEarlyStopping(Callback):
+    """Early stopping on the phase's own validation loss, starting from the incoming weights.
+
+    Unlike ``skorch.callbacks.EarlyStopping`` the validation loss of the *incoming* weights (on
+    ``dataset_valid``, before the first training step) is the first "best" value, so a phase that
+    cannot improve its objective by more than ``min_delta`` returns the network unchanged (e.g. a
+    centre step with a very large ``beta``, whose objective is flat). The best weights are
+    restored at the end. A non-finite training or validation loss stops the fit with a
+    ``FloatingPointError`` naming the phase.
+
+    Parameters
+    ----------
+    patience : int
+        Epochs without improvement before stopping.
+    min_delta : float
+        Minimal absolute decrease counted as an improvement.
+    phase : str
+        Name used in messages.
+    """
+
+    def __init__(self, patience, min_delta, phase):
+        self.patience = patience
+        self.min_delta = min_delta
+        self.phase = phase
+
+    def on_train_begin(self, net, **kwargs):
+        self.initial_loss_ = None
+
+    def on_epoch_begin(self, net, dataset_valid=None, **kwargs):
+        if self.initial_loss_ is not None:
+            return
+        # first epoch, no step taken yet: the incoming weights
+        with torch.no_grad():
+            net.module_.eval()
+            loss = net.criterion_(net.module_(dataset_valid.X), dataset_valid.y)
+        self.initial_loss_ = float(loss)
+        self._check_finite(self.initial_loss_, "validation loss of the incoming weights")
+        self.best_loss_ = self.initial_loss_
+        self.best_epoch_ = 0
+        self.best_state_ = copy.deepcopy(net.module_.state_dict())
+        self.bad_epochs_ = 0
+
+    def on_epoch_end(self, net, **kwargs):
+        last = net.history[-1]
+        self._check_finite(last["train_loss"], "training loss")
+        self._check_finite(last["valid_loss"], "validation loss")
+        if last["valid_loss"] < self.best_loss_ - self.min_delta:
+            self.best_loss_ = last["valid_loss"]
+            self.best_epoch_ = last["epoch"]
+            self.best_state_ = copy.deepcopy(net.module_.state_dict())
+            self.bad_epochs_ = 0
+        else:
+            self.bad_epochs_ += 1
+            if self.bad_epochs_ >= self.patience:
+                raise KeyboardInterrupt  # skorch's documented way to end fit_loop early
+
+    def on_train_end(self, net, **kwargs):
+        if self.initial_loss_ is not None:
+            net.module_.load_state_dict(self.best_state_)
+
+    def _check_finite(self, value, what):
+        if not np.isfinite(value):
+            raise FloatingPointError(
+                f"CoCP phase {self.phase!r}: non-finite {what} ({value}). The targets or features "
+                "are probably too large for float32 training or the learning rate too high; "
+                "rescale y (target_scale='mean_abs'), standardise X (StandardScaler) or lower lr."
+            )
+
+
+class BetaSchedule(Callback):
+    """Exponential temperature schedule ``beta_e = beta * (beta_end / beta)**(e / (E - 1))``."""
+
+    def __init__(self, beta, beta_end, max_epochs):
+        self.beta, self.beta_end, self.max_epochs = beta, beta_end, max_epochs
+
+    def on_epoch_begin(self, net, **kwargs):
+        e = len(net.history) - 1  # skorch appends the epoch row before on_epoch_begin
+        frac = e / max(self.max_epochs - 1, 1)
+        net.criterion_.beta = self.beta * (self.beta_end / self.beta) ** frac
