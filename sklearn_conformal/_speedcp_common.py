@@ -70,9 +70,9 @@ class SpeedCPMixin:
     """Conditional cutoffs of one score per row (Gibbs, Cherian & Candes), by exact paths.
 
     The class using it has the SpeedCP parameters (``embedding``, ``phi``, ``kernel``,
-    ``gamma``, ``lambda_``, ``gamma_grid``, ``n_folds``, ``gamma_patience``, ``randomized``,
-    ``confidence_level``, ``lambda_min_ratio``, ``max_steps``, ``n_jobs``, ``keep_kernel``,
-    ``verbose``), calls :meth:`_fit_transformers` and :meth:`_calibrate` in ``fit`` and
+    ``gamma``, ``lambda_``, ``gamma_grid``, ``n_folds``, ``gamma_patience``, ``gamma_cv_size``,
+    ``randomized``, ``confidence_level``, ``lambda_min_ratio``, ``max_steps``, ``n_jobs``,
+    ``keep_kernel``, ``verbose``), calls :meth:`_fit_transformers` and :meth:`_calibrate` in ``fit`` and
     :meth:`_cutoffs` at prediction time.
     """
 
@@ -96,6 +96,14 @@ class SpeedCPMixin:
         else:
             self.phi_ = None
 
+    def _gamma_cv_rows(self, n, cv_seed):
+        """The calibration rows gamma is cross-validated on: all, or a seeded subsample."""
+        size = self.gamma_cv_size
+        if size is None or n <= size:
+            return slice(None)
+        rng = np.random.RandomState(cv_seed)
+        return np.sort(rng.choice(n, size=int(size), replace=False))
+
     def _calibrate(self, X_cal, scores, cv_seed):
         """Tune ``gamma_`` and ``lam_`` on the calibration ``scores`` and prepare the S-path."""
         self.conformity_scores_ = scores
@@ -112,6 +120,7 @@ class SpeedCPMixin:
         self._max_steps = default_max_steps(n, self.max_steps)
         self.cv_loss_ = None
         self.gamma_grid_ = None
+        self.gamma_cv_rows_ = None
 
         too_small = n < min_calibration_size(self.confidence_level)
         if too_small:
@@ -121,9 +130,12 @@ class SpeedCPMixin:
             grid = gamma_grid(self._Z_cal, self.gamma_grid)
             self.gamma_grid_ = grid
             if n >= 2 * self.n_folds and not too_small:
+                rows = self._gamma_cv_rows(n, cv_seed)
+                self.gamma_cv_rows_ = None if isinstance(rows, slice) else rows
+                self._gamma_cv_seed = cv_seed
                 self.gamma_, self.cv_loss_, info = select_gamma_cv(
-                    self._Z_cal, Phi, self._S, alpha, grid, kernel=self.kernel,
-                    n_folds=self.n_folds, random_state=cv_seed,
+                    self._Z_cal[rows], Phi[rows], self._S[rows], alpha, grid,
+                    kernel=self.kernel, n_folds=self.n_folds, random_state=cv_seed,
                     lam_min_ratio=self.lambda_min_ratio, max_steps=self._max_steps,
                     n_jobs=self.n_jobs, verbose=self.verbose, patience=self.gamma_patience,
                 )

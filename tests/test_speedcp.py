@@ -246,3 +246,29 @@ def test_gamma_early_stop_selects_the_full_grid_gamma():
     assert 3 < evaluated.sum() < evaluated.size
     last = np.flatnonzero(evaluated)[-1]
     assert np.all(early.cv_loss_[last - 2 : last + 1] > np.nanmin(early.cv_loss_))
+
+
+def test_gamma_cross_validation_on_a_subsample_of_large_calibration_sets():
+    """Above gamma_cv_size rows, gamma is tuned on a seeded subsample; the path uses all rows."""
+    from sklearn_conformal._kqr import gamma_grid, select_gamma_cv
+
+    from sklearn.datasets import make_regression
+
+    X, y = make_regression(700, 3, noise=5.0, random_state=0)
+    sub = SpeedCPRegressor(calibration_size=400, gamma_cv_size=150, random_state=0).fit(X, y)
+    full = SpeedCPRegressor(calibration_size=400, gamma_cv_size=None, random_state=0).fit(X, y)
+    same = SpeedCPRegressor(calibration_size=400, gamma_cv_size=400, random_state=0).fit(X, y)
+    # at or above the calibration size nothing changes
+    assert same.gamma_ == full.gamma_
+    np.testing.assert_array_equal(same.predict_interval(X[:20]), full.predict_interval(X[:20]))
+    # the subsample's gamma, recomputed independently on the same rows and folds
+    assert sub.n_calibration_ == 400 and sub.path_lambdas_.size > 0
+    seed, rows = sub._gamma_cv_seed, sub.gamma_cv_rows_
+    assert full.gamma_cv_rows_ is None
+    assert rows.shape == (150,) and np.all(np.diff(rows) > 0) and rows.max() < 400
+    grid = gamma_grid(sub._Z_cal)
+    gamma, _, _ = select_gamma_cv(
+        sub._Z_cal[rows], sub._Phi[rows], sub._S[rows], 0.1, grid, random_state=seed,
+        lam_min_ratio=sub.lambda_min_ratio, max_steps=sub._max_steps, patience=3,
+    )
+    assert sub.gamma_ == gamma

@@ -103,6 +103,9 @@ class SpeedCPClassifier(SpeedCPMixin, ConformalClassifierMixin, ClassifierMixin,
     gamma_patience : int >= 1 or None, default=3
         Early stop of the gamma cross-validation (see
         :class:`~sklearn_conformal.SpeedCPRegressor`).
+    gamma_cv_size : int >= 10 or None, default=2000
+        Rows of the gamma cross-validation subsample (see
+        :class:`~sklearn_conformal.SpeedCPRegressor`).
     randomized : bool, default=True
         Randomised cutoff (exact coverage) or the deterministic one (``U = 1 - alpha``); also
         the randomisation of the ``"aps"``/``"raps"``/``"saps"`` strings' scores (a score
@@ -179,6 +182,7 @@ path_truncated_, cv_loss_, gamma_grid_
         "gamma_grid": ["array-like", None],
         "n_folds": [Interval(Integral, 2, None, closed="left")],
         "gamma_patience": [Interval(Integral, 1, None, closed="left"), None],
+        "gamma_cv_size": [Interval(Integral, 10, None, closed="left"), None],
         "randomized": ["boolean"],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
         "calibration_size": [
@@ -207,6 +211,7 @@ path_truncated_, cv_loss_, gamma_grid_
         gamma_grid=None,
         n_folds=5,
         gamma_patience=3,
+        gamma_cv_size=2000,
         randomized=True,
         confidence_level=0.9,
         calibration_size=0.3,
@@ -227,6 +232,7 @@ path_truncated_, cv_loss_, gamma_grid_
         self.gamma_grid = gamma_grid
         self.n_folds = n_folds
         self.gamma_patience = gamma_patience
+        self.gamma_cv_size = gamma_cv_size
         self.randomized = randomized
         self.confidence_level = confidence_level
         self.calibration_size = calibration_size

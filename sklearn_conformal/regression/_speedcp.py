@@ -123,6 +123,12 @@ class SpeedCPRegressor(
         features, 1,500 calibration points) the full grid cross-validation took 340 s on a
         busy 2-core machine and the early stop 21 s, selecting the same ``gamma``. Unevaluated
         candidates have a NaN ``cv_loss_``.
+    gamma_cv_size : int >= 10 or None, default=2000
+        With more calibration rows than this, ``gamma="auto"`` cross-validates on a random
+        subsample of this many rows (drawn from ``random_state``); the lambda path and the
+        cutoffs always use every row. A path costs about ``n^2`` per breakpoint and has
+        ``O(n)`` breakpoints, so tuning on all of 20,000 rows would take hours; ``None`` tunes
+        on every row.
     randomized : bool, default=True
         Randomised cutoff (exact coverage) or the deterministic one (``U = 1 - alpha``). A test
         row's ``U`` is a keyed hash of its content and a seed drawn at fit, so a row gets the
@@ -197,6 +203,9 @@ class SpeedCPRegressor(
     cv_loss_ : ndarray of shape (n_gammas,) or None
         Cross-validated pinball loss per candidate in ``gamma_grid_`` (``gamma="auto"``); NaN
         for candidates the early stop (``gamma_patience``) did not evaluate.
+    gamma_cv_rows_ : ndarray of int or None
+        The calibration rows the gamma cross-validation used (None: all of them; see
+        ``gamma_cv_size``).
     gamma_grid_ : ndarray or None
     phi_categories_ : ndarray or None
         Group labels seen in calibration (``phi`` naming a column, by index or name).
@@ -233,6 +242,7 @@ class SpeedCPRegressor(
         "gamma_grid": ["array-like", None],
         "n_folds": [Interval(Integral, 2, None, closed="left")],
         "gamma_patience": [Interval(Integral, 1, None, closed="left"), None],
+        "gamma_cv_size": [Interval(Integral, 10, None, closed="left"), None],
         "randomized": ["boolean"],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
         "calibration_size": [
@@ -262,6 +272,7 @@ class SpeedCPRegressor(
         gamma_grid=None,
         n_folds=5,
         gamma_patience=3,
+        gamma_cv_size=2000,
         randomized=True,
         confidence_level=0.9,
         calibration_size=0.3,
@@ -283,6 +294,7 @@ class SpeedCPRegressor(
         self.gamma_grid = gamma_grid
         self.n_folds = n_folds
         self.gamma_patience = gamma_patience
+        self.gamma_cv_size = gamma_cv_size
         self.randomized = randomized
         self.confidence_level = confidence_level
         self.calibration_size = calibration_size
