@@ -1,0 +1,392 @@
+"""The exact S-path: for each test point, the path in its imputed score ``S`` at a fixed ``lam``.
+
+The cutoff is ``S* = sup{S : v_t(S) <= U}`` (SpeedCP; Gibbs, Cherian & Candes). Stage 1 moves
+the (fixed) test dual ``c`` from 0 to ``lo`` with exact event handling; the test point then
+joins the elbow at ``S0 = g(x_t)`` and stage 2 increases its imputed score until ``v_t``
+reaches ``U`` (interpolated inside the segment).
+"""
+
+import numpy as np
+
+from .._numba import jit
+from ._elbow import (
+    M, QT, SET_E, SET_L, SET_R, SLOPE_RTOL, STATUS_CYCLING, STATUS_OK, STATUS_SINGULAR,
+    STATUS_STEP_CAP, STEPS, UPDATES, Problem, advance, apply_event, elbow_add, exact_state,
+    fit_dir, fit_from_coef, matvec, new_state, phi, refactor,
+)
+from ._events import absmax, scan_events
+
+# columns of the per-test-point outputs of s_path_batch
+OUT_CUT = 0
+OUT_MEAN_ELBOW = 1
+OUT_S0 = 2
+OUT_STATUS = 0
+OUT_STEPS = 1
+
+
+@jit(error_model="numpy")
+def prepare_state(P, lam, state_in, v_in):
+    """Exact solution at ``lam`` for the sets ``state_in``: ``(ok, B, E)`` with ``E`` the
+    :class:`~._elbow.PathState` (``u``, ``v``, ``q``, ``bal``, ``w`` solved from the sets)."""
+    K = P.K
+    Phi = P.Phi
+    n, d = Phi.shape
+    E = new_state(state_in, v_in, d, np.int64(0))
+    m = E.ints[M]
+    B = np.zeros((d + m + 8, d + m + 8))
+    ok = refactor(B, P, E)
+    for j in range(n):
+        if E.state[j] != SET_E:
+            vj = E.v[j]
+            if vj != 0.0:
+                for i in range(n):
+                    E.q[i] += vj * K[j, i]
+            for k in range(d):
+                E.bal[k] -= vj * Phi[j, k]
+    if ok:
+        exact_state(B, P, E, lam)
+        fit_from_coef(P, E, E.u, E.w)
+    return ok, B, E
+
+
+@jit(error_model="numpy")
+def critical_dir(P, E, j):
+    """Whether removing elbow point ``j`` makes ``Phi_E`` rank deficient, and if so the
+    direction ``delta`` with ``Phi_k delta = 0`` (k in E, k != j) and ``Phi_j delta = 1``
+    (a Gram-Schmidt rank test over the other elbow rows)."""
+    d = P.Phi.shape[1]
+    m = E.ints[M]
+    Q = np.zeros((d, d))
+    r = np.int64(0)
+    row = np.empty(d)
+    delta = np.zeros(d)
+    for a in range(m + 1):
+        # the other elbow rows, then (a == m) the row of j itself into delta
+        if a < m:
+            k = E.Eidx[a]
+            if k == j:
+                continue
+            vec = row
+        else:
+            if r == d:
+                return False, delta
+            k = j
+            vec = delta
+        nrm0 = 0.0
+        for c in range(d):
+            vec[c] = phi(P, k, c)
+            nrm0 += vec[c] * vec[c]
+        for b in range(r):
+            dot = 0.0
+            for c in range(d):
+                dot += Q[c, b] * vec[c]
+            for c in range(d):
+                vec[c] -= dot * Q[c, b]
+        nrm = 0.0
+        for c in range(d):
+            nrm += vec[c] * vec[c]
+        if a == m:
+            pj = 0.0
+            for c in range(d):
+                pj += phi(P, j, c) * delta[c]
+            if nrm <= 1e-16 * nrm0 or pj == 0.0:
+                return False, delta
+            for c in range(d):
+                delta[c] /= pj
+            return True, delta
+        if nrm > 1e-20 * nrm0 and nrm > 0.0 and r < d:
+            nrm = np.sqrt(nrm)
+            for c in range(d):
+                Q[c, r] = row[c] / nrm
+            r += 1
+        if r == d:
+            return False, delta
+    return False, delta
+
+
+@jit(error_model="numpy")
+def _exact_stage(B, P, E, lam, c, S_t):
+    """Exact (u, v_E, w) of an S-path stage: test dual fixed at ``c`` (stage 1, test not in E)
+    or test in E with imputed score ``S_t`` (stage 2, ``c`` ignored)."""
+    K = P.K
+    Phi = P.Phi
+    S = P.S
+    kt = P.kt
+    n, d = Phi.shape
+    m = E.ints[M]
+    Eidx = E.Eidx
+    rhs = E.rhs
+    x = E.x
+    u = E.u
+    v = E.v
+    w = E.w
+    q = E.q
+    qt = E.flts[QT]
+    t_in = E.pos[n] >= 0
+    for k in range(d):
+        rhs[k] = E.bal[k] if t_in else E.bal[k] - c * P.phit[k]
+    for a in range(m):
+        j = Eidx[a]
+        if j == n:
+            rhs[d + a] = lam * S_t - qt
+        elif t_in:
+            rhs[d + a] = lam * S[j] - q[j]
+        else:
+            rhs[d + a] = lam * S[j] - q[j] - c * kt[j]
+    matvec(B, d + m, rhs, x)
+    for k in range(d):
+        u[k] = x[k]
+    for a in range(m):
+        v[Eidx[a]] = x[d + a]
+    for i in range(n):
+        acc = q[i]
+        for k in range(d):
+            acc += Phi[i, k] * u[k]
+        w[i] = acc
+    for a in range(m):
+        j = Eidx[a]
+        vj = v[j]
+        if j == n:
+            for i in range(n):
+                w[i] += kt[i] * vj
+        else:
+            for i in range(n):
+                w[i] += K[j, i] * vj
+    if not t_in:
+        for i in range(n):
+            w[i] += c * kt[i]
+
+
+@jit(error_model="numpy")
+def _event_step(B, P, E, lam, j, to, c, S_t, max_steps, refactor_every):
+    """Apply one S-path event (point ``j`` to set ``to``) with the bookkeeping of both stages.
+
+    A rank-critical elbow point leaves through a dual-simplex pivot: moving ``u`` along the
+    freed linear direction, the first point of L u R whose residual reaches zero enters E in
+    its place. Counts the step (cap: status 1) and refactorises every ``refactor_every``
+    updates (or at once after a bad pivot) with an exact re-solve at ``(c, S_t)``. Returns
+    ``(B, status)``; the caller stops unless status is 0."""
+    pivoted = False
+    ok = True
+    if to != SET_E:
+        crit, delta = critical_dir(P, E, j)
+        if crit:
+            # ratio test: moving u by sigma * t * delta (t >= 0), the first point of L u R
+            # (other than j) whose residual reaches zero
+            sigma = -1.0 if to == SET_R else 1.0
+            S = P.S
+            Phi = P.Phi
+            n, d = Phi.shape
+            best = np.inf
+            ii = np.int64(-1)
+            for i in range(n):
+                si = E.state[i]
+                if si == SET_E or i == j:
+                    continue
+                pr = 0.0
+                for k in range(d):
+                    pr += Phi[i, k] * delta[k]
+                sp = sigma * pr
+                psi = lam * S[i] - E.w[i]
+                if si == SET_L:
+                    if sp >= -1e-14 * (abs(pr) + 1e-300):
+                        continue
+                elif sp <= 1e-14 * (abs(pr) + 1e-300):
+                    continue
+                t = psi / sp
+                if t < 0.0:
+                    t = 0.0
+                if t < best:
+                    best = t
+                    ii = i
+            if ii < 0:
+                return B, STATUS_SINGULAR
+            B, ok1, _ = apply_event(B, P, E, ii, np.int64(SET_E))
+            B, ok2, _ = apply_event(B, P, E, j, to)
+            ok = ok1 and ok2
+            if ok:
+                _exact_stage(B, P, E, lam, c, S_t)
+            pivoted = True
+    if not pivoted:
+        B, ok, _ = apply_event(B, P, E, j, to)
+    ints = E.ints
+    ints[STEPS] += 1
+    ints[UPDATES] += 1
+    if not ok:
+        ints[UPDATES] = refactor_every
+    if ints[STEPS] >= max_steps:
+        return B, STATUS_STEP_CAP
+    if ints[UPDATES] >= refactor_every:
+        ints[UPDATES] = 0
+        if not refactor(B, P, E):
+            return B, STATUS_SINGULAR
+        _exact_stage(B, P, E, lam, c, S_t)
+    return B, STATUS_OK
+
+
+@jit(error_model="numpy")
+def s_path_batch(P0, E0, B0, lam, lo, Kt, ktt, Phit, U, max_steps, refactor_every, t_lo, t_hi,
+                 out_f, out_i, trace_S, trace_v):
+    """Cutoffs ``S* = sup{S : v_t(S) <= U[t]}`` (``+inf`` if never reached) for the test rows
+    ``t_lo <= t < t_hi`` of ``Kt`` (n_test, n), ``ktt``, ``Phit``, ``U``.
+
+    ``P0`` is the calibration :class:`~._elbow.Problem` (boxes ``lo``/``hi``, no test point),
+    ``E0``/``B0`` the solution at ``lam`` from :func:`prepare_state`, ``lo`` the lower bound of
+    the test dual. Writes ``out_f[t] = (cutoff, mean elbow size, S0)`` and ``out_i[t] =
+    (status, n_steps)`` (callers run disjoint ranges in threads; the function releases the
+    GIL). ``trace_S``/``trace_v`` (length >= max_steps + 2, or 0 to skip) receive ``(S, v_t)``
+    at every stage-2 breakpoint of the last row; returns how many.
+    """
+    n, d = P0.Phi.shape
+    S = P0.S
+    m0 = E0.ints[M]
+    p0 = d + m0
+    n_trace = np.int64(0)
+    for t in range(t_lo, t_hi):
+        P = Problem(P0.K, P0.Phi, S, P0.lo, P0.hi, Kt[t], ktt[t], Phit[t], P0.jitter)
+        kt = P.kt
+        phit = P.phit
+        E = new_state(E0.state, E0.v, d, np.int64(1))
+        state = E.state
+        v = E.v
+        u = E.u
+        w = E.w
+        rhs = E.rhs
+        x = E.x
+        dw = E.dw
+        Eidx = E.Eidx
+        for k in range(d):
+            u[k] = E0.u[k]
+            E.bal[k] = E0.bal[k]
+        for i in range(n):
+            E.q[i] = E0.q[i]
+            w[i] = E0.w[i]
+        B = np.zeros((p0 + 16, p0 + 16))
+        for a in range(p0):
+            for b in range(p0):
+                B[a, b] = B0[a, b]
+        qt = 0.0  # sum over L u R of kt_j v_j (q at the test point)
+        for j in range(n):
+            if state[j] != SET_E:
+                qt += kt[j] * v[j]
+        E.flts[QT] = qt
+        status = STATUS_OK
+        zero_run = np.int64(0)
+        sum_m = np.int64(0)
+        n_trace = np.int64(0)
+        cutoff = np.nan
+        S0 = np.nan
+
+        # ---------------- stage 1: c from 0 to lo (t = -c goes 0 -> -lo)
+        t_done = 0.0
+        t_end = -lo
+        while True:
+            m = E.ints[M]
+            for k in range(d):
+                rhs[k] = phit[k]
+            for a in range(m):
+                rhs[d + a] = kt[Eidx[a]]
+            matvec(B, d + m, rhs, x)
+            fit_dir(P, E, x, dw)
+            for i in range(n):
+                dw[i] -= kt[i]
+            best, best_i, best_to = scan_events(P, E, lam, dw, 1.0)
+            remaining = t_end - t_done
+            sum_m += m
+            step = remaining if remaining <= best else best
+            if step > 0.0:
+                advance(E, d, x, dw, step)
+                t_done += step
+            if remaining <= best:
+                break
+            if best <= 1e-13 * (abs(t_end) + 1.0):
+                zero_run += 1
+                if zero_run > 4 * n + 50:
+                    status = STATUS_CYCLING
+                    break
+            else:
+                zero_run = np.int64(0)
+            B, status = _event_step(B, P, E, lam, best_i, best_to, -t_done, 0.0, max_steps,
+                                    refactor_every)
+            if status != STATUS_OK:
+                break
+
+        if status == STATUS_OK:
+            # ---------------- join: t enters E with v_t = lo at S0 = g(x_t)
+            acc = P.ktt * lo
+            for k in range(d):
+                acc += phit[k] * u[k]
+            for j in range(n):
+                acc += kt[j] * v[j]
+            S_cur = acc / lam
+            S0 = S_cur
+            B, _ = elbow_add(B, P, E, n)
+            v[n] = lo
+            zero_run = np.int64(0)
+
+            # ---------------- stage 2: S_t increases from S0
+            while True:
+                m = E.ints[M]
+                p = d + m
+                pt = E.pos[n]
+                # a test point that alone carries a direction of Phi (e.g. the only elbow point
+                # of its group) has its dual fixed by the balance constraint: then exactly
+                # dv = 0 and only u moves, along that direction (computed directly, free of
+                # round-off)
+                t_crit, delta_t = critical_dir(P, E, n)
+                if t_crit:
+                    for k in range(d):
+                        x[k] = lam * delta_t[k]
+                    for a in range(m):
+                        x[d + a] = 0.0
+                else:
+                    for a in range(p):
+                        x[a] = lam * B[a, d + pt]
+                fit_dir(P, E, x, dw)
+                if n_trace < trace_S.shape[0]:
+                    trace_S[n_trace] = S_cur
+                    trace_v[n_trace] = v[n]
+                    n_trace += 1
+                best, best_i, best_to = scan_events(P, E, lam, dw, 1.0)
+                sum_m += m
+                dvt = x[d + pt]
+                if dvt > SLOPE_RTOL * absmax(x, p):
+                    dU = (U[t] - v[n]) / dvt
+                    if dU < 0.0:
+                        dU = 0.0
+                else:
+                    dU = np.inf
+                if dU <= best:
+                    if np.isfinite(dU):
+                        cutoff = S_cur + dU
+                        if n_trace < trace_S.shape[0]:
+                            trace_S[n_trace] = cutoff
+                            trace_v[n_trace] = U[t]
+                            n_trace += 1
+                    else:
+                        cutoff = np.inf
+                    break
+                step = best
+                if step > 0.0:
+                    advance(E, d, x, dw, step)
+                    S_cur += step
+                if not (step > 0.0):
+                    zero_run += 1
+                    if zero_run > 4 * n + 50:
+                        status = STATUS_CYCLING
+                        break
+                else:
+                    zero_run = np.int64(0)
+                B, status = _event_step(B, P, E, lam, best_i, best_to, 0.0, S_cur, max_steps,
+                                        refactor_every)
+                if status != STATUS_OK:
+                    break
+        steps = E.ints[STEPS]
+        if status != STATUS_OK:
+            cutoff = np.nan
+        out_f[t, OUT_CUT] = cutoff
+        out_f[t, OUT_MEAN_ELBOW] = sum_m / max(steps + 2, 1)
+        out_f[t, OUT_S0] = S0
+        out_i[t, OUT_STATUS] = status
+        out_i[t, OUT_STEPS] = steps
+    return n_trace
