@@ -14,7 +14,7 @@ wrappers in :mod:`._path` validate inputs and turn status codes into errors. One
 
 from ._elbow import (  # noqa: F401
     M, SET_E, SET_L, SET_R, STATUS_CYCLING, STATUS_OK, STATUS_SINGULAR, STATUS_STEP_CAP,
-    PathState, Problem, advance, apply_event, elbow_add, elbow_drop, exact_state, fit_dir,
+    PathState, Problem, advance, apply_event, elbow_add, exact_state, fit_dir,
     fit_from_coef, kij, matvec, new_state, phi, problem, refactor,
 )
 from ._events import absmax, scan_events  # noqa: F401
@@ -29,4 +29,4 @@ from ._s_path import (  # noqa: F401
     s_path_batch,
 )
 from ._lam_path import _grow_rows, _pinball, _record  # noqa: F401
-from ._s_path import _event_step, _exact_stage  # noqa: F401
+from ._s_path import _exact_stage  # noqa: F401

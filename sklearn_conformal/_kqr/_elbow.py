@@ -15,7 +15,7 @@ With the sets fixed, ``(u, v_E)`` solves the saddle-point system::
 with ``bal = -Phi_c' v_c`` and ``q = K[:, c] v_c`` over ``c = L u R``. The explicit inverse
 ``B = M_E^{-1}`` (unknowns ordered ``u`` first, then the elbow points in the order of ``Eidx``)
 is bordered when a point enters E (:func:`elbow_add`), Schur-downdated when one leaves
-(:func:`elbow_drop`) and re-inverted every ``refactor_every`` updates (:func:`refactor`).
+(in :func:`apply_event`) and re-inverted every ``refactor_every`` updates (:func:`refactor`).
 
 Two bundles carry a path through the kernels instead of dozens of arguments:
 
@@ -69,16 +69,16 @@ def problem(K, Phi, S, lo, hi, jitter):
     return Problem(K, Phi, S, lo, hi, empty, 0.0, empty, float(jitter))
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def new_state(state_in, v_in, d, extra):
     """A :class:`PathState` for sets ``state_in`` and duals ``v_in`` (n), with room for
     ``extra`` (0 or 1: the test point) more points; ``Eidx`` lists E in increasing index."""
     n = state_in.shape[0]
     N = n + extra
-    state = np.empty(n, np.int8)
+    state = np.zeros(n, np.int8)
     v = np.zeros(N)
-    Eidx = np.empty(N, np.int64)
-    pos = np.empty(N, np.int64)
+    Eidx = np.zeros(N, np.int64)
+    pos = np.zeros(N, np.int64)
     m = np.int64(0)
     for i in range(N):
         pos[i] = -1
@@ -97,7 +97,7 @@ def new_state(state_in, v_in, d, extra):
     )
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def kij(P, a, b):
     """Kernel entry between augmented points ``a`` and ``b``; index ``n`` is the test point."""
     n = P.S.shape[0]
@@ -110,14 +110,14 @@ def kij(P, a, b):
     return P.K[a, b]
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def phi(P, j, k):
     if j == P.S.shape[0]:
         return P.phit[k]
     return P.Phi[j, k]
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def refactor(B, P, E):
     """Re-invert ``M_E`` into ``B[:d+m, :d+m]`` (Gauss-Jordan with partial pivoting, no LAPACK
     call overhead); returns False when it is numerically singular."""
@@ -178,7 +178,7 @@ def refactor(B, P, E):
     return True
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def elbow_add(B, P, E, j):
     """Point ``j`` (``n``: the test point) joins E last: border ``B`` (grown when full) and
     append ``j`` to ``Eidx``/``pos``. Returns ``(B, s)``, ``s`` the Schur complement
@@ -195,7 +195,7 @@ def elbow_add(B, P, E, j):
             for b in range(cap):
                 grown[a, b] = B[a, b]
         B = grown
-    bvec = np.empty(p)
+    bvec = np.zeros(p)
     for k in range(d):
         bvec[k] = phi(P, j, k)
     for a in range(m):
@@ -223,42 +223,7 @@ def elbow_add(B, P, E, j):
     return B, s
 
 
-@jit(error_model="numpy")
-def elbow_drop(B, P, E, j):
-    """Elbow point ``j`` leaves E: swap its row/column of ``B`` last, Schur-downdate, and move
-    the last elbow point into its slot. Returns the pivot (the caller checks it)."""
-    d = P.Phi.shape[1]
-    m = E.ints[M]
-    Eidx = E.Eidx
-    pos = E.pos
-    a0 = pos[j]
-    idx = d + a0
-    last = d + m - 1
-    if idx != last:
-        for a in range(last + 1):
-            t = B[idx, a]
-            B[idx, a] = B[last, a]
-            B[last, a] = t
-        for a in range(last + 1):
-            t = B[a, idx]
-            B[a, idx] = B[a, last]
-            B[a, last] = t
-    piv = B[last, last]
-    inv = 1.0 / piv
-    for a in range(last):
-        f = B[a, last] * inv
-        if f != 0.0:
-            for b in range(last):
-                B[a, b] -= f * B[last, b]
-    moved = Eidx[m - 1]
-    Eidx[a0] = moved
-    pos[moved] = a0
-    pos[j] = -1
-    E.ints[M] = m - 1
-    return piv
-
-
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def apply_event(B, P, E, j, to):
     """Move calibration point ``j`` into E (``to == SET_E``) or out of it to its bound
     (``lo[j]`` for L, ``hi[j]`` for R), updating ``B``, the sets and the sums of L u R
@@ -274,7 +239,35 @@ def apply_event(B, P, E, j, to):
         E.state[j] = SET_E
         dv = -E.v[j]
     else:
-        piv = elbow_drop(B, P, E, j)
+        # j leaves E: swap its row/column of B last, Schur-downdate, and move the last elbow
+        # point into its slot
+        m = E.ints[M]
+        Eidx = E.Eidx
+        pos = E.pos
+        a0 = pos[j]
+        idx = d + a0
+        last = d + m - 1
+        if idx != last:
+            for a in range(last + 1):
+                t = B[idx, a]
+                B[idx, a] = B[last, a]
+                B[last, a] = t
+            for a in range(last + 1):
+                t = B[a, idx]
+                B[a, idx] = B[a, last]
+                B[a, last] = t
+        piv = B[last, last]
+        inv = 1.0 / piv
+        for a in range(last):
+            f = B[a, last] * inv
+            if f != 0.0:
+                for b in range(last):
+                    B[a, b] -= f * B[last, b]
+        moved = Eidx[m - 1]
+        Eidx[a0] = moved
+        pos[moved] = a0
+        pos[j] = -1
+        E.ints[M] = m - 1
         ok = np.isfinite(piv) and piv != 0.0
         dv = P.lo[j] if to == SET_L else P.hi[j]
         E.v[j] = dv
@@ -291,7 +284,7 @@ def apply_event(B, P, E, j, to):
     return B, ok, dv
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def matvec(B, p, rhs, out):
     for a in range(p):
         acc = 0.0
@@ -300,7 +293,7 @@ def matvec(B, p, rhs, out):
         out[a] = acc
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def exact_state(B, P, E, lam):
     """(u, v_E) = B [bal; lam S_E - q_E] from the sets (no drift of the duals)."""
     d = P.Phi.shape[1]
@@ -321,7 +314,7 @@ def exact_state(B, P, E, lam):
         E.v[Eidx[a]] = x[d + a]
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def fit_from_coef(P, E, u, out):
     """out = Phi u + K[:, E] v_E + q  (= lam * g at the calibration points)."""
     K = P.K
@@ -340,7 +333,7 @@ def fit_from_coef(P, E, u, out):
                 out[i] += K[j, i] * vj
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def fit_dir(P, E, x, dw):
     """dw = Phi x_u + K[:, E] x_v over calibration rows (test column ``kt``): the rate of
     change of ``w`` along a segment of direction ``x``."""
@@ -365,7 +358,7 @@ def fit_dir(P, E, x, dw):
                 dw[i] += K[j, i] * xa
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def advance(E, d, x, dw, step):
     """(u, v_E, w) += step * (x_u, x_v, dw): move along one linear segment of a path (the
     lambda path passes ``-delta`` since its direction is taken per unit increase of lam)."""

@@ -6,7 +6,7 @@ from .._numba import jit
 from ._elbow import M, SET_E, SET_L, SET_R, SLOPE_RTOL
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def absmax(x, p):
     """max(0, |x[0]|, ..., |x[p-1]|): the scale of a direction, for relative slope tolerances."""
     xmax = 0.0
@@ -15,7 +15,7 @@ def absmax(x, p):
     return xmax
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def scan_events(P, E, lam, dw, sign):
     """Smallest step (>= 0) along the current segment to the next calibration event: an elbow
     dual reaching its bound (``to`` L or R) or a residual of L u R reaching zero (``to`` E).

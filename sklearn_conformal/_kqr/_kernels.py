@@ -18,7 +18,7 @@ from .._numba import jit
 from ..exceptions import InsufficientMemoryError
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cfunc_wrapper=True)
 def sq_dists(X, Y):
     """Squared Euclidean distances between the rows of ``X`` and ``Y``."""
     nx, p = X.shape
@@ -34,7 +34,7 @@ def sq_dists(X, Y):
     return out
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def kernel_value(d2, kind, gamma, beta):
     """``k`` at squared distance ``d2`` (``kind``: 0 rbf, 1 laplacian, 2 matern32, 3 matern52,
     4 imq)."""
@@ -53,7 +53,7 @@ def kernel_value(d2, kind, gamma, beta):
     return (1.0 + gamma * d2) ** (-beta)
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cfunc_wrapper=True)
 def kernel_from_sq_dists(D2, kind, gamma, beta):
     """Elementwise kernel of a squared-distance matrix (``kind`` as in :func:`kernel_value`)."""
     nx, ny = D2.shape
@@ -64,7 +64,7 @@ def kernel_from_sq_dists(D2, kind, gamma, beta):
     return out
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cfunc_wrapper=True)
 def row_hash(M, r):
     """``out[i] = sum_j M[i, j] r[j]`` summed in a fixed order: identical rows give identical
     values bit for bit (a BLAS product need not), so it can key duplicate rows."""
@@ -78,7 +78,7 @@ def row_hash(M, r):
     return out
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cfunc_wrapper=True)
 def kernel_block(X, Y, kind, gamma, beta, out, lo, hi):
     """``out[i, j] = k(X_i, Y_j)`` for rows ``lo <= i < hi`` (threads fill disjoint rows)."""
     ny = Y.shape[0]
@@ -92,7 +92,7 @@ def kernel_block(X, Y, kind, gamma, beta, out, lo, hi):
             out[i, j] = kernel_value(acc, kind, gamma, beta)
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cfunc_wrapper=True)
 def kernel_sym_block(X, kind, gamma, beta, out, lo, hi):
     """``out[i, j]`` and ``out[j, i]`` for ``j >= i``, rows ``lo <= i < hi`` of ``k(X, X)``.
 
@@ -113,7 +113,7 @@ def kernel_sym_block(X, kind, gamma, beta, out, lo, hi):
             out[j, i] = val
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cfunc_wrapper=True)
 def condensed_sq_dists(X, out):
     """Squared distances of the distinct pairs ``i < j`` into ``out`` (length ``n (n - 1) / 2``);
     returns how many are positive, moved to the front of ``out``."""

@@ -23,14 +23,14 @@ REC_VLOSS = 3
 REC_ELBOW = 4
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _pinball(r, tau):
     if r > 0:
         return tau * r
     return (tau - 1.0) * r
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _record(rec, r, P, E, V, qv, tau, lam, logn_2n):
     """Breakpoint ``r``: lam, SIC, training pinball loss, validation pinball loss (NaN without
     validation data) and ``|E|``, each point weighted by its multiplicity (the width
@@ -73,17 +73,17 @@ def _record(rec, r, P, E, V, qv, tau, lam, logn_2n):
     return sic
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _grow_rows(a, cap):
     """``a`` (rows, cols) copied into the first rows of a new (cap, cols) array."""
-    out = np.empty((cap, a.shape[1]))
+    out = np.zeros((cap, a.shape[1]))
     for i in range(a.shape[0]):
         for k in range(a.shape[1]):
             out[i, k] = a[i, k]
     return out
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cfunc_wrapper=True)
 def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio, max_steps,
                      refactor_every, store_path):
     """Exact regularisation path of the kernel quantile regression from ``lam = inf`` downwards.
@@ -97,10 +97,10 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
     (status 1). A breakpoint is recorded at the start of every segment of positive length
     (zero-length degenerate steps are merged into one breakpoint) and at the stop.
 
-    Returns ``(rec, best, final, v_path, u_path, info, lams)``: ``rec`` (n_rec, 5) the
-    breakpoints (columns ``REC_*``), ``best``/``final`` the :class:`~._elbow.PathState` at the
-    SIC minimum and at the end (``u`` = lam * eta), ``v_path``/``u_path`` the duals and ``u``
-    at every breakpoint (``store_path``), ``info = [n_rec, status, n_steps]`` and
+    Returns ``(rec, best_state, best_v, best_u, state, v, u, v_path, u_path, info, lams)``:
+    ``rec`` (n_rec, 5) the breakpoints (columns ``REC_*``), the sets, duals and ``u = lam eta``
+    at the SIC minimum and at the end, ``v_path``/``u_path`` the duals and ``u / lam`` at every
+    breakpoint (``store_path``), ``info = [n_rec, status, n_steps]`` and
     ``lams = [best_lam, final_lam]``.
     """
     K = P.K
@@ -138,9 +138,9 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
 
     # records
     cap_rec = 64
-    rec = np.empty((cap_rec, 5))
-    v_path = np.empty((cap_rec if store_path else 0, n))
-    u_path = np.empty((cap_rec if store_path else 0, d))
+    rec = np.zeros((cap_rec, 5))
+    v_path = np.zeros((cap_rec if store_path else 0, n))
+    u_path = np.zeros((cap_rec if store_path else 0, d))
     n_rec = np.int64(0)
     best_sic = np.inf
     best = new_state(state, v, d, np.int64(0))
@@ -165,8 +165,8 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
         for a in range(m):
             rhs[d + a] = S[Eidx[a]]
         matvec(B, p, rhs, x)
-        bu = np.empty(d)
-        bv = np.empty(m)
+        bu = np.zeros(d)
+        bv = np.zeros(m)
         for k in range(d):
             bu[k] = x[k]
         for a in range(m):
@@ -176,7 +176,7 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
         for a in range(m):
             rhs[d + a] = -q[Eidx[a]]
         matvec(B, p, rhs, x)
-        au = np.empty(d)
+        au = np.zeros(d)
         for k in range(d):
             au[k] = x[k]
         for a in range(m):
@@ -300,11 +300,11 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
         else:
             exact_state(B, P, E, lam)
 
-    info = np.empty(3, np.int64)
+    info = np.zeros(3, np.int64)
     info[0] = n_rec
     info[1] = status
     info[2] = steps
-    lams = np.empty(2)
+    lams = np.zeros(2)
     lams[0] = best_lam
     lams[1] = lam
-    return rec, best, E, v_path, u_path, info, lams
+    return (rec, best.state, best.v, best.u, state, v, u, v_path, u_path, info, lams)

@@ -595,7 +595,8 @@ def lambda_path(
     state0 = np.ascontiguousarray(state0, np.int8)
     v0 = np.ascontiguousarray(v0, np.float64)
     while True:
-        rec, best, final, v_path, u_path, info, lam_ends = _core.lambda_path_core(
+        (rec, b_state, b_v, b_u, f_state, f_v, f_u, v_path, u_path, info,
+         lam_ends) = _core.lambda_path_core(
             P, val, state0, v0, 1.0 - float(alpha), float(lam_stop_std), float(lam_min_std),
             0.0 if lam_stop is not None else float(lam_min_ratio), int(cap),
             int(refactor_every), bool(store_path),
@@ -611,9 +612,8 @@ def lambda_path(
     esizes = rec[:, _core.REC_ELBOW].astype(np.int64)
     b_lam, f_lam = float(lam_ends[0]), float(lam_ends[1])
     with np.errstate(all="ignore"):
-        b_eta = best.u / b_lam
-        f_eta = final.u / f_lam
-    b_state, b_v, f_state, f_v = best.state, best.v, final.state, final.v
+        b_eta = b_u / b_lam
+        f_eta = f_u / f_lam
     v_path, eta_path = v_path[:n_rec].copy(), u_path[:n_rec].copy()
     if int(status) not in (_core.STATUS_OK, _core.STATUS_STEP_CAP):
         check_status(status, "The lambda path")

@@ -24,7 +24,7 @@ OUT_STATUS = 0
 OUT_STEPS = 1
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cfunc_wrapper=True)
 def prepare_state(P, lam, state_in, v_in):
     """Exact solution at ``lam`` for the sets ``state_in``: ``(ok, B, E)`` with ``E`` the
     :class:`~._elbow.PathState` (``u``, ``v``, ``q``, ``bal``, ``w`` solved from the sets)."""
@@ -49,7 +49,7 @@ def prepare_state(P, lam, state_in, v_in):
     return ok, B, E
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def critical_dir(P, E, j):
     """Whether removing elbow point ``j`` makes ``Phi_E`` rank deficient, and if so the
     direction ``delta`` with ``Phi_k delta = 0`` (k in E, k != j) and ``Phi_j delta = 1``
@@ -58,7 +58,7 @@ def critical_dir(P, E, j):
     m = E.ints[M]
     Q = np.zeros((d, d))
     r = np.int64(0)
-    row = np.empty(d)
+    row = np.zeros(d)
     delta = np.zeros(d)
     for a in range(m + 1):
         # the other elbow rows, then (a == m) the row of j itself into delta
@@ -104,7 +104,7 @@ def critical_dir(P, E, j):
     return False, delta
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _exact_stage(B, P, E, lam, c, S_t):
     """Exact (u, v_E, w) of an S-path stage: test dual fixed at ``c`` (stage 1, test not in E)
     or test in E with imputed score ``S_t`` (stage 2, ``c`` ignored)."""
@@ -157,74 +157,7 @@ def _exact_stage(B, P, E, lam, c, S_t):
             w[i] += c * kt[i]
 
 
-@jit(error_model="numpy")
-def _event_step(B, P, E, lam, j, to, c, S_t, max_steps, refactor_every):
-    """Apply one S-path event (point ``j`` to set ``to``) with the bookkeeping of both stages.
-
-    A rank-critical elbow point leaves through a dual-simplex pivot: moving ``u`` along the
-    freed linear direction, the first point of L u R whose residual reaches zero enters E in
-    its place. Counts the step (cap: status 1) and refactorises every ``refactor_every``
-    updates (or at once after a bad pivot) with an exact re-solve at ``(c, S_t)``. Returns
-    ``(B, status)``; the caller stops unless status is 0."""
-    pivoted = False
-    ok = True
-    if to != SET_E:
-        crit, delta = critical_dir(P, E, j)
-        if crit:
-            # ratio test: moving u by sigma * t * delta (t >= 0), the first point of L u R
-            # (other than j) whose residual reaches zero
-            sigma = -1.0 if to == SET_R else 1.0
-            S = P.S
-            Phi = P.Phi
-            n, d = Phi.shape
-            best = np.inf
-            ii = np.int64(-1)
-            for i in range(n):
-                si = E.state[i]
-                if si == SET_E or i == j:
-                    continue
-                pr = 0.0
-                for k in range(d):
-                    pr += Phi[i, k] * delta[k]
-                sp = sigma * pr
-                psi = lam * S[i] - E.w[i]
-                if si == SET_L:
-                    if sp >= -1e-14 * (abs(pr) + 1e-300):
-                        continue
-                elif sp <= 1e-14 * (abs(pr) + 1e-300):
-                    continue
-                t = psi / sp
-                if t < 0.0:
-                    t = 0.0
-                if t < best:
-                    best = t
-                    ii = i
-            if ii < 0:
-                return B, STATUS_SINGULAR
-            B, ok1, _ = apply_event(B, P, E, ii, np.int64(SET_E))
-            B, ok2, _ = apply_event(B, P, E, j, to)
-            ok = ok1 and ok2
-            if ok:
-                _exact_stage(B, P, E, lam, c, S_t)
-            pivoted = True
-    if not pivoted:
-        B, ok, _ = apply_event(B, P, E, j, to)
-    ints = E.ints
-    ints[STEPS] += 1
-    ints[UPDATES] += 1
-    if not ok:
-        ints[UPDATES] = refactor_every
-    if ints[STEPS] >= max_steps:
-        return B, STATUS_STEP_CAP
-    if ints[UPDATES] >= refactor_every:
-        ints[UPDATES] = 0
-        if not refactor(B, P, E):
-            return B, STATUS_SINGULAR
-        _exact_stage(B, P, E, lam, c, S_t)
-    return B, STATUS_OK
-
-
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cfunc_wrapper=True)
 def s_path_batch(P0, E0, B0, lam, lo, Kt, ktt, Phit, U, max_steps, refactor_every, t_lo, t_hi,
                  out_f, out_i, trace_S, trace_v):
     """Cutoffs ``S* = sup{S : v_t(S) <= U[t]}`` (``+inf`` if never reached) for the test rows
@@ -255,6 +188,7 @@ def s_path_batch(P0, E0, B0, lam, lo, Kt, ktt, Phit, U, max_steps, refactor_ever
         x = E.x
         dw = E.dw
         Eidx = E.Eidx
+        ints = E.ints
         for k in range(d):
             u[k] = E0.u[k]
             E.bal[k] = E0.bal[k]
@@ -276,63 +210,31 @@ def s_path_batch(P0, E0, B0, lam, lo, Kt, ktt, Phit, U, max_steps, refactor_ever
         n_trace = np.int64(0)
         cutoff = np.nan
         S0 = np.nan
-
-        # ---------------- stage 1: c from 0 to lo (t = -c goes 0 -> -lo)
+        S_cur = 0.0
+        # stage 1: the test dual c goes from 0 to lo (t = -c from 0 to t_end = -lo), the test
+        # point outside E; stage 2: the test point in E, its imputed score S_cur increasing
+        stage2 = False
         t_done = 0.0
         t_end = -lo
         while True:
-            m = E.ints[M]
-            for k in range(d):
-                rhs[k] = phit[k]
-            for a in range(m):
-                rhs[d + a] = kt[Eidx[a]]
-            matvec(B, d + m, rhs, x)
-            fit_dir(P, E, x, dw)
-            for i in range(n):
-                dw[i] -= kt[i]
-            best, best_i, best_to = scan_events(P, E, lam, dw, 1.0)
-            remaining = t_end - t_done
-            sum_m += m
-            step = remaining if remaining <= best else best
-            if step > 0.0:
-                advance(E, d, x, dw, step)
-                t_done += step
-            if remaining <= best:
-                break
-            if best <= 1e-13 * (abs(t_end) + 1.0):
-                zero_run += 1
-                if zero_run > 4 * n + 50:
-                    status = STATUS_CYCLING
-                    break
+            m = ints[M]
+            p = d + m
+            # ---- direction of the segment (per unit t, or per unit S_t)
+            if not stage2:
+                for k in range(d):
+                    rhs[k] = phit[k]
+                for a in range(m):
+                    rhs[d + a] = kt[Eidx[a]]
+                matvec(B, p, rhs, x)
+                fit_dir(P, E, x, dw)
+                for i in range(n):
+                    dw[i] -= kt[i]
             else:
-                zero_run = np.int64(0)
-            B, status = _event_step(B, P, E, lam, best_i, best_to, -t_done, 0.0, max_steps,
-                                    refactor_every)
-            if status != STATUS_OK:
-                break
-
-        if status == STATUS_OK:
-            # ---------------- join: t enters E with v_t = lo at S0 = g(x_t)
-            acc = P.ktt * lo
-            for k in range(d):
-                acc += phit[k] * u[k]
-            for j in range(n):
-                acc += kt[j] * v[j]
-            S_cur = acc / lam
-            S0 = S_cur
-            B, _ = elbow_add(B, P, E, n)
-            v[n] = lo
-            zero_run = np.int64(0)
-
-            # ---------------- stage 2: S_t increases from S0
-            while True:
-                m = E.ints[M]
-                p = d + m
                 pt = E.pos[n]
-                # a test point that alone carries a direction of Phi (e.g. the only elbow point
-                # of its group) has its dual fixed by the balance constraint: then exactly
-                # dv = 0 and only u moves, along that direction (computed directly, free of
-                # round-off)
+                # a test point that alone carries a direction of Phi (e.g. the only elbow
+                # point of its group) has its dual fixed by the balance constraint: then
+                # exactly dv = 0 and only u moves, along that direction (computed directly,
+                # free of round-off)
                 t_crit, delta_t = critical_dir(P, E, n)
                 if t_crit:
                     for k in range(d):
@@ -347,8 +249,32 @@ def s_path_batch(P0, E0, B0, lam, lo, Kt, ktt, Phit, U, max_steps, refactor_ever
                     trace_S[n_trace] = S_cur
                     trace_v[n_trace] = v[n]
                     n_trace += 1
-                best, best_i, best_to = scan_events(P, E, lam, dw, 1.0)
-                sum_m += m
+            best, best_i, best_to = scan_events(P, E, lam, dw, 1.0)
+            sum_m += m
+            # ---- advance to the next event (or the end of the stage)
+            if not stage2:
+                remaining = t_end - t_done
+                step = remaining if remaining <= best else best
+                if step > 0.0:
+                    advance(E, d, x, dw, step)
+                    t_done += step
+                if remaining <= best:
+                    # join: t enters E with v_t = lo at S0 = g(x_t)
+                    acc = P.ktt * lo
+                    for k in range(d):
+                        acc += phit[k] * u[k]
+                    for j in range(n):
+                        acc += kt[j] * v[j]
+                    S_cur = acc / lam
+                    S0 = S_cur
+                    B, _ = elbow_add(B, P, E, n)
+                    v[n] = lo
+                    zero_run = np.int64(0)
+                    stage2 = True
+                    continue
+                is_zero = best <= 1e-13 * (abs(t_end) + 1.0)
+                c = -t_done
+            else:
                 dvt = x[d + pt]
                 if dvt > SLOPE_RTOL * absmax(x, p):
                     dU = (U[t] - v[n]) / dvt
@@ -370,18 +296,78 @@ def s_path_batch(P0, E0, B0, lam, lo, Kt, ktt, Phit, U, max_steps, refactor_ever
                 if step > 0.0:
                     advance(E, d, x, dw, step)
                     S_cur += step
-                if not (step > 0.0):
-                    zero_run += 1
-                    if zero_run > 4 * n + 50:
-                        status = STATUS_CYCLING
-                        break
-                else:
-                    zero_run = np.int64(0)
-                B, status = _event_step(B, P, E, lam, best_i, best_to, 0.0, S_cur, max_steps,
-                                        refactor_every)
-                if status != STATUS_OK:
+                is_zero = not (step > 0.0)
+                c = 0.0
+            if is_zero:
+                zero_run += 1
+                if zero_run > 4 * n + 50:
+                    status = STATUS_CYCLING
                     break
-        steps = E.ints[STEPS]
+            else:
+                zero_run = np.int64(0)
+            # ---- the event. A rank-critical elbow point leaves through a dual-simplex pivot:
+            # moving u along the freed linear direction, the first point of L u R whose
+            # residual reaches zero enters E in its place
+            pivot_i = np.int64(-1)
+            if best_to != SET_E:
+                crit, delta = critical_dir(P, E, best_i)
+                if crit:
+                    # ratio test: moving u by sigma * r * delta (r >= 0), the first point of
+                    # L u R (other than best_i) whose residual reaches zero
+                    sigma = -1.0 if best_to == SET_R else 1.0
+                    r_best = np.inf
+                    for i in range(n):
+                        si = state[i]
+                        if si == SET_E or i == best_i:
+                            continue
+                        pr = 0.0
+                        for k in range(d):
+                            pr += P.Phi[i, k] * delta[k]
+                        sp = sigma * pr
+                        psi = lam * S[i] - w[i]
+                        if si == SET_L:
+                            if sp >= -1e-14 * (abs(pr) + 1e-300):
+                                continue
+                        elif sp <= 1e-14 * (abs(pr) + 1e-300):
+                            continue
+                        r = psi / sp
+                        if r < 0.0:
+                            r = 0.0
+                        if r < r_best:
+                            r_best = r
+                            pivot_i = i
+                    if pivot_i < 0:
+                        status = STATUS_SINGULAR
+                        break
+            ok = True
+            for e in range(2 if pivot_i >= 0 else 1):
+                if pivot_i >= 0 and e == 0:
+                    jj = pivot_i
+                    to = np.int64(SET_E)
+                else:
+                    jj = best_i
+                    to = best_to
+                B, ok_e, _ = apply_event(B, P, E, jj, to)
+                ok = ok and ok_e
+            # ---- bookkeeping: step cap, refactorisation every refactor_every updates (or at
+            # once after a bad pivot), exact re-solve after a pivot or a refactorisation
+            ints[STEPS] += 1
+            ints[UPDATES] += 1
+            if not ok:
+                ints[UPDATES] = refactor_every
+            if ints[STEPS] >= max_steps:
+                status = STATUS_STEP_CAP
+                break
+            resolve = pivot_i >= 0 and ok
+            if ints[UPDATES] >= refactor_every:
+                ints[UPDATES] = 0
+                if not refactor(B, P, E):
+                    status = STATUS_SINGULAR
+                    break
+                resolve = True
+            if resolve:
+                _exact_stage(B, P, E, lam, c, S_cur if stage2 else 0.0)
+        steps = ints[STEPS]
         if status != STATUS_OK:
             cutoff = np.nan
         out_f[t, OUT_CUT] = cutoff
