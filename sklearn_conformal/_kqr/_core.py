@@ -10,6 +10,22 @@ wrappers in :mod:`._path` validate inputs and turn status codes into errors. One
 * :mod:`._events` -- the event scan of both paths;
 * :mod:`._lam_path` -- the lambda path;
 * :mod:`._s_path` -- the S-path (both stages, many test points per call).
+
+The first call from a cold numba cache compiles all of them, so they keep compilation light:
+
+* one specialisation per kernel: C-contiguous arrays of one dtype per argument (the Python
+  wrappers normalise them), integer variables handed to other kernels start as ``np.int64``
+  (a literal ``0`` or ``-1`` would type a second, literal-typed copy of the callee);
+* kernels called only from kernels have no CPython or cfunc wrapper;
+* a kernel's callees are linked into it and optimised again with it, so call chains are short
+  and each callee has one call site where it can (the S-path runs both stages in one loop and
+  applies every event, pivots included, through one ``apply_event`` call);
+* fields of the ``Problem``/``PathState`` bundles are read into locals before loops, and
+  helpers called in loops (``kij``, ``phi``) take arrays: each read of a bundle's array field
+  takes a reference (an atomic increment and decrement), which in a loop costs run time;
+* no numpy features that compile heavy implementations (slicing assignment, fancy indexing,
+  array arithmetic, ``np.full``/``np.eye``) and no formatted errors: loops, and status codes
+  that Python turns into errors.
 """
 
 from ._elbow import (  # noqa: F401

@@ -98,30 +98,39 @@ def new_state(state_in, v_in, d, extra):
 
 
 @jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def kij(P, a, b):
-    """Kernel entry between augmented points ``a`` and ``b``; index ``n`` is the test point."""
-    n = P.S.shape[0]
+def kij(K, kt, ktt, a, b):
+    """Kernel entry between augmented points ``a`` and ``b``; index ``n = len(K)`` is the test
+    point (column ``kt``, self-kernel ``ktt``). Arrays, not the Problem: called in loops, it
+    must not take new references."""
+    n = K.shape[0]
     if a == n:
         if b == n:
-            return P.ktt
-        return P.kt[b]
+            return ktt
+        return kt[b]
     if b == n:
-        return P.kt[a]
-    return P.K[a, b]
+        return kt[a]
+    return K[a, b]
 
 
 @jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def phi(P, j, k):
-    if j == P.S.shape[0]:
-        return P.phit[k]
-    return P.Phi[j, k]
+def phi(Phi, phit, j, k):
+    """Feature ``k`` of augmented point ``j`` (``n``: the test point, features ``phit``)."""
+    if j == Phi.shape[0]:
+        return phit[k]
+    return Phi[j, k]
 
 
 @jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def refactor(B, P, E):
     """Re-invert ``M_E`` into ``B[:d+m, :d+m]`` (Gauss-Jordan with partial pivoting, no LAPACK
     call overhead); returns False when it is numerically singular."""
-    d = P.Phi.shape[1]
+    K = P.K
+    kt = P.kt
+    ktt = P.ktt
+    Phi = P.Phi
+    phit = P.phit
+    jitter = P.jitter
+    d = Phi.shape[1]
     m = E.ints[M]
     Eidx = E.Eidx
     p = d + m
@@ -129,12 +138,12 @@ def refactor(B, P, E):
     for a in range(m):
         ja = Eidx[a]
         for k in range(d):
-            val = phi(P, ja, k)
+            val = phi(Phi, phit, ja, k)
             A[k, d + a] = val
             A[d + a, k] = val
         for b in range(m):
-            A[d + a, d + b] = kij(P, ja, Eidx[b])
-        A[d + a, d + a] += P.jitter
+            A[d + a, d + b] = kij(K, kt, ktt, ja, Eidx[b])
+        A[d + a, d + a] += jitter
     if p == 0:
         return True
     Inv = np.zeros((p, p))
@@ -183,7 +192,12 @@ def elbow_add(B, P, E, j):
     """Point ``j`` (``n``: the test point) joins E last: border ``B`` (grown when full) and
     append ``j`` to ``Eidx``/``pos``. Returns ``(B, s)``, ``s`` the Schur complement
     ``c - b' B b`` of the new row (the caller checks it)."""
-    d = P.Phi.shape[1]
+    K = P.K
+    kt = P.kt
+    ktt = P.ktt
+    Phi = P.Phi
+    phit = P.phit
+    d = Phi.shape[1]
     m = E.ints[M]
     Eidx = E.Eidx
     p = d + m
@@ -197,16 +211,16 @@ def elbow_add(B, P, E, j):
         B = grown
     bvec = np.zeros(p)
     for k in range(d):
-        bvec[k] = phi(P, j, k)
+        bvec[k] = phi(Phi, phit, j, k)
     for a in range(m):
-        bvec[d + a] = kij(P, Eidx[a], j)
+        bvec[d + a] = kij(K, kt, ktt, Eidx[a], j)
     z = np.zeros(p)
     for a in range(p):
         acc = 0.0
         for b in range(p):
             acc += B[a, b] * bvec[b]
         z[a] = acc
-    s = kij(P, j, j) + P.jitter
+    s = kij(K, kt, ktt, j, j) + P.jitter
     for a in range(p):
         s -= bvec[a] * z[a]
     inv_s = 1.0 / s
@@ -302,16 +316,20 @@ def exact_state(B, P, E, lam):
     S = P.S
     rhs = E.rhs
     x = E.x
+    bal = E.bal
+    q = E.q
+    u = E.u
+    v = E.v
     for k in range(d):
-        rhs[k] = E.bal[k]
+        rhs[k] = bal[k]
     for a in range(m):
         j = Eidx[a]
-        rhs[d + a] = lam * S[j] - E.q[j]
+        rhs[d + a] = lam * S[j] - q[j]
     matvec(B, d + m, rhs, x)
     for k in range(d):
-        E.u[k] = x[k]
+        u[k] = x[k]
     for a in range(m):
-        E.v[Eidx[a]] = x[d + a]
+        v[Eidx[a]] = x[d + a]
 
 
 @jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
@@ -320,14 +338,17 @@ def fit_from_coef(P, E, u, out):
     K = P.K
     Phi = P.Phi
     n, d = Phi.shape
+    q = E.q
+    v = E.v
+    Eidx = E.Eidx
     for i in range(n):
-        acc = E.q[i]
+        acc = q[i]
         for k in range(d):
             acc += Phi[i, k] * u[k]
         out[i] = acc
     for a in range(E.ints[M]):
-        j = E.Eidx[a]
-        vj = E.v[j]
+        j = Eidx[a]
+        vj = v[j]
         if vj != 0.0:
             for i in range(n):
                 out[i] += K[j, i] * vj
@@ -345,14 +366,16 @@ def fit_dir(P, E, x, dw):
         for k in range(d):
             acc += Phi[i, k] * x[k]
         dw[i] = acc
+    kt = P.kt
+    Eidx = E.Eidx
     for a in range(E.ints[M]):
-        j = E.Eidx[a]
+        j = Eidx[a]
         xa = x[d + a]
         if xa == 0.0:
             continue
         if j == n:
             for i in range(n):
-                dw[i] += P.kt[i] * xa
+                dw[i] += kt[i] * xa
         else:
             for i in range(n):
                 dw[i] += K[j, i] * xa
@@ -362,10 +385,13 @@ def fit_dir(P, E, x, dw):
 def advance(E, d, x, dw, step):
     """(u, v_E, w) += step * (x_u, x_v, dw): move along one linear segment of a path (the
     lambda path passes ``-delta`` since its direction is taken per unit increase of lam)."""
+    v = E.v
+    u = E.u
+    Eidx = E.Eidx
     for a in range(E.ints[M]):
-        E.v[E.Eidx[a]] += step * x[d + a]
+        v[Eidx[a]] += step * x[d + a]
     for k in range(d):
-        E.u[k] += step * x[k]
+        u[k] += step * x[k]
     w = E.w
     for i in range(w.shape[0]):
         w[i] += step * dw[i]

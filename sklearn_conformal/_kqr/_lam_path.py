@@ -41,29 +41,37 @@ def _record(rec, r, P, E, V, qv, tau, lam, logn_2n):
     n, d = P.Phi.shape
     m = E.ints[M]
     w = E.w
+    state = E.state
+    u = E.u
+    v = E.v
+    Eidx = E.Eidx
     loss = 0.0
     wsum = 0.0
     for i in range(n):
         wsum += hi[i] - lo[i]
-        if E.state[i] != SET_E:
+        if state[i] != SET_E:
             loss += (hi[i] - lo[i]) * _pinball((lam * S[i] - w[i]) / lam, tau)
     loss /= wsum
     # the SIC is ill-posed at an interpolating fit (log 0): never select one
     sic = np.log(loss) + logn_2n * m if loss > 0.0 else np.inf
     vloss = np.nan
-    nv = V.S.shape[0]
+    Kval = V.K
+    Phival = V.Phi
+    Sval = V.S
+    Wval = V.W
+    nv = Sval.shape[0]
     if nv > 0:
         vloss = 0.0
         vsum = 0.0
         for i in range(nv):
             acc = qv[i]
             for k in range(d):
-                acc += V.Phi[i, k] * E.u[k]
+                acc += Phival[i, k] * u[k]
             for a in range(m):
-                j = E.Eidx[a]
-                acc += V.K[j, i] * E.v[j]
-            vloss += V.W[i] * _pinball(V.S[i] - acc / lam, tau)
-            vsum += V.W[i]
+                j = Eidx[a]
+                acc += Kval[j, i] * v[j]
+            vloss += Wval[i] * _pinball(Sval[i] - acc / lam, tau)
+            vsum += Wval[i]
         vloss /= vsum
     rec[r, REC_LAM] = lam
     rec[r, REC_SIC] = sic
@@ -107,6 +115,7 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
     Phi = P.Phi
     S = P.S
     n, d = Phi.shape
+    Kval = V.K
     nv = V.S.shape[0]
     E = new_state(state_in, v_in, d, np.int64(0))
     Eidx = E.Eidx
@@ -134,7 +143,7 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
             for k in range(d):
                 bal[k] -= vj * Phi[j, k]
             for i in range(nv):
-                qv[i] += vj * V.K[j, i]
+                qv[i] += vj * Kval[j, i]
 
     # records
     cap_rec = 64
@@ -148,8 +157,10 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
 
     lam = np.inf
     n_eff = 0.0
+    lo = P.lo
+    hi = P.hi
     for i in range(n):
-        n_eff += P.hi[i] - P.lo[i]
+        n_eff += hi[i] - lo[i]
     logn_2n = np.log(n_eff) / (2.0 * n_eff) if n_eff > 0 else 0.0
     lam_floor = max(lam_stop, lam_min)
     # lam_min_ratio is relative to the lam at which the duals start to move (the first segment
@@ -258,11 +269,14 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
             n_rec += 1
             if sic < best_sic:
                 best_sic = sic
+                b_state = best.state
+                b_v = best.v
+                b_u = best.u
                 for i in range(n):
-                    best.state[i] = state[i]
-                    best.v[i] = v[i]
+                    b_state[i] = state[i]
+                    b_v[i] = v[i]
                 for k in range(d):
-                    best.u[k] = u[k]
+                    b_u[k] = u[k]
                 best_lam = lam
         if stopping:
             if delta_stop <= best_step and delta_stop > 0.0 and lam_stop > 0.0:
@@ -285,7 +299,7 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
         # every refactor_every updates (or at once after a bad pivot)
         B, ok, dv = apply_event(B, P, E, best_i, best_to)
         for i in range(nv):
-            qv[i] += dv * V.K[best_i, i]
+            qv[i] += dv * Kval[best_i, i]
         if not ok:
             updates = refactor_every
         steps += 1

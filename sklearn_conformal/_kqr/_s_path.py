@@ -35,14 +35,18 @@ def prepare_state(P, lam, state_in, v_in):
     m = E.ints[M]
     B = np.zeros((d + m + 8, d + m + 8))
     ok = refactor(B, P, E)
+    state = E.state
+    v = E.v
+    q = E.q
+    bal = E.bal
     for j in range(n):
-        if E.state[j] != SET_E:
-            vj = E.v[j]
+        if state[j] != SET_E:
+            vj = v[j]
             if vj != 0.0:
                 for i in range(n):
-                    E.q[i] += vj * K[j, i]
+                    q[i] += vj * K[j, i]
             for k in range(d):
-                E.bal[k] -= vj * Phi[j, k]
+                bal[k] -= vj * Phi[j, k]
     if ok:
         exact_state(B, P, E, lam)
         fit_from_coef(P, E, E.u, E.w)
@@ -54,7 +58,10 @@ def critical_dir(P, E, j):
     """Whether removing elbow point ``j`` makes ``Phi_E`` rank deficient, and if so the
     direction ``delta`` with ``Phi_k delta = 0`` (k in E, k != j) and ``Phi_j delta = 1``
     (a Gram-Schmidt rank test over the other elbow rows)."""
-    d = P.Phi.shape[1]
+    Phi = P.Phi
+    phit = P.phit
+    Eidx = E.Eidx
+    d = Phi.shape[1]
     m = E.ints[M]
     Q = np.zeros((d, d))
     r = np.int64(0)
@@ -63,7 +70,7 @@ def critical_dir(P, E, j):
     for a in range(m + 1):
         # the other elbow rows, then (a == m) the row of j itself into delta
         if a < m:
-            k = E.Eidx[a]
+            k = Eidx[a]
             if k == j:
                 continue
             vec = row
@@ -74,7 +81,7 @@ def critical_dir(P, E, j):
             vec = delta
         nrm0 = 0.0
         for c in range(d):
-            vec[c] = phi(P, k, c)
+            vec[c] = phi(Phi, phit, k, c)
             nrm0 += vec[c] * vec[c]
         for b in range(r):
             dot = 0.0
@@ -88,7 +95,7 @@ def critical_dir(P, E, j):
         if a == m:
             pj = 0.0
             for c in range(d):
-                pj += phi(P, j, c) * delta[c]
+                pj += phi(Phi, phit, j, c) * delta[c]
             if nrm <= 1e-16 * nrm0 or pj == 0.0:
                 return False, delta
             for c in range(d):
@@ -123,8 +130,10 @@ def _exact_stage(B, P, E, lam, c, S_t):
     q = E.q
     qt = E.flts[QT]
     t_in = E.pos[n] >= 0
+    bal = E.bal
+    phit = P.phit
     for k in range(d):
-        rhs[k] = E.bal[k] if t_in else E.bal[k] - c * P.phit[k]
+        rhs[k] = bal[k] if t_in else bal[k] - c * phit[k]
     for a in range(m):
         j = Eidx[a]
         if j == n:
@@ -172,8 +181,13 @@ def s_path_batch(P0, E0, B0, lam, lo, Kt, ktt, Phit, U, max_steps, refactor_ever
     """
     n, d = P0.Phi.shape
     S = P0.S
+    Phi = P0.Phi
     m0 = E0.ints[M]
     p0 = d + m0
+    u0 = E0.u
+    bal0 = E0.bal
+    q0 = E0.q
+    w0 = E0.w
     n_trace = np.int64(0)
     for t in range(t_lo, t_hi):
         P = Problem(P0.K, P0.Phi, S, P0.lo, P0.hi, Kt[t], ktt[t], Phit[t], P0.jitter)
@@ -189,12 +203,14 @@ def s_path_batch(P0, E0, B0, lam, lo, Kt, ktt, Phit, U, max_steps, refactor_ever
         dw = E.dw
         Eidx = E.Eidx
         ints = E.ints
+        bal = E.bal
+        q = E.q
         for k in range(d):
-            u[k] = E0.u[k]
-            E.bal[k] = E0.bal[k]
+            u[k] = u0[k]
+            bal[k] = bal0[k]
         for i in range(n):
-            E.q[i] = E0.q[i]
-            w[i] = E0.w[i]
+            q[i] = q0[i]
+            w[i] = w0[i]
         B = np.zeros((p0 + 16, p0 + 16))
         for a in range(p0):
             for b in range(p0):
@@ -322,7 +338,7 @@ def s_path_batch(P0, E0, B0, lam, lo, Kt, ktt, Phit, U, max_steps, refactor_ever
                             continue
                         pr = 0.0
                         for k in range(d):
-                            pr += P.Phi[i, k] * delta[k]
+                            pr += Phi[i, k] * delta[k]
                         sp = sigma * pr
                         psi = lam * S[i] - w[i]
                         if si == SET_L:
