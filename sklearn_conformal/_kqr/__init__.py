@@ -8,9 +8,10 @@ is solved *exactly* along its piecewise-linear solution paths:
 * :class:`SPathSolver` -- for each test point, the path in its imputed score ``S``, giving the
   conditional-conformal cutoff ``S* = sup{S : v_t(S) <= U}`` (SpeedCP; Gibbs, Cherian & Candes).
 
-The hot loops live in :mod:`._core` (numba ``nopython``, ``cache=True``); the elbow system is
-kept as an explicit inverse updated by bordering / Schur downdates with periodic
-re-inversion, so one step costs ``O(n |E|)``.
+The hot loops are numba ``nopython`` kernels (``cache=True``), indexed in :mod:`._core`:
+:mod:`._elbow` (path state, elbow inverse), :mod:`._events` (event scan), :mod:`._lam_path`,
+:mod:`._s_path` and :mod:`._kernels`. The elbow system is kept as an explicit inverse updated
+by bordering / Schur downdates with periodic re-inversion, so one step costs ``O(n |E|)``.
 """
 
 from ._path import (

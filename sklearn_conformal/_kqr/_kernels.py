@@ -3,8 +3,10 @@
 No squared-distance matrix is materialised: an ``n x n`` kernel needs one ``n x n`` buffer, not
 two (the distances, then the kernel), and the cross-validation builds each fold's kernel from
 the points instead of copying it out of a full one. ``d^2`` is accumulated exactly as
-``_core.sq_dists`` does and mapped by the same ``_core._kernel_value``, so the matrices equal
+:func:`sq_dists` does and mapped by the same :func:`kernel_value`, so the matrices equal
 ``kernel_from_sq_dists(sq_dists(X, Y))`` bit for bit.
+
+Also here: :func:`row_hash`, which keys duplicate kernel rows.
 """
 
 import os
@@ -14,10 +16,69 @@ import numpy as np
 
 from .._numba import jit
 from ..exceptions import InsufficientMemoryError
-from . import _core
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cfunc_wrapper=True)
+def sq_dists(X, Y):
+    """Squared Euclidean distances between the rows of ``X`` and ``Y``."""
+    nx, p = X.shape
+    ny = Y.shape[0]
+    out = np.empty((nx, ny))
+    for i in range(nx):
+        for j in range(ny):
+            acc = 0.0
+            for k in range(p):
+                t = X[i, k] - Y[j, k]
+                acc += t * t
+            out[i, j] = acc
+    return out
+
+
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def kernel_value(d2, kind, gamma, beta):
+    """``k`` at squared distance ``d2`` (``kind``: 0 rbf, 1 laplacian, 2 matern32, 3 matern52,
+    4 imq)."""
+    if kind == 0:  # rbf
+        return np.exp(-gamma * d2)
+    r = np.sqrt(gamma * d2)
+    if kind == 1:  # laplacian (Matern 1/2)
+        return np.exp(-r)
+    if kind == 2:  # Matern 3/2
+        a = np.sqrt(3.0) * r
+        return (1.0 + a) * np.exp(-a)
+    if kind == 3:  # Matern 5/2
+        a = np.sqrt(5.0) * r
+        return (1.0 + a + a * a / 3.0) * np.exp(-a)
+    # inverse multiquadric, normalised so that k(x, x) = 1
+    return (1.0 + gamma * d2) ** (-beta)
+
+
+@jit(error_model="numpy", no_cfunc_wrapper=True)
+def kernel_from_sq_dists(D2, kind, gamma, beta):
+    """Elementwise kernel of a squared-distance matrix (``kind`` as in :func:`kernel_value`)."""
+    nx, ny = D2.shape
+    out = np.empty((nx, ny))
+    for i in range(nx):
+        for j in range(ny):
+            out[i, j] = kernel_value(D2[i, j], kind, gamma, beta)
+    return out
+
+
+@jit(error_model="numpy", no_cfunc_wrapper=True)
+def row_hash(M, r):
+    """``out[i] = sum_j M[i, j] r[j]`` summed in a fixed order: identical rows give identical
+    values bit for bit (a BLAS product need not), so it can key duplicate rows."""
+    n, p = M.shape
+    out = np.empty(n)
+    for i in range(n):
+        acc = 0.0
+        for j in range(p):
+            acc += M[i, j] * r[j]
+        out[i] = acc
+    return out
+
+
+@jit(error_model="numpy", no_cfunc_wrapper=True)
 def kernel_block(X, Y, kind, gamma, beta, out, lo, hi):
     """``out[i, j] = k(X_i, Y_j)`` for rows ``lo <= i < hi`` (threads fill disjoint rows)."""
     ny = Y.shape[0]
@@ -28,10 +89,10 @@ def kernel_block(X, Y, kind, gamma, beta, out, lo, hi):
             for k in range(p):
                 t = X[i, k] - Y[j, k]
                 acc += t * t
-            out[i, j] = _core._kernel_value(acc, kind, gamma, beta)
+            out[i, j] = kernel_value(acc, kind, gamma, beta)
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cfunc_wrapper=True)
 def kernel_sym_block(X, kind, gamma, beta, out, lo, hi):
     """``out[i, j]`` and ``out[j, i]`` for ``j >= i``, rows ``lo <= i < hi`` of ``k(X, X)``.
 
@@ -41,18 +102,18 @@ def kernel_sym_block(X, kind, gamma, beta, out, lo, hi):
     n = X.shape[0]
     p = X.shape[1]
     for i in range(lo, hi):
-        out[i, i] = _core._kernel_value(0.0, kind, gamma, beta)
+        out[i, i] = kernel_value(0.0, kind, gamma, beta)
         for j in range(i + 1, n):
             acc = 0.0
             for k in range(p):
                 t = X[i, k] - X[j, k]
                 acc += t * t
-            val = _core._kernel_value(acc, kind, gamma, beta)
+            val = kernel_value(acc, kind, gamma, beta)
             out[i, j] = val
             out[j, i] = val
 
 
-@jit(error_model="numpy")
+@jit(error_model="numpy", no_cfunc_wrapper=True)
 def condensed_sq_dists(X, out):
     """Squared distances of the distinct pairs ``i < j`` into ``out`` (length ``n (n - 1) / 2``);
     returns how many are positive, moved to the front of ``out``."""

@@ -73,7 +73,7 @@ def sq_dists(X, Y):
     """Squared Euclidean distances between rows (numba, single thread)."""
     X = np.ascontiguousarray(X, dtype=np.float64)
     Y = np.ascontiguousarray(Y, dtype=np.float64)
-    return _core.sq_dists(X, Y)
+    return _kernels.sq_dists(X, Y)
 
 
 def kernel_matrix(X, Y, kernel="rbf", gamma=1.0, beta=0.5, *, n_jobs=1, out=None):
@@ -353,7 +353,7 @@ def _duplicate_groups(M, Phi, S):
         return ident
     M = np.ascontiguousarray(M, dtype=np.float64)
     r = np.random.default_rng(0).standard_normal((2, M.shape[1]))
-    sig = np.column_stack([S, Phi, _core.row_hash(M, r[0]), _core.row_hash(M, r[1])])
+    sig = np.column_stack([S, Phi, _kernels.row_hash(M, r[0]), _kernels.row_hash(M, r[1])])
     _, first, inv = np.unique(sig, axis=0, return_index=True, return_inverse=True)
     if first.size == n:
         return ident
@@ -586,22 +586,35 @@ def lambda_path(
         lam_min_std = max(lam_min_std, jitter_floor(jitter))
     cap = int(max_steps)
     cap_limit = max(cap, 200 * n + 1000) if grow_cap else cap
+    P = _core.problem(K, Phi, S, lo, hi, jitter)
+    val = _core.Validation(
+        np.ascontiguousarray(K_val, dtype=np.float64),
+        np.ascontiguousarray(Phi_val, dtype=np.float64),
+        np.ascontiguousarray(sc.to_std(S_val), dtype=np.float64), W_val,
+    )
+    state0 = np.ascontiguousarray(state0, np.int8)
+    v0 = np.ascontiguousarray(v0, np.float64)
     while True:
-        res = _core.lambda_path_core(
-            K, Phi, S, lo, hi, 1.0 - float(alpha), np.asarray(state0, np.int8),
-            np.asarray(v0, np.float64), lam_stop_std, lam_min_std,
-            0.0 if lam_stop is not None else float(lam_min_ratio), cap, float(jitter),
-            int(refactor_every), np.ascontiguousarray(K_val, dtype=np.float64),
-            np.ascontiguousarray(Phi_val, dtype=np.float64),
-            np.ascontiguousarray(sc.to_std(S_val), dtype=np.float64), bool(store_path), W_val,
+        (rec, b_state, b_v, b_u, f_state, f_v, f_u, v_path, u_path, info,
+         lam_ends) = _core.lambda_path_core(
+            P, val, state0, v0, 1.0 - float(alpha), float(lam_stop_std), float(lam_min_std),
+            0.0 if lam_stop is not None else float(lam_min_ratio), int(cap),
+            int(refactor_every), bool(store_path),
         )
-        status = int(res[15])
+        n_rec, status, steps = (int(k) for k in info)
         if status != _core.STATUS_STEP_CAP or lam_stop is None or cap >= cap_limit:
             break
         # a fixed lambda must be reached: raise the cap (the path is exact, only longer)
         cap = min(8 * cap, cap_limit)
-    (lams, sics, losses, vlosses, esizes, b_state, b_v, b_eta, b_lam,
-     f_state, f_v, f_eta, f_lam, v_path, eta_path, status, steps) = res
+    rec = rec[:n_rec]
+    lams, sics, losses, vlosses = (rec[:, c].copy() for c in (
+        _core.REC_LAM, _core.REC_SIC, _core.REC_LOSS, _core.REC_VLOSS))
+    esizes = rec[:, _core.REC_ELBOW].astype(np.int64)
+    b_lam, f_lam = float(lam_ends[0]), float(lam_ends[1])
+    with np.errstate(all="ignore"):
+        b_eta = b_u / b_lam
+        f_eta = f_u / f_lam
+    v_path, eta_path = v_path[:n_rec].copy(), u_path[:n_rec].copy()
     if int(status) not in (_core.STATUS_OK, _core.STATUS_STEP_CAP):
         check_status(status, "The lambda path")
     if warn and int(status) == _core.STATUS_STEP_CAP:
@@ -712,14 +725,16 @@ class SPathSolver:
             self.S = self.scale.S
             self.lam = float(lam)
             self.state = np.asarray(state, dtype=np.int8).copy()
-            self._prep = (None, n, None, None, None, None, None, None)
+            self._prep = (None, n)
             return
         self._pattern = None
         self.S = self.scale.S
         self.lam = self.scale.lam_std(float(lam))
         self.state, v = rows.compress(state, v)
-        ok, Eidx, m, B, v_, u, q, bal, w = _core.prepare_state(
-            self.K, self.Phi, self.S, self.lam, self.state, v, self.jitter,
+        self._problem = _core.problem(self.K, self.Phi, self.S, self.clo, self.chi, self.jitter)
+        ok, B, E = _core.prepare_state(
+            self._problem, float(self.lam), np.ascontiguousarray(self.state, np.int8),
+            np.ascontiguousarray(v, np.float64),
         )
         if not ok:
             raise PathError(
@@ -727,11 +742,13 @@ class SPathSolver:
                 "identical kernel rows with different scores are fitted exactly (very large "
                 "gamma or very small lambda_); use a smaller gamma or a larger lambda_."
             )
-        self._prep = (Eidx, int(m), B, v_, u, q, bal, w)
+        self._prep = (B, E)
 
     @property
     def elbow_size(self):
-        return self._prep[1]
+        if self._pattern is not None:
+            return self._prep[1]
+        return int(self._prep[1].ints[_core.M])
 
     def cutoffs(self, K_test, k_tt, Phi_test, U, n_jobs=None):
         """``(cutoffs, n_steps, mean_elbow, S0)`` for test rows ``K_test`` (n_test, n)."""
@@ -740,25 +757,28 @@ class SPathSolver:
             cut, nsteps, mel, s0 = self._pattern.cutoffs(K_test, k_tt, Phi_test, U, n_jobs)
             cut = np.where(np.isfinite(cut), self.scale.a, cut)
             return cut, nsteps, mel, np.full_like(s0, self.scale.a)
-        Eidx, m, B, v, u, q, bal, w = self._prep
+        B, E = self._prep
         k_tt = np.ascontiguousarray(k_tt, dtype=np.float64)
         Phi_test = np.ascontiguousarray(Phi_test, dtype=np.float64)
         U = np.ascontiguousarray(U, dtype=np.float64)
         nt = K_test.shape[0]
-        cut = np.empty(nt)
-        status = np.zeros(nt, np.int64)
-        nsteps = np.zeros(nt, np.int64)
-        mel = np.zeros(nt)
-        s0 = np.empty(nt)
+        out_f = np.zeros((nt, 3))
+        out_i = np.zeros((nt, 2), np.int64)
+        no_trace = np.zeros(0)
 
         def work(lo, hi):
             _core.s_path_batch(
-                self.K, self.Phi, self.S, self.lo, self.hi, self.lam, self.state, Eidx, m, B, v,
-                u, q, bal, w, K_test, k_tt, Phi_test, U, self.max_steps, self.jitter,
-                self.refactor_every, lo, hi, cut, status, nsteps, mel, s0, self.clo, self.chi,
+                self._problem, E, B, float(self.lam), float(self.lo), K_test, k_tt, Phi_test, U,
+                int(self.max_steps), int(self.refactor_every), int(lo), int(hi), out_f, out_i,
+                no_trace, no_trace,
             )
 
         run_ranges(work, nt, n_threads(n_jobs), min_chunk=16)
+        cut = out_f[:, _core.OUT_CUT].copy()
+        mel = out_f[:, _core.OUT_MEAN_ELBOW].copy()
+        s0 = out_f[:, _core.OUT_S0].copy()
+        status = out_i[:, _core.OUT_STATUS].copy()
+        nsteps = out_i[:, _core.OUT_STEPS].copy()
         bad = status != _core.STATUS_OK
         if np.any(bad):
             check_status(status[bad][0], "The S-path", cap_name="max_steps", cap=self.max_steps)
@@ -771,17 +791,20 @@ class SPathSolver:
             cut, tS, tv, S0 = self._pattern.trace(k_t, k_tt, phi_t, U)
             a = self.scale.a
             return (a if np.isfinite(cut) else cut), np.full_like(tS, a), tv, a
-        Eidx, m, B, v, u, q, bal, w = self._prep
+        B, E = self._prep
         tS = np.zeros(self.max_steps + 4)
         tv = np.zeros(self.max_steps + 4)
-        res = _core.s_path_one(
-            self.K, self.Phi, self.S, self.lo, self.hi, self.lam, self.state, Eidx, m, B, v, u,
-            q, bal, w, np.ascontiguousarray(k_t, np.float64), float(k_tt),
-            np.ascontiguousarray(phi_t, np.float64), float(U), self.max_steps, self.jitter,
-            self.refactor_every, tS, tv, self.clo, self.chi,
+        out_f = np.zeros((1, 3))
+        out_i = np.zeros((1, 2), np.int64)
+        k = _core.s_path_batch(
+            self._problem, E, B, float(self.lam), float(self.lo),
+            np.ascontiguousarray(np.reshape(k_t, (1, -1)), np.float64),
+            np.full(1, float(k_tt)), np.ascontiguousarray(np.reshape(phi_t, (1, -1)), np.float64),
+            np.full(1, float(U)), int(self.max_steps), int(self.refactor_every), 0, 1, out_f,
+            out_i, tS, tv,
         )
-        check_status(res[1], "The S-path", cap=self.max_steps)
-        k = int(res[4])
+        check_status(out_i[0, _core.OUT_STATUS], "The S-path", cap=self.max_steps)
+        k = int(k)
         sc = self.scale
-        return (float(sc.values(res[0])), sc.values(tS[:k]), tv[:k].copy(),
-                float(sc.values(res[5])))
+        return (float(sc.values(out_f[0, _core.OUT_CUT])), sc.values(tS[:k]), tv[:k].copy(),
+                float(sc.values(out_f[0, _core.OUT_S0])))
