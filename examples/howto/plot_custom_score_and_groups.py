@@ -88,7 +88,7 @@ for name, reg in fits.items():
 # under-covered. Combined with the Mondrian calibrator it covers every instrument again, with
 # exactly the intervals of the absolute score per instrument: within one instrument the known
 # noise is a constant factor, which the per-group threshold absorbs.
-fig, ax = plt.subplots(figsize=(8, 3.5))
+fig, ax = plt.subplots(figsize=(9, 3.5))
 width = 0.2
 offsets = (-1.5 * width, -0.5 * width, 0.5 * width, 1.5 * width)
 for offset, (name, coverages) in zip(offsets, results.items()):
@@ -97,6 +97,6 @@ ax.axhline(0.9, color="black", linestyle="--", label="target")
 ax.set_xticks(range(3), ["instrument 0", "instrument 1", "instrument 2"])
 ax.set_ylim(0.5, 1.02)
 ax.set_ylabel("coverage")
-ax.legend(loc="lower left", fontsize=8)
+ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
 fig.tight_layout()
 plt.show()
