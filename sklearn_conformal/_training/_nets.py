@@ -66,6 +66,15 @@ class ConformalNet(NeuralNetClassifier):
             self.train_objective_ = self.initialized_instance(self.train_objective, params)
         return self
 
+    def infer(self, x, **fit_params):
+        # a user module's forward runs in the fit's RandomScope (its dropout draws) while
+        # training (set by ``run_phase``); nothing else of an epoch draws without a generator
+        scope = getattr(self, "forward_scope_", None)
+        if scope is None:
+            return super().infer(x, **fit_params)
+        with scope:
+            return super().infer(x, **fit_params)
+
     def get_loss(self, y_pred, y_true, X=None, training=False):
         objective = self.train_objective_
         if training and objective is not None:
