@@ -140,11 +140,12 @@ class _BitonicNetwork(torch.autograd.Function):
             g_lo = G[..., :h]
             g_hi = G[..., h:].flip(-1) if flipped else G[..., h:]
             # addcmul's gradients: tensor1 <- grad * (tensor2 * value), tensor2 <- grad *
-            # (tensor1 * value), self <- grad; lo has value -1, hi value +1
-            g_alpha = g_hi * (d * 1.0) + g_lo * (d * -1.0)
-            g_d = g_hi * (alpha * 1.0) + g_lo * (alpha * -1.0)
-            g_d = g_d + torch.ops.aten.sigmoid_backward(g_alpha, alpha)
-            g_a = g_hi + (-g_d)
+            # (tensor1 * value), self <- grad; lo has value -1, hi value +1. Multiplying by +-1
+            # and adding a negated term are exact, so g_hi * d + g_lo * (d * -1) is computed as
+            # g_hi * d - g_lo * d (the same bits), and likewise below
+            g_alpha = g_hi * d - g_lo * d
+            g_d = (g_hi * alpha - g_lo * alpha) + torch.ops.aten.sigmoid_backward(g_alpha, alpha)
+            g_a = g_hi - g_d
             g_b = g_lo + g_d
             if flipped:
                 g_b = g_b.flip(-1)
