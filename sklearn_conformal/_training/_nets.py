@@ -125,8 +125,9 @@ class TensorBatchIterator:
         if self.shuffle:
             order = torch.randperm(n, device=self.X.device, generator=self.generator)
             for start in range(0, n, self.batch_size):
+                # index_select: the rows of advanced indexing, with less overhead
                 idx = order[start : start + self.batch_size]
-                yield self.X[idx], self.y[idx]
+                yield self.X.index_select(0, idx), self.y.index_select(0, idx)
         else:
             for start in range(0, n, self.batch_size):
                 yield self.X[start : start + self.batch_size], self.y[start : start + self.batch_size]
@@ -193,29 +194,65 @@ class PhaseNet(NeuralNet):
         return True
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
-        if iterator is None or not training or not self._lean_epoch_ok(fit_params):
+        if iterator is None or not self._lean_epoch_ok(fit_params):
             return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        module, criterion = self.module_, self.criterion_
+        batches = self.history[-1]["batches"]
+        loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
+        batch_count = 0
+        if not training:
+            # skorch's validation_step: eval mode, no gradients, the criterion on each batch
+            self._set_training(False)
+            with torch.no_grad():
+                for Xi, yi in iterator:
+                    loss = criterion(module(Xi), yi)
+                    batches.append({loss_key: loss.item(), size_key: len(Xi)})
+                    batch_count += 1
+            self.history.record(prefix + "_batch_count", batch_count)
+            return
         self._set_training(True)
-        module, criterion, optimizer = self.module_, self.criterion_, self.optimizer_
+        optimizer = self.optimizer_
         clip = self.gradient_clip
         # the parameter lists are walked once per epoch, not per batch; the optimiser's
         # ``zero_grad()`` (set_to_none, torch's default) is setting its gradients to None
         params = list(module.parameters())
         opt_params = [p for group in optimizer.param_groups for p in group["params"]]
-        batches = self.history[-1]["batches"]
-        loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
-        batch_count = 0
+        fast_clip = _foreach_clip_ok(params)
         for Xi, yi in iterator:
             for p in opt_params:
                 p.grad = None
             loss = criterion(module(Xi), yi)
             loss.backward()
             if clip:
-                clip_grad_norm(params, clip)
+                if fast_clip:
+                    _foreach_clip([p.grad for p in params if p.grad is not None], clip)
+                else:
+                    torch.nn.utils.clip_grad_norm_(params, clip)
             optimizer.step()
             batches.append({loss_key: loss.item(), size_key: len(Xi)})
             batch_count += 1
         self.history.record(prefix + "_batch_count", batch_count)
+
+
+def _foreach_clip_ok(params):
+    """Whether all ``params`` share one cpu/cuda device and one dtype, dense (see below)."""
+    if not params:
+        return False
+    first = params[0]
+    return first.device.type in ("cpu", "cuda") and all(
+        p.device == first.device and p.dtype == first.dtype and not p.is_sparse for p in params
+    )
+
+
+def _foreach_clip(grads, max_norm):
+    # torch.nn.utils.clip_grad_norm_'s kernels for one device and dtype, in its order
+    if not grads:
+        return
+    with torch.no_grad():
+        norms = torch._foreach_norm(grads, 2.0)
+        total = torch.linalg.vector_norm(torch.stack(norms), 2.0)
+        coef = torch.clamp(float(max_norm) / (total + 1e-6), max=1.0)
+        torch._foreach_mul_(grads, coef)
 
 
 def clip_grad_norm(parameters, max_norm):
@@ -226,17 +263,7 @@ def clip_grad_norm(parameters, max_norm):
     factor), so the result is bit-identical; anything else goes to torch's function.
     """
     parameters = list(parameters)
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
-        return
-    first = grads[0]
-    if first.device.type not in ("cpu", "cuda") or any(
-        g.device != first.device or g.dtype != first.dtype or g.is_sparse for g in grads
-    ):
+    if _foreach_clip_ok(parameters):
+        _foreach_clip([p.grad for p in parameters if p.grad is not None], max_norm)
+    else:
         torch.nn.utils.clip_grad_norm_(parameters, max_norm)
-        return
-    with torch.no_grad():
-        norms = torch._foreach_norm(grads, 2.0)
-        total = torch.linalg.vector_norm(torch.stack(norms), 2.0)
-        coef = torch.clamp(float(max_norm) / (total + 1e-6), max=1.0)
-        torch._foreach_mul_(grads, coef)
