@@ -218,6 +218,9 @@ class PhaseNet(NeuralNet):
         params = list(module.parameters())
         opt_params = [p for group in optimizer.param_groups for p in group["params"]]
         fast_clip = _foreach_clip_ok(params)
+        stepper = self.__dict__.get("_fused_step")
+        if stepper is None or stepper.optimizer is not optimizer:
+            stepper = self._fused_step = FusedAdamWStep(optimizer)
         for Xi, yi in iterator:
             for p in opt_params:
                 p.grad = None
@@ -228,10 +231,91 @@ class PhaseNet(NeuralNet):
                     _foreach_clip([p.grad for p in params if p.grad is not None], clip)
                 else:
                     torch.nn.utils.clip_grad_norm_(params, clip)
-            optimizer.step()
+            stepper.step()
             batches.append({loss_key: loss.item(), size_key: len(Xi)})
             batch_count += 1
         self.history.record(prefix + "_batch_count", batch_count)
+
+
+class FusedAdamWStep:
+    """``optimizer.step()`` of a fused ``AdamW`` without its per-call Python overhead.
+
+    ``Optimizer.step`` wraps the fused kernel in a profiler record, hook loops, a grad-mode
+    switch, and rebuilds the parameter, gradient and state lists on every call: for a tiny
+    network that costs more than the update. After a first regular step (which creates the
+    state), this calls what ``torch.optim.AdamW(fused=True)`` calls for one device and dtype,
+    ``torch._foreach_add_`` on the step counts and ``torch._fused_adamw_`` with the group's
+    current hyper-parameters, so the update is bit-identical. Any other optimiser or setting
+    (hooks, several groups or devices, amsgrad, a missing gradient, a tensor learning rate) and
+    any error of the direct call go through ``optimizer.step()``.
+    """
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.lists = None
+        self.enabled = self._applicable(optimizer)
+
+    @staticmethod
+    def _applicable(optimizer):
+        from torch.optim import optimizer as optim_module
+
+        if type(optimizer) is not torch.optim.AdamW or len(optimizer.param_groups) != 1:
+            return False
+        group = optimizer.param_groups[0]
+        if (
+            not group.get("fused")
+            or group.get("amsgrad")
+            or group.get("maximize")
+            or group.get("capturable")
+            or group.get("differentiable")
+            or not group.get("decoupled_weight_decay", True)
+            or torch.is_tensor(group["lr"])
+            or not _foreach_clip_ok(group["params"])
+            or group["params"][0].device.type != "cpu"
+        ):
+            return False
+        hooks = (
+            getattr(optimizer, "_optimizer_step_pre_hooks", None),
+            getattr(optimizer, "_optimizer_step_post_hooks", None),
+            getattr(optim_module, "_global_optimizer_pre_hooks", None),
+            getattr(optim_module, "_global_optimizer_post_hooks", None),
+        )
+        return all(h is not None and len(h) == 0 for h in hooks) and hasattr(
+            torch, "_fused_adamw_"
+        )
+
+    def step(self):
+        optimizer = self.optimizer
+        if not self.enabled:
+            optimizer.step()
+            return
+        group = optimizer.param_groups[0]
+        params = group["params"]
+        grads = [p.grad for p in params]
+        if self.lists is None or any(g is None for g in grads):
+            optimizer.step()
+            states = [optimizer.state.get(p, {}) for p in params]
+            if self.lists is None and all(len(st) > 0 for st in states):
+                self.lists = (
+                    [st["exp_avg"] for st in states],
+                    [st["exp_avg_sq"] for st in states],
+                    [st["step"] for st in states],
+                )
+            return
+        exp_avgs, exp_avg_sqs, steps = self.lists
+        beta1, beta2 = group["betas"]
+        torch._foreach_add_(steps, 1)
+        try:
+            torch._fused_adamw_(
+                params, grads, exp_avgs, exp_avg_sqs, [], steps,
+                amsgrad=False, lr=group["lr"], beta1=float(beta1), beta2=float(beta2),
+                weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+                grad_scale=None, found_inf=None,
+            )
+        except (TypeError, RuntimeError):  # another torch's signature: the regular step
+            torch._foreach_sub_(steps, 1)
+            self.enabled = False
+            optimizer.step()
 
 
 def _foreach_clip_ok(params):
