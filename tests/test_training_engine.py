@@ -178,6 +178,31 @@ def test_sortnet_converges_to_sort(n):
     assert s.sum().item() == pytest.approx(x.sum().item())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(2,), (16,), (13,), (3, 8), (2, 64)])
+def test_sortnet_backward_is_autograd_bit_for_bit(shape, dtype):
+    # the hand-written backward of the comparator stages equals autograd through the same ops
+    from sklearn_conformal._training._soft_quantile import _bitonic_forward
+
+    g = torch.Generator().manual_seed(sum(shape))
+    for steepness in (1.0, 10.0, 50.0):
+        x = torch.randn(*shape, generator=g, dtype=dtype) * 2
+        w = torch.randn(*shape, generator=g, dtype=dtype)
+        fast = x.clone().requires_grad_()
+        (soft_sort(fast, steepness) * w).sum().backward()
+        ref = x.clone().requires_grad_()
+        n = shape[-1]
+        m = 1 << (n - 1).bit_length()
+        z = ref
+        if m > n:
+            top = z.detach().amax(dim=-1, keepdim=True)
+            pad = top + 1e3 + torch.arange(m - n, dtype=dtype)
+            z = torch.cat([z, pad.expand(*z.shape[:-1], m - n)], dim=-1)
+        out, _ = _bitonic_forward(z * steepness)
+        ((out[..., :n] / steepness) * w).sum().backward()
+        assert torch.equal(fast.grad, ref.grad)
+
+
 @pytest.mark.parametrize("level", [0.5, 0.9, 0.99])
 @pytest.mark.parametrize("method", ["sortnet", "neuralsort", "hard"])
 def test_soft_quantile_converges_to_exact_order_statistic(method, level):
@@ -490,3 +515,55 @@ def test_focal_loss_gradient_stays_finite_on_certain_rows():
     value = FocalLoss(3, gamma=0.5)(logits, torch.tensor([0, 1]))
     value.backward()
     assert torch.isfinite(value) and torch.isfinite(logits.grad).all()
+
+
+# ------------------------------------------------------------------- CoCP phase net
+def test_phase_net_lean_epochs_match_skorch_generic_path():
+    # the trimmed training/validation epochs, the direct fused AdamW step and the clipping give
+    # the same weights and history as skorch's generic loop with optimizer.step() and torch's
+    # clip_grad_norm_
+    from skorch.callbacks import Callback
+
+    from sklearn_conformal._training import _phases
+    from sklearn_conformal._training._cocp import FoldedPinballLoss
+    from sklearn_conformal._training._networks import CoCPMLP
+
+    class BatchNoop(Callback):  # acts per batch: forces skorch's generic path
+        def on_batch_end(self, net, **kwargs):
+            pass
+
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(700, 3, generator=g)
+    r = torch.rand(700, generator=g)
+    results = []
+    for generic in (False, True):
+        torch.manual_seed(0)
+        module = CoCPMLP(3, (16, 16))
+        kwargs = dict(phase="radius", max_epochs=6, patience=10, batch_size=128,
+                      generator=torch.Generator().manual_seed(1))
+        if generic:
+            from sklearn_conformal._training import _nets
+
+            init = _nets.PhaseNet.__init__
+
+            def patched(self, *args, **kw):
+                kw["callbacks"] = list(kw.get("callbacks", [])) + [("noop", BatchNoop())]
+                init(self, *args, **kw)
+
+            _nets.PhaseNet.__init__ = patched
+            clip = _nets.clip_grad_norm
+            _nets.clip_grad_norm = torch.nn.utils.clip_grad_norm_  # torch's own clipping
+            try:
+                rec = _phases.train_phase(module, FoldedPinballLoss(0.9), X[:500], r[:500],
+                                          X[500:], r[500:], **kwargs)
+            finally:
+                _nets.PhaseNet.__init__ = init
+                _nets.clip_grad_norm = clip
+        else:
+            rec = _phases.train_phase(module, FoldedPinballLoss(0.9), X[:500], r[:500],
+                                      X[500:], r[500:], **kwargs)
+        results.append((rec, [t.detach().clone() for t in module.state_dict().values()]))
+    (rec_a, w_a), (rec_b, w_b) = results
+    assert rec_a["best_valid_loss"] == rec_b["best_valid_loss"]
+    assert rec_a["epochs"] == rec_b["epochs"]
+    assert all(torch.equal(a, b) for a, b in zip(w_a, w_b))

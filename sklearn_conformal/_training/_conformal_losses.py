@@ -115,7 +115,11 @@ class _ConformalBatchLoss(torch.nn.Module):
         perm = torch.randperm(n, device=logits.device, generator=generator)
         cal, pred = perm[:n_cal], perm[n_cal:]
         log_proba = F.log_softmax(logits, dim=1)
-        cal_scores = -log_proba[cal, target[cal]]
+        # row selections by index_select (backward: index_add) rather than advanced indexing
+        # (backward: an accumulating index_put); the indices are distinct, so the values and
+        # gradients are the same
+        n_classes = log_proba.shape[1]
+        cal_scores = -log_proba.reshape(-1).index_select(0, cal * n_classes + target[cal])
         threshold = soft_quantile(
             cal_scores,
             self.confidence_level,
@@ -124,7 +128,7 @@ class _ConformalBatchLoss(torch.nn.Module):
             tau=self.neuralsort_tau,
             window=self.quantile_window,
         )
-        lp_pred = log_proba[pred]
+        lp_pred = log_proba.index_select(0, pred)
         size = smooth_set_size(lp_pred, threshold, self.temperature)
         return size, target[pred], threshold, lp_pred
 
@@ -238,11 +242,12 @@ class CaCTLoss(_ConformalBatchLoss):
             return ce + (lam[y] * F.relu(size - eta[y])).mean()
         counts = torch.bincount(y, minlength=self.n_classes).to(dt)
         sums = torch.zeros(self.n_classes, dtype=dt, device=dev).index_add(0, y, size)
-        present = counts > 0
-        d = sums[present] / counts[present]
-        z = d / eta[present] - 1.0
-        rho = self.rhos.to(device=dev, dtype=dt)[present]
-        value, _ = self._penalty_fn(z, lam[present], rho)
+        # the present classes as indices, selected once per tensor (same values as a mask)
+        present = torch.nonzero(counts > 0).reshape(-1)
+        d = sums.index_select(0, present) / counts.index_select(0, present)
+        z = d / eta.index_select(0, present) - 1.0
+        rho = self.rhos.to(device=dev, dtype=dt).index_select(0, present)
+        value, _ = self._penalty_fn(z, lam.index_select(0, present), rho)
         penalty = value.mean() if self.penalty_reduction == "mean" else value.sum()
         return ce + penalty
 

@@ -14,6 +14,8 @@ import math
 
 import torch
 from skorch import NeuralNet, NeuralNetClassifier
+from skorch.callbacks import Callback, LRScheduler
+from skorch.history import History
 
 __all__ = ["ConformalNet", "PhaseNet", "TensorBatchIterator", "fused_adamw_supported"]
 
@@ -63,6 +65,15 @@ class ConformalNet(NeuralNetClassifier):
             params = self.get_params_for("train_objective")
             self.train_objective_ = self.initialized_instance(self.train_objective, params)
         return self
+
+    def infer(self, x, **fit_params):
+        # a user module's forward runs in the fit's RandomScope (its dropout draws) while
+        # training (set by ``run_phase``); nothing else of an epoch draws without a generator
+        scope = getattr(self, "forward_scope_", None)
+        if scope is None:
+            return super().infer(x, **fit_params)
+        with scope:
+            return super().infer(x, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         objective = self.train_objective_
@@ -114,8 +125,9 @@ class TensorBatchIterator:
         if self.shuffle:
             order = torch.randperm(n, device=self.X.device, generator=self.generator)
             for start in range(0, n, self.batch_size):
+                # index_select: the rows of advanced indexing, with less overhead
                 idx = order[start : start + self.batch_size]
-                yield self.X[idx], self.y[idx]
+                yield self.X.index_select(0, idx), self.y.index_select(0, idx)
         else:
             for start in range(0, n, self.batch_size):
                 yield self.X[start : start + self.batch_size], self.y[start : start + self.batch_size]
@@ -141,10 +153,12 @@ class PhaseNet(NeuralNet):
     """``NeuralNet`` with the per-minibatch overhead of a tiny network trimmed.
 
     A 2 x 64 network's forward/backward pass on 512 rows costs less than skorch's generic
-    per-batch work, so two things move out of the generic path (the optimisation itself is
-    unchanged): switching train/eval mode walks the module tree only when the mode changes,
-    and gradient-norm clipping happens right after ``backward`` instead of through the
-    ``on_grad_computed`` callback machinery.
+    per-batch work, so the training epoch runs a lean loop (the optimisation itself is unchanged,
+    bit for bit): the same ``zero_grad``, forward, loss, ``backward``, gradient-norm clipping and
+    ``optimizer.step()`` as skorch's ``train_step``, without the step closure, the per-batch
+    callback notifications (none of the phase's callbacks acts per batch) and the generic
+    clipping loop. Switching train/eval mode walks the module tree only when the mode changes.
+    Nets with fit parameters or with callbacks that act per batch take skorch's generic path.
     """
 
     def __init__(self, *args, gradient_clip=0.0, **kwargs):
@@ -158,5 +172,182 @@ class PhaseNet(NeuralNet):
     def train_step_single(self, batch, **fit_params):
         step = super().train_step_single(batch, **fit_params)
         if self.gradient_clip:
-            torch.nn.utils.clip_grad_norm_(self.module_.parameters(), self.gradient_clip)
+            clip_grad_norm(self.module_.parameters(), self.gradient_clip)
         return step
+
+    def _lean_epoch_ok(self, fit_params):
+        """Whether no callback acts per batch and nothing needs skorch's generic step."""
+        if fit_params or len(self._optimizers) != 1 or type(self.history) is not History:
+            return False
+        for _, cb in self.callbacks_:
+            cls = type(cb)
+            if isinstance(cb, LRScheduler):
+                if cb.step_every != "epoch":
+                    return False
+            elif cls.on_batch_end is not Callback.on_batch_end:
+                return False
+            if (
+                cls.on_batch_begin is not Callback.on_batch_begin
+                or cls.on_grad_computed is not Callback.on_grad_computed
+            ):
+                return False
+        return True
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        if iterator is None or not self._lean_epoch_ok(fit_params):
+            return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        module, criterion = self.module_, self.criterion_
+        batches = self.history[-1]["batches"]
+        loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
+        batch_count = 0
+        if not training:
+            # skorch's validation_step: eval mode, no gradients, the criterion on each batch
+            self._set_training(False)
+            with torch.no_grad():
+                for Xi, yi in iterator:
+                    loss = criterion(module(Xi), yi)
+                    batches.append({loss_key: loss.item(), size_key: len(Xi)})
+                    batch_count += 1
+            self.history.record(prefix + "_batch_count", batch_count)
+            return
+        self._set_training(True)
+        optimizer = self.optimizer_
+        clip = self.gradient_clip
+        # the parameter lists are walked once per epoch, not per batch; the optimiser's
+        # ``zero_grad()`` (set_to_none, torch's default) is setting its gradients to None
+        params = list(module.parameters())
+        opt_params = [p for group in optimizer.param_groups for p in group["params"]]
+        fast_clip = _foreach_clip_ok(params)
+        stepper = self.__dict__.get("_fused_step")
+        if stepper is None or stepper.optimizer is not optimizer:
+            stepper = self._fused_step = FusedAdamWStep(optimizer)
+        for Xi, yi in iterator:
+            for p in opt_params:
+                p.grad = None
+            loss = criterion(module(Xi), yi)
+            loss.backward()
+            if clip:
+                if fast_clip:
+                    _foreach_clip([p.grad for p in params if p.grad is not None], clip)
+                else:
+                    torch.nn.utils.clip_grad_norm_(params, clip)
+            stepper.step()
+            batches.append({loss_key: loss.item(), size_key: len(Xi)})
+            batch_count += 1
+        self.history.record(prefix + "_batch_count", batch_count)
+
+
+class FusedAdamWStep:
+    """``optimizer.step()`` of a fused ``AdamW`` without its per-call Python overhead.
+
+    ``Optimizer.step`` wraps the fused kernel in a profiler record, hook loops, a grad-mode
+    switch, and rebuilds the parameter, gradient and state lists on every call: for a tiny
+    network that costs more than the update. After a first regular step (which creates the
+    state), this calls what ``torch.optim.AdamW(fused=True)`` calls for one device and dtype,
+    ``torch._foreach_add_`` on the step counts and ``torch._fused_adamw_`` with the group's
+    current hyper-parameters, so the update is bit-identical. Any other optimiser or setting
+    (hooks, several groups or devices, amsgrad, a missing gradient, a tensor learning rate) and
+    any error of the direct call go through ``optimizer.step()``.
+    """
+
+    def __init__(self, optimizer):
+        self.optimizer = optimizer
+        self.lists = None
+        self.enabled = self._applicable(optimizer)
+
+    @staticmethod
+    def _applicable(optimizer):
+        from torch.optim import optimizer as optim_module
+
+        if type(optimizer) is not torch.optim.AdamW or len(optimizer.param_groups) != 1:
+            return False
+        group = optimizer.param_groups[0]
+        if (
+            not group.get("fused")
+            or group.get("amsgrad")
+            or group.get("maximize")
+            or group.get("capturable")
+            or group.get("differentiable")
+            or not group.get("decoupled_weight_decay", True)
+            or torch.is_tensor(group["lr"])
+            or not _foreach_clip_ok(group["params"])
+            or group["params"][0].device.type != "cpu"
+        ):
+            return False
+        hooks = (
+            getattr(optimizer, "_optimizer_step_pre_hooks", None),
+            getattr(optimizer, "_optimizer_step_post_hooks", None),
+            getattr(optim_module, "_global_optimizer_pre_hooks", None),
+            getattr(optim_module, "_global_optimizer_post_hooks", None),
+        )
+        return all(h is not None and len(h) == 0 for h in hooks) and hasattr(
+            torch, "_fused_adamw_"
+        )
+
+    def step(self):
+        optimizer = self.optimizer
+        if not self.enabled:
+            optimizer.step()
+            return
+        group = optimizer.param_groups[0]
+        params = group["params"]
+        grads = [p.grad for p in params]
+        if self.lists is None or any(g is None for g in grads):
+            optimizer.step()
+            states = [optimizer.state.get(p, {}) for p in params]
+            if self.lists is None and all(len(st) > 0 for st in states):
+                self.lists = (
+                    [st["exp_avg"] for st in states],
+                    [st["exp_avg_sq"] for st in states],
+                    [st["step"] for st in states],
+                )
+            return
+        exp_avgs, exp_avg_sqs, steps = self.lists
+        beta1, beta2 = group["betas"]
+        torch._foreach_add_(steps, 1)
+        try:
+            torch._fused_adamw_(
+                params, grads, exp_avgs, exp_avg_sqs, [], steps,
+                amsgrad=False, lr=group["lr"], beta1=float(beta1), beta2=float(beta2),
+                weight_decay=group["weight_decay"], eps=group["eps"], maximize=False,
+                grad_scale=None, found_inf=None,
+            )
+        except (TypeError, RuntimeError):  # another torch's signature: the regular step
+            torch._foreach_sub_(steps, 1)
+            self.enabled = False
+            optimizer.step()
+
+
+def _foreach_clip_ok(params):
+    """Whether all ``params`` share one cpu/cuda device and one dtype, dense (see below)."""
+    if not params:
+        return False
+    first = params[0]
+    return first.device.type in ("cpu", "cuda") and all(
+        p.device == first.device and p.dtype == first.dtype and not p.is_sparse for p in params
+    )
+
+
+def _foreach_clip(grads, max_norm):
+    # torch.nn.utils.clip_grad_norm_'s kernels for one device and dtype, in its order
+    if not grads:
+        return
+    with torch.no_grad():
+        norms = torch._foreach_norm(grads, 2.0)
+        total = torch.linalg.vector_norm(torch.stack(norms), 2.0)
+        coef = torch.clamp(float(max_norm) / (total + 1e-6), max=1.0)
+        torch._foreach_mul_(grads, coef)
+
+
+def clip_grad_norm(parameters, max_norm):
+    """``torch.nn.utils.clip_grad_norm_(parameters, max_norm)``, with less per-call overhead.
+
+    The same kernels in the same order when all gradients share one device and dtype with
+    foreach support (the norm of the per-tensor norms, then one in-place multiply by the clamped
+    factor), so the result is bit-identical; anything else goes to torch's function.
+    """
+    parameters = list(parameters)
+    if _foreach_clip_ok(parameters):
+        _foreach_clip([p.grad for p in parameters if p.grad is not None], max_norm)
+    else:
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)

@@ -50,11 +50,18 @@ def run_phase(net, X, y, epochs, phase, scope=None):
     """``net.partial_fit`` for ``epochs`` epochs, its history rows tagged with ``phase``.
 
     ``scope`` (a ``RandomScope``) routes a user module's random draws (dropout) to the fit's
-    generators; ``None`` for the default networks, which draw nothing while training.
+    generators; ``None`` for the default networks, which draw nothing while training. It is
+    entered around the module's forward passes only (:meth:`ConformalNet.infer`): every other
+    draw of the training (batch order, batch splits of the objective) takes the scope's
+    generators explicitly, and the data loading and the objective then run without the mode's
+    per-operation cost.
     """
     start = len(net.history)
-    with scope if scope is not None else contextlib.nullcontext():
+    net.forward_scope_ = scope
+    try:
         net.partial_fit(X, y, epochs=epochs)
+    finally:
+        net.forward_scope_ = None
     for row in net.history[start:]:
         row["phase"] = phase
 

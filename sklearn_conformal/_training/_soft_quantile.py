@@ -58,37 +58,99 @@ def soft_sort(x, steepness=10.0):
         top = x.detach().amax(dim=-1, keepdim=True)
         pad = top + _PAD_OFFSET + torch.arange(m - n, dtype=x.dtype, device=x.device)
         x = torch.cat([x, pad.expand(*x.shape[:-1], m - n)], dim=-1)
-    lead = x.shape[:-1]
     # comparators are linear mixes, so scaling by the steepness once (and back at the end) saves a
     # multiplication in each of the log2(m)(log2(m)+1)/2 stages
     x = x * steepness
-    # Bitonic sort in the "flip" formulation: the first stage of every merge compares element i of
-    # a block with its mirror image, so every comparator sorts ascending and no direction masks are
-    # needed (a logistic comparator is symmetric in its two inputs, so this is the same relaxation).
+    if x.requires_grad:
+        x = _BitonicNetwork.apply(x)
+    else:
+        x, _ = _bitonic_forward(x)
+    return x[..., :n] / steepness
+
+
+def _bitonic_forward(x):
+    """The comparator stages on ``x`` (last axis of power-of-two length ``m``, pre-scaled).
+
+    Bitonic sort in the "flip" formulation: the first stage of every merge compares element i of
+    a block with its mirror image, so every comparator sorts ascending and no direction masks are
+    needed (a logistic comparator is symmetric in its two inputs, so this is the same relaxation).
+    Returns the output and, per stage, ``(block, half, flipped, d, alpha)`` for the backward pass.
+    """
+    m = x.shape[-1]
+    lead = x.shape[:-1]
+    saved = []
     block = 2
     while block <= m:
         v = x.reshape(*lead, m // block, block)
         half = block // 2
         a = v[..., :half]
         b = v[..., half:].flip(-1)
-        lo, hi = _soft_compare(a, b)
+        lo, hi, d, alpha = _soft_compare(a, b)
+        saved.append((block, half, True, d, alpha))
         x = torch.cat([lo, hi.flip(-1)], dim=-1).reshape(*lead, m)
         width = half
         while width >= 2:
             v = x.reshape(*lead, m // width, width)
             h = width // 2
-            lo, hi = _soft_compare(v[..., :h], v[..., h:])
+            lo, hi, d, alpha = _soft_compare(v[..., :h], v[..., h:])
+            saved.append((width, h, False, d, alpha))
             x = torch.cat([lo, hi], dim=-1).reshape(*lead, m)
             width = h
         block *= 2
-    return x[..., :n] / steepness
+    return x, saved
 
 
 def _soft_compare(a, b):
     # inputs are pre-scaled by the steepness; alpha -> 1 when a < b, the soft minimum then keeps a
     d = b - a
     alpha = torch.sigmoid(d)
-    return torch.addcmul(b, alpha, d, value=-1.0), torch.addcmul(a, alpha, d)
+    return torch.addcmul(b, alpha, d, value=-1.0), torch.addcmul(a, alpha, d), d, alpha
+
+
+class _BitonicNetwork(torch.autograd.Function):
+    """The comparator stages with a hand-written backward pass.
+
+    Autograd records about forty nodes per stage (views, flips, concatenations, two ``addcmul``,
+    the sigmoid), which for the short networks of the training quantile costs several times the
+    arithmetic. The backward pass here applies, stage by stage in reverse, the elementwise products
+    and sums that autograd's formulas for ``lo = b - alpha d``, ``hi = a + alpha d``,
+    ``alpha = sigmoid(d)``, ``d = b - a`` produce, in the same order (the gradient of ``d`` is
+    ``(g_hi alpha - g_lo alpha) + sigmoid'``, the sigmoid term last, as autograd's engine adds
+    it), so the gradients are bit-identical to differentiating :func:`_bitonic_forward`.
+    """
+
+    @staticmethod
+    def forward(ctx, x):
+        out, saved = _bitonic_forward(x)
+        ctx.stages = [(blk, h, flipped) for blk, h, flipped, _, _ in saved]
+        ctx.save_for_backward(*[t for *_, d, alpha in saved for t in (d, alpha)])
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        tensors = ctx.saved_tensors
+        m = grad.shape[-1]
+        lead = grad.shape[:-1]
+        g = grad
+        for i in range(len(ctx.stages) - 1, -1, -1):
+            width, h, flipped = ctx.stages[i]
+            d, alpha = tensors[2 * i], tensors[2 * i + 1]
+            G = g.reshape(*lead, m // width, width)
+            g_lo = G[..., :h]
+            g_hi = G[..., h:].flip(-1) if flipped else G[..., h:]
+            # addcmul's gradients: tensor1 <- grad * (tensor2 * value), tensor2 <- grad *
+            # (tensor1 * value), self <- grad; lo has value -1, hi value +1. Multiplying by +-1
+            # and adding a negated term are exact, so g_hi * d + g_lo * (d * -1) is computed as
+            # g_hi * d - g_lo * d (the same bits), and likewise below
+            g_alpha = g_hi * d - g_lo * d
+            g_d = (g_hi * alpha - g_lo * alpha) + torch.ops.aten.sigmoid_backward(g_alpha, alpha)
+            g_a = g_hi - g_d
+            g_b = g_lo + g_d
+            if flipped:
+                g_b = g_b.flip(-1)
+            g = torch.cat([g_a, g_b], dim=-1).reshape(*lead, m)
+        return g
 
 
 def neuralsort_order_statistic(x, k, tau=0.1):
@@ -149,7 +211,8 @@ def soft_quantile(scores, level, method="sortnet", steepness=10.0, tau=0.1, wind
             # the hard order only selects which scores enter; gradients flow through their values
             order = torch.argsort(scores.detach())
             start = min(max(k - 1 - window // 2, 0), n - window)
-            block = scores[order[start : start + window]]
+            # index_select: its backward (index_add) is cheaper than advanced indexing's
+            block = scores.index_select(0, order[start : start + window])
             return soft_sort(block, steepness)[k - 1 - start]
         return soft_sort(scores, steepness)[k - 1]
     if method == "neuralsort":
