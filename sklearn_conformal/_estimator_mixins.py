@@ -5,6 +5,7 @@ from sklearn.utils import check_consistent_length, column_or_1d
 
 from ._core import check_confidence_level
 from ._core._row_keys import row_keys
+from ._estimator_utils import model_allows_nan, tags_or_none
 from ._output import ConformalOutputMixin, per_level
 
 
@@ -223,3 +224,34 @@ class ConformalRegressorMixin(ConformalOutputMixin):
         intervals = np.asarray(self.predict_interval(X))
         check_consistent_length(intervals, y)
         return -interval_score(y, intervals, self.confidence_level, sample_weight=sample_weight)
+
+
+class WrappedClassifierMixin:
+    """What a conformal classifier wrapping one ``estimator`` takes from it.
+
+    The model (``None`` means ``LogisticRegression()``), its input tags (``sparse``,
+    ``allow_nan``, never raising) and the routing of ``fit`` metadata to its ``fit``.
+    """
+
+    def _inner_model(self):
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression() if self.estimator is None else self.estimator
+
+    def _model_router(self):
+        """``fit`` metadata to ``estimator.fit`` (the caller adds any splitter)."""
+        from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
+
+        return MetadataRouter(owner=self).add_self_request(self).add(
+            estimator=self._inner_model(),
+            method_mapping=MethodMapping().add(caller="fit", callee="fit"),
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        inner = self._inner_model()
+        inner_tags = tags_or_none(inner)
+        if inner_tags is not None:
+            tags.input_tags.sparse = inner_tags.input_tags.sparse
+        tags.input_tags.allow_nan = model_allows_nan(inner)
+        return tags

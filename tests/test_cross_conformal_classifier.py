@@ -159,3 +159,16 @@ def test_class_mode_covers_every_class():
     se = np.sqrt(LEVEL * (1 - LEVEL) * (1 / (n_class + 2) + 4 / n_test) / n_fits)
     assert np.all(per_class >= 1 - 2 * (1 - LEVEL)), per_class
     assert np.all(per_class >= LEVEL - 4.5 * se), per_class
+
+
+def test_a_fold_model_with_malformed_probabilities_is_a_clear_error():
+    """The fold models' probabilities are checked like the split classifier's model."""
+
+    class ExtraColumn(LogisticRegression):
+        def predict_proba(self, X):
+            proba = super().predict_proba(X)
+            return np.column_stack([proba, np.zeros(len(proba))])
+
+    X, y = data(60)
+    with pytest.raises(ValueError, match="predict_proba returned shape"):
+        CrossConformalClassifier(ExtraColumn(), cv=3).fit(X, y)

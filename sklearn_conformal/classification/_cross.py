@@ -4,18 +4,20 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
-from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold, StratifiedKFold, check_cv
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.parallel import Parallel, delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._core import check_confidence_level, warn_small_calibration
 from .._core._quantile import conformal_rank
-from .._estimator_mixins import ConformalClassifierMixin, check_label_types
+from .._estimator_mixins import (
+    ConformalClassifierMixin,
+    WrappedClassifierMixin,
+    check_label_types,
+)
 from .._estimator_utils import (
     SPARSE_FORMATS,
     is_frozen,
@@ -23,9 +25,9 @@ from .._estimator_utils import (
     model_allows_nan,
     route_fit_params,
     split_fit_params,
-    tags_or_none,
 )
 from .._output import per_level
+from ._split import model_probabilities
 from ..conformity_scores import BaseClassificationScore, RAPSScore, check_classification_score
 
 # string scores with a deterministic, untuned score (randomised APS/RAPS/SAPS draw uniforms per
@@ -35,7 +37,7 @@ _CROSS_SCORES = ("lac", "aps", "raps", "top_k", "margin")
 _CROSS_MODES = ("marginal", "class")
 
 
-class CrossConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
+class CrossConformalClassifier(WrappedClassifierMixin, ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     """Cross-conformal (CV+ / jackknife+) prediction sets around any classifier.
 
     One model is fitted per fold on the other folds, and every sample's conformity score
@@ -255,15 +257,8 @@ class CrossConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
     def _fold_proba(self, k, X):
         """Fold model ``k``'s probabilities, column j for ``classes_[j]``."""
         model = self.estimators_[k]
-        model_proba = np.asarray(model.predict_proba(X), dtype=np.float64)
         columns = np.searchsorted(self.classes_, np.asarray(model.classes_))
-        if model_proba.shape[1] == len(self.classes_) and np.array_equal(
-            columns, np.arange(len(self.classes_))
-        ):
-            return model_proba
-        proba = np.zeros((model_proba.shape[0], len(self.classes_)))
-        proba[:, columns] = model_proba
-        return proba
+        return model_probabilities(model, X, columns, len(self.classes_))
 
     def _validate_X(self, X):
         check_is_fitted(self)
@@ -340,22 +335,7 @@ class CrossConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         -------
         routing : MetadataRouter
         """
-        return MetadataRouter(owner=self).add_self_request(self).add(
-            estimator=self._inner_model(),
-            method_mapping=MethodMapping().add(caller="fit", callee="fit"),
-        )
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        inner = self._inner_model()
-        inner_tags = tags_or_none(inner)
-        if inner_tags is not None:
-            tags.input_tags.sparse = inner_tags.input_tags.sparse
-        tags.input_tags.allow_nan = model_allows_nan(inner)
-        return tags
-
-    def _inner_model(self):
-        return LogisticRegression() if self.estimator is None else self.estimator
+        return self._model_router()
 
 
 def _fit_fold(estimator, X, y, train, params):

@@ -6,10 +6,8 @@ import warnings
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context, clone
-from sklearn.linear_model import LogisticRegression
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, RealNotInt, StrOptions
-from sklearn.utils.metadata_routing import MetadataRouter, MethodMapping
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -18,6 +16,7 @@ from .._core._calibrators import MODES
 from ..conformity_scores._classification import CLASSIFICATION_SCORES
 from .._estimator_mixins import (
     ConformalClassifierMixin,
+    WrappedClassifierMixin,
     check_label_types,
     check_same_label_kind,
     sorted_labels,
@@ -36,12 +35,11 @@ from .._estimator_utils import (
     route_fit_params,
     split_fit_params,
     split_indices,
-    tags_or_none,
 )
 from ..exceptions import DegenerateDataWarning
 
 
-class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
+class SplitConformalClassifier(WrappedClassifierMixin, ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
     """Prediction sets with guaranteed coverage around any classifier with ``predict_proba``.
 
     ``fit`` splits off a calibration set, fits ``estimator`` on the rest, and computes the
@@ -303,10 +301,7 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         -------
         routing : MetadataRouter
         """
-        router = MetadataRouter(owner=self).add_self_request(self).add(
-            estimator=self._inner_model(),
-            method_mapping=MethodMapping().add(caller="fit", callee="fit"),
-        )
+        router = self._model_router()
         return add_splitter_routing(router, self.calibration_size)
 
     def predict_proba(self, X):
@@ -327,18 +322,6 @@ class SplitConformalClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEs
         )
         X = keep_frame(X, X_checked)
         return self._proba(X)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        inner = self._inner_model()
-        inner_tags = tags_or_none(inner)
-        if inner_tags is not None:
-            tags.input_tags.sparse = inner_tags.input_tags.sparse
-        tags.input_tags.allow_nan = model_allows_nan(inner)
-        return tags
-
-    def _inner_model(self):
-        return LogisticRegression() if self.estimator is None else self.estimator
 
     def _inner_allows_nan(self):
         """Whether missing values go to the wrapped model, which then decides about them."""
