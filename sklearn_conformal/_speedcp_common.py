@@ -23,6 +23,7 @@ from ._core._row_keys import keyed_uniforms, row_keys
 from ._core._validation import SmallCalibrationWarning
 from ._estimator_utils import is_frozen
 from ._kqr import (
+    NystroemFeatures,
     SPathSolver,
     default_max_steps,
     gamma_grid,
@@ -71,8 +72,8 @@ class SpeedCPMixin:
 
     The class using it has the SpeedCP parameters (``embedding``, ``phi``, ``kernel``,
     ``gamma``, ``lambda_``, ``gamma_grid``, ``n_folds``, ``gamma_patience``, ``gamma_cv_size``,
-    ``randomized``, ``confidence_level``, ``lambda_min_ratio``, ``max_steps``, ``n_jobs``,
-    ``keep_kernel``, ``verbose``), calls :meth:`_fit_transformers` and :meth:`_calibrate` in ``fit`` and
+    ``n_components``, ``randomized``, ``confidence_level``, ``lambda_min_ratio``, ``max_steps``,
+    ``n_jobs``, ``keep_kernel``, ``verbose``), calls :meth:`_fit_transformers` and :meth:`_calibrate` in ``fit`` and
     :meth:`_cutoffs` at prediction time.
     """
 
@@ -95,6 +96,11 @@ class SpeedCPMixin:
             self.phi_ = self.phi if is_frozen(self.phi) else clone(self.phi).fit(X_fit)
         else:
             self.phi_ = None
+        # Nystrom landmarks come from rows that do not calibrate: the training rows here, or
+        # (a frozen model, no training rows) rows set aside from calibration in _calibrate
+        self._landmark_rows = (
+            X_train if self.n_components is not None and X_train is not None else None
+        )
 
     def _gamma_cv_rows(self, n, cv_seed):
         """The calibration rows gamma is cross-validated on: all, or a seeded subsample."""
@@ -104,8 +110,38 @@ class SpeedCPMixin:
         rng = np.random.RandomState(cv_seed)
         return np.sort(rng.choice(n, size=int(size), replace=False))
 
+    def _landmarks(self, X_cal, scores, cv_seed):
+        """The Nystrom landmarks (embedded), and the calibration rows and scores left.
+
+        ``n_components`` rows drawn (seeded) from the training rows; with a frozen model, from
+        the calibration rows, which then no longer calibrate."""
+        rng = np.random.RandomState(np.uint32(cv_seed) ^ np.uint32(0x9E3779B9))
+        source = self._landmark_rows
+        self._landmark_rows = None  # not kept on the estimator
+        r = int(self.n_components)
+        if source is not None:
+            n_src = source.shape[0]
+            pick = np.sort(rng.choice(n_src, size=min(r, n_src), replace=False))
+            return self._embed(_safe_indexing(source, pick)), X_cal, scores
+        n = scores.shape[0]
+        if r >= n:
+            raise ValueError(
+                f"n_components={r} landmarks are set aside from the {n} calibration rows when "
+                "the model is frozen (there are no training rows to draw them from), which "
+                "leaves none to calibrate; use a smaller n_components or more calibration rows."
+            )
+        pick = np.zeros(n, dtype=bool)
+        pick[rng.choice(n, size=r, replace=False)] = True
+        landmarks = self._embed(_safe_indexing(X_cal, np.flatnonzero(pick)))
+        rest = np.flatnonzero(~pick)
+        return landmarks, _safe_indexing(X_cal, rest), scores[rest]
+
     def _calibrate(self, X_cal, scores, cv_seed):
         """Tune ``gamma_`` and ``lam_`` on the calibration ``scores`` and prepare the S-path."""
+        self._nystroem = None
+        landmarks = None
+        if self.n_components is not None:
+            landmarks, X_cal, scores = self._landmarks(X_cal, scores, cv_seed)
         self.conformity_scores_ = scores
         self.n_calibration_ = scores.shape[0]
         self._phi_basis, Phi = phi_design(self._phi_fit(X_cal))
@@ -127,10 +163,12 @@ class SpeedCPMixin:
             warn_small_calibration(n, self.confidence_level)
         self._check_memory(n, "fit")
         if self.gamma == "auto":
-            grid = gamma_grid(self._Z_cal, self.gamma_grid)
+            # the grid's scale (median of the squared distances, O(rows^2) memory) comes from
+            # the rows gamma is cross-validated on, not from all of a large calibration set
+            rows = self._gamma_cv_rows(n, cv_seed)
+            grid = gamma_grid(self._Z_cal[rows], self.gamma_grid)
             self.gamma_grid_ = grid
             if n >= 2 * self.n_folds and not too_small:
-                rows = self._gamma_cv_rows(n, cv_seed)
                 self.gamma_cv_rows_ = None if isinstance(rows, slice) else rows
                 self._gamma_cv_seed = cv_seed
                 self.gamma_, self.cv_loss_, info = select_gamma_cv(
@@ -145,6 +183,9 @@ class SpeedCPMixin:
                 self.gamma_ = float(grid[grid.size // 2])
         else:
             self.gamma_ = float(self.gamma)
+        if landmarks is not None:
+            self._nystroem = NystroemFeatures(landmarks, self.kernel, self.gamma_)
+            self.n_components_ = self._nystroem.rank
         K = self._kernel_cal()
         lam_stop = None if self.lambda_ == "auto" else float(self.lambda_)
         path = self._lambda_path(K, alpha, lam_stop)
@@ -163,7 +204,7 @@ class SpeedCPMixin:
 
     def _keeps_kernel(self, n_calibration):
         if self.keep_kernel == "auto":
-            return 8 * n_calibration**2 <= _KEEP_KERNEL_BYTES
+            return 8 * n_calibration * self._kernel_width(n_calibration) <= _KEEP_KERNEL_BYTES
         return bool(self.keep_kernel)
 
     def _prediction_solver(self, alpha):
@@ -171,8 +212,8 @@ class SpeedCPMixin:
         kept = getattr(self, "_kept_solver", None)
         if kept is not None and alpha == 1.0 - self.confidence_level_:
             return kept
-        if kept is not None:
-            return self._solver(kept.K, alpha)
+        if kept is not None and kept.kernel is not None:
+            return self._solver(kept.kernel, alpha)
         self._check_memory(self.n_calibration_, "predict_cutoff")
         return self._solver(self._kernel_cal(), alpha)
 
@@ -199,8 +240,22 @@ class SpeedCPMixin:
             max_steps=self._max_steps, start=start,
         )
 
+    def _kernel_width(self, n):
+        """Columns of the calibration kernel as held in memory: n, or the Nystrom rank."""
+        nystroem = getattr(self, "_nystroem", None)
+        return n if nystroem is None else nystroem.rank + 1
+
     def _check_memory(self, n, when):
         """Fail early, with the remedy, when the n_cal x n_cal kernel would not fit in memory."""
+        if self.n_components is not None:
+            r = int(self.n_components)
+            # the factor, the test block of one chunk and the solver's O(n) state
+            check_memory(
+                n * (r + 1) * 8 * 2 + _chunk_rows(n) * n * 8 + n * 64 * 8,
+                f"{type(self).__name__}.{when} with n_calibration={n} and n_components={r}",
+                "use a smaller n_components or calibration_size, or free memory.",
+            )
+            return
         check_memory(
             int(n * n * 8 * 1.05) + n * 64 * 8,
             f"{type(self).__name__}.{when} with n_calibration={n} (an {n} x {n} float64 kernel "
@@ -210,7 +265,10 @@ class SpeedCPMixin:
         )
 
     def _kernel_cal(self):
-        """The calibration kernel matrix, built for the caller (never stored on ``self``)."""
+        """The calibration kernel matrix (or Nystrom factor), built for the caller (never
+        stored on ``self``)."""
+        if self._nystroem is not None:
+            return self._nystroem.factor(self._Z_cal, n_jobs=self.n_jobs)
         return kernel_matrix(self._Z_cal, None, self.kernel, self.gamma_, n_jobs=self.n_jobs)
 
     def _solver(self, K, alpha):
@@ -341,7 +399,9 @@ class SpeedCPMixin:
         if idx.size == 0:
             return cut
         solver = self._prediction_solver(alpha)
-        chunks = [idx[i:i + _CHUNK] for i in range(0, idx.size, _CHUNK)]
+        size = _CHUNK if self._nystroem is None else _chunk_rows(self.n_calibration_)
+        chunks = [idx[i:i + size] for i in range(0, idx.size, size)]
+        nystroem = self._nystroem
         if len(chunks) > 1 and self.n_jobs not in (None, 1):
             # one task per chunk through sklearn.utils.parallel: threads by default, or the
             # workers of a backend set by the caller (e.g. joblib.parallel_backend("dask")),
@@ -349,13 +409,13 @@ class SpeedCPMixin:
             pid = os.getpid()
             results = parallel(self.n_jobs)(
                 delayed(run_task)(pid, 1, _chunk_cutoffs, solver, self._Z_cal, Z[c], Phi_t[c],
-                                  U[c], self.kernel, self.gamma_, 1)
+                                  U[c], self.kernel, self.gamma_, 1, nystroem)
                 for c in chunks
             )
         else:
             results = (
                 _chunk_cutoffs(solver, self._Z_cal, Z[c], Phi_t[c], U[c], self.kernel,
-                               self.gamma_, self.n_jobs)
+                               self.gamma_, self.n_jobs, nystroem)
                 for c in chunks
             )
         with progress(idx.size, "S-paths (test points)", self.verbose) as bar:
@@ -372,7 +432,16 @@ class SpeedCPMixin:
         return hasattr(self, "estimator_")
 
 
-def _chunk_cutoffs(solver, Z_cal, Z, Phi_t, U, kernel, gamma, n_jobs):
-    K_t = kernel_matrix(Z, Z_cal, kernel, gamma, n_jobs=1)
-    cut, _, _, _ = solver.cutoffs(K_t, np.ones(Z.shape[0]), Phi_t, U, n_jobs=n_jobs)
+def _chunk_rows(n_calibration):
+    """Test rows per chunk with a Nystrom kernel: their kernel columns (chunk x n_cal) are
+    built from the features, at most about 128 MiB at a time."""
+    return int(max(64, min(_CHUNK, 2**24 // max(n_calibration, 1))))
+
+
+def _chunk_cutoffs(solver, Z_cal, Z, Phi_t, U, kernel, gamma, n_jobs, nystroem=None):
+    if nystroem is not None:
+        K_t, k_tt = nystroem.factor(Z), None
+    else:
+        K_t, k_tt = kernel_matrix(Z, Z_cal, kernel, gamma, n_jobs=1), np.ones(Z.shape[0])
+    cut, _, _, _ = solver.cutoffs(K_t, k_tt, Phi_t, U, n_jobs=n_jobs)
     return cut

@@ -266,7 +266,10 @@ def test_gamma_cross_validation_on_a_subsample_of_large_calibration_sets():
     seed, rows = sub._gamma_cv_seed, sub.gamma_cv_rows_
     assert full.gamma_cv_rows_ is None
     assert rows.shape == (150,) and np.all(np.diff(rows) > 0) and rows.max() < 400
-    grid = gamma_grid(sub._Z_cal)
+    # the grid's scale comes from the same rows (the median over all pairs of a large
+    # calibration set would need O(n^2) memory)
+    grid = gamma_grid(sub._Z_cal[rows])
+    np.testing.assert_array_equal(sub.gamma_grid_, grid)
     gamma, _, _ = select_gamma_cv(
         sub._Z_cal[rows], sub._Phi[rows], sub._S[rows], 0.1, grid, random_state=seed,
         lam_min_ratio=sub.lambda_min_ratio, max_steps=sub._max_steps, patience=3,

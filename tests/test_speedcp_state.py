@@ -335,3 +335,38 @@ def test_kernel_quantile_regressor_fails_early_over_the_memory_limit(monkeypatch
     monkeypatch.setattr(_kernels, "available_memory", lambda: 100_000)
     with pytest.raises(InsufficientMemoryError, match=r"n_samples=300.*fewer samples"):
         KernelQuantileRegressor(gamma=1.0).fit(X, y)
+
+
+@pytest.mark.parametrize("kind", ["regressor", "classifier"])
+def test_kept_solver_with_duplicate_calibration_rows_predicts_at_another_level(kind):
+    """Duplicate calibration rows are merged inside the solver; a prediction at a level other
+    than the fitted one used to rebuild its lambda path from the merged kernel against the
+    unmerged rows (a shape error). It now equals the estimator that keeps no kernel."""
+    from sklearn.frozen import FrozenEstimator
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    from sklearn_conformal import SpeedCPClassifier, SpeedCPRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-2, 2, size=(300, 2))
+    X = np.vstack([X, X[:40]])
+    if kind == "regressor":
+        y = X[:, 0] + rng.normal(size=340) * 0.3
+        y[300:] = y[:40]
+        model = FrozenEstimator(LinearRegression().fit(X, y))
+        make = lambda keep: SpeedCPRegressor(model, gamma=1.0, random_state=0,  # noqa: E731
+                                             keep_kernel=keep)
+        method = "predict_interval"
+    else:
+        y = (X[:, 0] + rng.normal(size=340) * 0.5 > 0).astype(int)
+        y[300:] = y[:40]
+        model = FrozenEstimator(LogisticRegression().fit(X, y))
+        make = lambda keep: SpeedCPClassifier(model, gamma=1.0, lambda_=10.0,  # noqa: E731
+                                              random_state=0, keep_kernel=keep)
+        method = "predict_set"
+    kept, lean = make(True).fit(X, y), make(False).fit(X, y)
+    assert kept._kept_solver is not None and kept._kept_solver.rows.merged
+    np.testing.assert_array_equal(
+        getattr(kept, method)(X[:30], confidence_level=0.8),
+        getattr(lean, method)(X[:30], confidence_level=0.8),
+    )

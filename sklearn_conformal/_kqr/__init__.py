@@ -16,6 +16,7 @@ by bordering / Schur downdates with periodic re-inversion, so one step costs ``O
 
 from ._path import (
     KERNELS,
+    KernelFactor,
     LambdaPathResult,
     PathError,
     SPathSolver,
@@ -28,11 +29,14 @@ from ._path import (
     reduce_phi,
     sq_dists,
 )
+from ._lowrank import NystroemFeatures
 from ._select import default_max_steps, gamma_grid, select_gamma_cv
 
 __all__ = [
     "KERNELS",
+    "KernelFactor",
     "LambdaPathResult",
+    "NystroemFeatures",
     "PathError",
     "SPathSolver",
     "break_ties",

@@ -109,7 +109,37 @@ def kij(K, kt, ktt, a, b):
         return kt[b]
     if b == n:
         return kt[a]
+    if K.shape[1] != n:
+        return factor_dot(K, a, b)
     return K[a, b]
+
+
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def factor_dot(F, a, b):
+    """Entry ``(a, b)`` of a low-rank kernel given by its factor ``F`` (n, r): ``F_a . F_b``."""
+    acc = 0.0
+    for k in range(F.shape[1]):
+        acc += F[a, k] * F[b, k]
+    return acc
+
+
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def factor_gather(F, j, c, g):
+    """``g += c * F_j``: one kernel column of a combination, in the factor's r coordinates."""
+    for k in range(F.shape[1]):
+        g[k] += c * F[j, k]
+
+
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def factor_expand(F, g, out):
+    """``out += F g``: a combination of kernel columns gathered in ``g`` (O(n r), instead of
+    O(n r) per column)."""
+    n, r = F.shape
+    for i in range(n):
+        acc = 0.0
+        for k in range(r):
+            acc += F[i, k] * g[k]
+        out[i] += acc
 
 
 @jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
@@ -288,8 +318,12 @@ def apply_event(B, P, E, j, to):
         E.state[j] = to
     q = E.q
     if dv != 0.0:
-        for i in range(n):
-            q[i] += dv * K[j, i]
+        if K.shape[1] != n:
+            for i in range(n):
+                q[i] += dv * factor_dot(K, j, i)
+        else:
+            for i in range(n):
+                q[i] += dv * K[j, i]
     bal = E.bal
     for k in range(d):
         bal[k] -= dv * Phi[j, k]
@@ -346,6 +380,13 @@ def fit_from_coef(P, E, u, out):
         for k in range(d):
             acc += Phi[i, k] * u[k]
         out[i] = acc
+    if K.shape[1] != n:
+        g = np.zeros(K.shape[1])
+        for a in range(E.ints[M]):
+            j = Eidx[a]
+            factor_gather(K, j, v[j], g)
+        factor_expand(K, g, out)
+        return
     for a in range(E.ints[M]):
         j = Eidx[a]
         vj = v[j]
@@ -368,6 +409,8 @@ def fit_dir(P, E, x, dw):
         dw[i] = acc
     kt = P.kt
     Eidx = E.Eidx
+    factored = K.shape[1] != n
+    g = np.zeros(K.shape[1] if factored else 0)
     for a in range(E.ints[M]):
         j = Eidx[a]
         xa = x[d + a]
@@ -376,9 +419,13 @@ def fit_dir(P, E, x, dw):
         if j == n:
             for i in range(n):
                 dw[i] += kt[i] * xa
+        elif factored:
+            factor_gather(K, j, xa, g)
         else:
             for i in range(n):
                 dw[i] += K[j, i] * xa
+    if factored:
+        factor_expand(K, g, dw)
 
 
 @jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)

@@ -8,7 +8,7 @@ from .._numba import jit
 from ._elbow import (
     M, SET_E, SET_L, SET_R, SLOPE_RTOL, STATUS_CYCLING, STATUS_OK, STATUS_SINGULAR,
     STATUS_STEP_CAP, advance, apply_event, exact_state, fit_dir, fit_from_coef, matvec,
-    new_state, refactor,
+    new_state, refactor, factor_expand, factor_gather,
 )
 from ._events import scan_events
 
@@ -135,15 +135,22 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
         status = STATUS_SINGULAR
 
     qv = np.zeros(nv)
+    factored = K.shape[1] != n
+    g = np.zeros(K.shape[1] if factored else 0)
     for j in range(n):
         if state[j] != SET_E:
             vj = v[j]
-            for i in range(n):
-                q[i] += vj * K[j, i]
+            if factored:
+                factor_gather(K, j, vj, g)
+            else:
+                for i in range(n):
+                    q[i] += vj * K[j, i]
             for k in range(d):
                 bal[k] -= vj * Phi[j, k]
             for i in range(nv):
                 qv[i] += vj * Kval[j, i]
+    if factored:
+        factor_expand(K, g, q)
 
     # records
     cap_rec = 64
@@ -199,10 +206,17 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
             for k in range(d):
                 acc += Phi[i, k] * bu[k]
             h[i] = acc
-        for a in range(m):
-            j = Eidx[a]
-            for i in range(n):
-                h[i] += K[j, i] * bv[a]
+        if factored:
+            for k in range(g.shape[0]):
+                g[k] = 0.0
+            for a in range(m):
+                factor_gather(K, Eidx[a], bv[a], g)
+            factor_expand(K, g, h)
+        else:
+            for a in range(m):
+                j = Eidx[a]
+                for i in range(n):
+                    h[i] += K[j, i] * bv[a]
         # first breakpoint: largest lam at which a residual of L u R reaches zero
         lam0 = -np.inf
         for i in range(n):

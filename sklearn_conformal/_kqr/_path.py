@@ -103,6 +103,48 @@ def kernel_matrix(X, Y, kernel="rbf", gamma=1.0, beta=0.5, *, n_jobs=1, out=None
     )
 
 
+class KernelFactor:
+    """A low-rank kernel ``K = F F'`` given by its factor ``F`` (n, r), e.g. Nystrom features.
+
+    The path solvers accept it wherever they accept a kernel matrix and solve the problem of
+    the kernel ``F F'`` exactly, in ``O(n r)`` memory and ``O(n r)`` per path step. As a test
+    block (``SPathSolver.cutoffs``) it holds the test points' features: the kernel column of a
+    test point is ``F f_t`` and its self-kernel ``f_t . f_t``.
+    """
+
+    def __init__(self, F):
+        F = np.asarray(F, dtype=np.float64)
+        if F.ndim != 2 or not np.all(np.isfinite(F)):
+            raise ValueError("A kernel factor must be a finite 2-d array (n, r).")
+        self.F = np.ascontiguousarray(F)
+
+    @property
+    def shape(self):
+        return (self.F.shape[0], self.F.shape[0])
+
+    def solver_array(self, keep=None):
+        """The factor's rows ``keep`` as the numba kernels take it: they tell a factor from a
+        square kernel matrix by its shape, so a factor that would be square gets a zero column
+        (which leaves ``F F'`` unchanged)."""
+        F = self.F if keep is None else self.F[keep]
+        if F.shape[0] == F.shape[1]:
+            F = np.column_stack([F, np.zeros(F.shape[0])])
+        return np.ascontiguousarray(F)
+
+    def self_kernel(self):
+        """``f . f`` per row, summed as :func:`~._kernels.row_products` sums."""
+        F = self.F
+        out = np.zeros(F.shape[0])
+        for k in range(F.shape[1]):
+            out += F[:, k] * F[:, k]
+        return out
+
+
+def _identity_rows(K):
+    """What identifies equal kernel rows: the factor's rows, or the kernel matrix itself."""
+    return K.F if isinstance(K, KernelFactor) else K
+
+
 # --------------------------------------------------------------------------------------------
 # linear features and ties
 # --------------------------------------------------------------------------------------------
@@ -314,6 +356,8 @@ class CalibrationRows:
         self.S = np.ascontiguousarray(self.scale.S)
 
     def square(self, K):
+        if isinstance(K, KernelFactor):
+            return K.solver_array(self.keep if self.merged else None)
         K = np.asarray(K, dtype=np.float64)
         return np.ascontiguousarray(K[np.ix_(self.keep, self.keep)] if self.merged else K)
 
@@ -553,7 +597,9 @@ def lambda_path(
     n, d = Phi.shape
     prepared = rows is not None
     if not prepared:
-        rows = CalibrationRows(K, Phi, S)
+        rows = CalibrationRows(_identity_rows(K), Phi, S)
+    if isinstance(K, KernelFactor) and K_val is not None:
+        raise ValueError("Validation data are not supported with a low-rank kernel factor.")
     sc = rows.scale
     if sc.constant:
         return _constant_path(sc, n, d, lam_stop, K_val, S_val, alpha, store_path)
@@ -695,8 +741,12 @@ class SPathSolver:
     def __init__(self, K, Phi, S, alpha, lam, state, v, *, jitter=1e-10, refactor_every=64,
                  max_steps=None):
         # scale-free: the path runs on S_std = (S - a) / s at lam * s and maps back
-        self.rows = rows = CalibrationRows(K, Phi, S)
+        self.rows = rows = CalibrationRows(_identity_rows(K), Phi, S)
         self.K = rows.square(K)
+        self.factored = isinstance(K, KernelFactor)
+        # the kernel as given, for a solver at another level (None when rows were merged: the
+        # merged copy no longer matches the rows given)
+        self.kernel = None if rows.merged else K
         self.Phi = rows.Phi
         self.scale = rows.scale
         self.lo, self.hi = -float(alpha), 1.0 - float(alpha)
@@ -716,10 +766,11 @@ class SPathSolver:
                 DegenerateDataWarning, stacklevel=3,
             )
             pattern = np.arange(self.K.shape[0], dtype=np.float64) / max(n, 1)
-            ref = lambda_path(self.K, self.Phi, pattern, alpha, max_steps=self.max_steps,
+            merged = KernelFactor(self.K) if self.factored else self.K
+            ref = lambda_path(merged, self.Phi, pattern, alpha, max_steps=self.max_steps,
                               lam_min_ratio=0.1)
             self._pattern = SPathSolver(
-                self.K, self.Phi, pattern, alpha, ref.lam, ref.state, ref.v, jitter=jitter,
+                merged, self.Phi, pattern, alpha, ref.lam, ref.state, ref.v, jitter=jitter,
                 refactor_every=refactor_every, max_steps=max_steps,
             )
             self.S = self.scale.S
@@ -751,8 +802,10 @@ class SPathSolver:
         return int(self._prep[1].ints[_core.M])
 
     def cutoffs(self, K_test, k_tt, Phi_test, U, n_jobs=None):
-        """``(cutoffs, n_steps, mean_elbow, S0)`` for test rows ``K_test`` (n_test, n)."""
-        K_test = self.rows.columns(K_test)
+        """``(cutoffs, n_steps, mean_elbow, S0)`` for test rows ``K_test`` (n_test, n), or,
+        with a low-rank kernel, the test points' factor rows (a :class:`KernelFactor`; its
+        self-kernels replace ``k_tt``)."""
+        K_test, k_tt = self._test_columns(K_test, k_tt)
         if self._pattern is not None:
             cut, nsteps, mel, s0 = self._pattern.cutoffs(K_test, k_tt, Phi_test, U, n_jobs)
             cut = np.where(np.isfinite(cut), self.scale.a, cut)
@@ -784,9 +837,27 @@ class SPathSolver:
             check_status(status[bad][0], "The S-path", cap_name="max_steps", cap=self.max_steps)
         return self.scale.values(cut), nsteps, mel, self.scale.values(s0)
 
+    def _test_columns(self, K_test, k_tt):
+        """Kernel columns (n_test, n_merged) and self-kernels of test points."""
+        if isinstance(K_test, KernelFactor):
+            if not self.factored:
+                raise ValueError("Test factor rows need a solver built on a KernelFactor.")
+            F_t = K_test.F
+            F = self.K[:, :F_t.shape[1]]
+            return _kernels.row_products(F_t, F), K_test.self_kernel()
+        if self.factored:
+            raise ValueError("A solver built on a KernelFactor takes the test points' factor "
+                             "rows as a KernelFactor.")
+        return self.rows.columns(K_test), k_tt
+
     def trace(self, k_t, k_tt, phi_t, U):
-        """``(cutoff, S_breakpoints, v_t_at_breakpoints, S0)`` for one test point."""
-        k_t = self.rows.columns(np.atleast_2d(k_t))[0]
+        """``(cutoff, S_breakpoints, v_t_at_breakpoints, S0)`` for one test point (``k_t``: its
+        kernel column, or a one-row :class:`KernelFactor` with a low-rank kernel)."""
+        if isinstance(k_t, KernelFactor):
+            k_t, k_tt = self._test_columns(k_t, None)
+            k_t, k_tt = k_t[0], float(k_tt[0])
+        else:
+            k_t = self.rows.columns(np.atleast_2d(k_t))[0]
         if self._pattern is not None:
             cut, tS, tv, S0 = self._pattern.trace(k_t, k_tt, phi_t, U)
             a = self.scale.a

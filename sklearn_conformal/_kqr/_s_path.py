@@ -12,7 +12,7 @@ from .._numba import jit
 from ._elbow import (
     M, QT, SET_E, SET_L, SET_R, SLOPE_RTOL, STATUS_CYCLING, STATUS_OK, STATUS_SINGULAR,
     STATUS_STEP_CAP, STEPS, UPDATES, Problem, advance, apply_event, elbow_add, exact_state,
-    fit_dir, fit_from_coef, matvec, new_state, phi, refactor,
+    fit_dir, fit_from_coef, matvec, new_state, phi, refactor, factor_expand, factor_gather,
 )
 from ._events import absmax, scan_events
 
@@ -39,14 +39,21 @@ def prepare_state(P, lam, state_in, v_in):
     v = E.v
     q = E.q
     bal = E.bal
+    factored = K.shape[1] != n
+    g = np.zeros(K.shape[1] if factored else 0)
     for j in range(n):
         if state[j] != SET_E:
             vj = v[j]
             if vj != 0.0:
-                for i in range(n):
-                    q[i] += vj * K[j, i]
+                if factored:
+                    factor_gather(K, j, vj, g)
+                else:
+                    for i in range(n):
+                        q[i] += vj * K[j, i]
             for k in range(d):
                 bal[k] -= vj * Phi[j, k]
+    if factored:
+        factor_expand(K, g, q)
     if ok:
         exact_state(B, P, E, lam)
         fit_from_coef(P, E, E.u, E.w)
@@ -152,15 +159,21 @@ def _exact_stage(B, P, E, lam, c, S_t):
         for k in range(d):
             acc += Phi[i, k] * u[k]
         w[i] = acc
+    factored = K.shape[1] != n
+    g = np.zeros(K.shape[1] if factored else 0)
     for a in range(m):
         j = Eidx[a]
         vj = v[j]
         if j == n:
             for i in range(n):
                 w[i] += kt[i] * vj
+        elif factored:
+            factor_gather(K, j, vj, g)
         else:
             for i in range(n):
                 w[i] += K[j, i] * vj
+    if factored:
+        factor_expand(K, g, w)
     if not t_in:
         for i in range(n):
             w[i] += c * kt[i]

@@ -106,6 +106,10 @@ class SpeedCPClassifier(SpeedCPMixin, ConformalClassifierMixin, ClassifierMixin,
     gamma_cv_size : int >= 10 or None, default=2000
         Rows of the gamma cross-validation subsample (see
         :class:`~sklearn_conformal.SpeedCPRegressor`).
+    n_components : int or None, default=None
+        ``None``: the exact kernel. An int: the Nystrom kernel of that many landmarks, solved
+        exactly from its features (memory ``O(n_cal r)``), as in
+        :class:`~sklearn_conformal.SpeedCPRegressor`.
     randomized : bool, default=True
         Randomised cutoff (exact coverage) or the deterministic one (``U = 1 - alpha``); also
         the randomisation of the ``"aps"``/``"raps"``/``"saps"`` strings' scores (a score
@@ -146,7 +150,7 @@ class SpeedCPClassifier(SpeedCPMixin, ConformalClassifierMixin, ClassifierMixin,
         Groups seen in calibration (predicted labels for ``phi="predicted_label"``, or the
         values of the column named by ``phi``).
     gamma_, lam_, confidence_level_, path_lambdas_, path_sic_, path_elbow_sizes_, \
-path_truncated_, cv_loss_, gamma_grid_
+path_truncated_, cv_loss_, gamma_grid_, n_components_
         As in :class:`~sklearn_conformal.SpeedCPRegressor`.
     n_features_in_ : int
 
@@ -183,6 +187,7 @@ path_truncated_, cv_loss_, gamma_grid_
         "n_folds": [Interval(Integral, 2, None, closed="left")],
         "gamma_patience": [Interval(Integral, 1, None, closed="left"), None],
         "gamma_cv_size": [Interval(Integral, 10, None, closed="left"), None],
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "randomized": ["boolean"],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
         "calibration_size": [
@@ -212,6 +217,7 @@ path_truncated_, cv_loss_, gamma_grid_
         n_folds=5,
         gamma_patience=3,
         gamma_cv_size=2000,
+        n_components=None,
         randomized=True,
         confidence_level=0.9,
         calibration_size=0.3,
@@ -233,6 +239,7 @@ path_truncated_, cv_loss_, gamma_grid_
         self.n_folds = n_folds
         self.gamma_patience = gamma_patience
         self.gamma_cv_size = gamma_cv_size
+        self.n_components = n_components
         self.randomized = randomized
         self.confidence_level = confidence_level
         self.calibration_size = calibration_size

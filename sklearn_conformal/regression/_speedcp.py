@@ -125,10 +125,20 @@ class SpeedCPRegressor(
         candidates have a NaN ``cv_loss_``.
     gamma_cv_size : int >= 10 or None, default=2000
         With more calibration rows than this, ``gamma="auto"`` cross-validates on a random
-        subsample of this many rows (drawn from ``random_state``); the lambda path and the
-        cutoffs always use every row. A path costs about ``n^2`` per breakpoint and has
+        subsample of this many rows (drawn from ``random_state``), which also sets the scale
+        of the default grid (the median heuristic, ``O(rows^2)`` memory); the lambda path and
+        the cutoffs always use every row. A path costs about ``n^2`` per breakpoint and has
         ``O(n)`` breakpoints, so tuning on all of 20,000 rows would take hours; ``None`` tunes
         on every row.
+    n_components : int or None, default=None
+        ``None``: the exact kernel (an ``n_cal x n_cal`` matrix: time and memory grow as
+        ``n_cal^2``). An int ``r``: the Nystrom kernel of ``r`` landmarks, ``k(x, C) K_CC^+
+        k(C, x')``, whose paths are solved exactly from the ``n_cal x r`` features (memory and
+        time per path step ``O(n_cal r)``): what makes ``n_cal`` of 100,000 practical. The
+        guarantee holds for the function class of that kernel, as for any kernel. The landmarks
+        are drawn (``random_state``) from the training rows; with a frozen model, ``r``
+        calibration rows are set aside as landmarks and do not calibrate. ``gamma="auto"`` is
+        cross-validated with the exact kernel (on ``gamma_cv_size`` rows).
     randomized : bool, default=True
         Randomised cutoff (exact coverage) or the deterministic one (``U = 1 - alpha``). A test
         row's ``U`` is a keyed hash of its content and a seed drawn at fit, so a row gets the
@@ -207,6 +217,8 @@ class SpeedCPRegressor(
         The calibration rows the gamma cross-validation used (None: all of them; see
         ``gamma_cv_size``).
     gamma_grid_ : ndarray or None
+    n_components_ : int
+        Rank of the Nystrom kernel in use (``n_components`` set; at most ``n_components``).
     phi_categories_ : ndarray or None
         Group labels seen in calibration (``phi`` naming a column, by index or name).
     n_features_in_ : int
@@ -243,6 +255,7 @@ class SpeedCPRegressor(
         "n_folds": [Interval(Integral, 2, None, closed="left")],
         "gamma_patience": [Interval(Integral, 1, None, closed="left"), None],
         "gamma_cv_size": [Interval(Integral, 10, None, closed="left"), None],
+        "n_components": [Interval(Integral, 1, None, closed="left"), None],
         "randomized": ["boolean"],
         "confidence_level": [Interval(Real, 0, 1, closed="neither")],
         "calibration_size": [
@@ -273,6 +286,7 @@ class SpeedCPRegressor(
         n_folds=5,
         gamma_patience=3,
         gamma_cv_size=2000,
+        n_components=None,
         randomized=True,
         confidence_level=0.9,
         calibration_size=0.3,
@@ -295,6 +309,7 @@ class SpeedCPRegressor(
         self.n_folds = n_folds
         self.gamma_patience = gamma_patience
         self.gamma_cv_size = gamma_cv_size
+        self.n_components = n_components
         self.randomized = randomized
         self.confidence_level = confidence_level
         self.calibration_size = calibration_size
