@@ -13,6 +13,7 @@ BENCHMARKS = {
     "cross-conformal": ("bench_cross_conformal", "CV+ vs split CP: length / coverage per n, fit time"),
     "speedcp": ("bench_speedcp", "SpeedCP admixture study, scaling in n, time per point vs CondConf"),
     "speedcp-memory": ("bench_speedcp_memory", "peak memory of SpeedCPRegressor.fit vs n_cal"),
+    "speedcp-scaling": ("bench_speedcp_scaling", "SpeedCP fit, S-path and peak memory at n_cal up to 20,000 exact and 100,000 low-rank"),
     "first-call": ("bench_first_call", "cold / warm time of the import and first fits (numba)"),
     "cact": ("bench_cact", "CaCT against CE / ConfTr / CALS on long-tailed data (torch)"),
     "cact-grid": ("bench_cact_grid", "CaCT vs CE-ft / CE-cb / focal / tuned ConfTr on sampled long-tailed cells"),
