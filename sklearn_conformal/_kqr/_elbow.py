@@ -59,7 +59,8 @@ QT = 0
 Problem = namedtuple("Problem", ["K", "Phi", "S", "lo", "hi", "kt", "ktt", "phit", "jitter"])
 PathState = namedtuple(
     "PathState",
-    ["state", "v", "u", "q", "bal", "w", "Eidx", "pos", "rhs", "x", "dw", "ints", "flts"],
+    ["state", "v", "u", "q", "bal", "w", "Eidx", "pos", "rhs", "x", "dw", "ints", "flts",
+     "pend"],
 )
 
 
@@ -70,9 +71,10 @@ def problem(K, Phi, S, lo, hi, jitter):
 
 
 @jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
-def new_state(state_in, v_in, d, extra):
+def new_state(state_in, v_in, d, extra, rank):
     """A :class:`PathState` for sets ``state_in`` and duals ``v_in`` (n), with room for
-    ``extra`` (0 or 1: the test point) more points; ``Eidx`` lists E in increasing index."""
+    ``extra`` (0 or 1: the test point) more points; ``Eidx`` lists E in increasing index.
+    ``rank``: the columns of a kernel factor (0 for a kernel matrix), the size of ``pend``."""
     n = state_in.shape[0]
     N = n + extra
     state = np.zeros(n, np.int8)
@@ -93,7 +95,7 @@ def new_state(state_in, v_in, d, extra):
     ints[M] = m
     return PathState(
         state, v, np.zeros(d), np.zeros(n), np.zeros(d), np.zeros(n), Eidx, pos,
-        np.zeros(d + N), np.zeros(d + N), np.zeros(n), ints, np.zeros(2),
+        np.zeros(d + N), np.zeros(d + N), np.zeros(n), ints, np.zeros(2), np.zeros(rank),
     )
 
 
@@ -112,6 +114,14 @@ def kij(K, kt, ktt, a, b):
     if K.shape[1] != n:
         return factor_dot(K, a, b)
     return K[a, b]
+
+
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def rank_of(K):
+    """The columns of a kernel factor ``K`` (n, r), or 0 for a square kernel matrix."""
+    if K.shape[1] != K.shape[0]:
+        return np.int64(K.shape[1])
+    return np.int64(0)
 
 
 @jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
@@ -319,8 +329,9 @@ def apply_event(B, P, E, j, to):
     q = E.q
     if dv != 0.0:
         if K.shape[1] != n:
-            for i in range(n):
-                q[i] += dv * factor_dot(K, j, i)
+            # a kernel factor: q = F F' v_c is kept as q + F pend, and pend flushed into q
+            # only where all of q is read (flush_q), which saves a pass over F per event
+            factor_gather(K, j, dv, E.pend)
         else:
             for i in range(n):
                 q[i] += dv * K[j, i]
@@ -342,6 +353,28 @@ def matvec(B, p, rhs, out):
 
 
 @jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def flush_q(P, E):
+    """``q += F pend`` and ``pend = 0`` (a kernel factor; nothing pending otherwise)."""
+    pend = E.pend
+    if pend.shape[0] == 0:
+        return
+    factor_expand(P.K, pend, E.q)
+    for k in range(pend.shape[0]):
+        pend[k] = 0.0
+
+
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
+def q_at(K, q, pend, j):
+    """``q[j]`` including the part pending in ``pend`` (a kernel factor)."""
+    if pend.shape[0] == 0:
+        return q[j]
+    acc = 0.0
+    for k in range(pend.shape[0]):
+        acc += K[j, k] * pend[k]
+    return q[j] + acc
+
+
+@jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def exact_state(B, P, E, lam):
     """(u, v_E) = B [bal; lam S_E - q_E] from the sets (no drift of the duals)."""
     d = P.Phi.shape[1]
@@ -356,9 +389,11 @@ def exact_state(B, P, E, lam):
     v = E.v
     for k in range(d):
         rhs[k] = bal[k]
+    K = P.K
+    pend = E.pend
     for a in range(m):
         j = Eidx[a]
-        rhs[d + a] = lam * S[j] - q[j]
+        rhs[d + a] = lam * S[j] - q_at(K, q, pend, j)
     matvec(B, d + m, rhs, x)
     for k in range(d):
         u[k] = x[k]
@@ -369,6 +404,7 @@ def exact_state(B, P, E, lam):
 @jit(error_model="numpy", no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def fit_from_coef(P, E, u, out):
     """out = Phi u + K[:, E] v_E + q  (= lam * g at the calibration points)."""
+    flush_q(P, E)
     K = P.K
     Phi = P.Phi
     n, d = Phi.shape

@@ -8,7 +8,7 @@ from .._numba import jit
 from ._elbow import (
     M, SET_E, SET_L, SET_R, SLOPE_RTOL, STATUS_CYCLING, STATUS_OK, STATUS_SINGULAR,
     STATUS_STEP_CAP, advance, apply_event, exact_state, fit_dir, fit_from_coef, matvec,
-    new_state, refactor, factor_expand, factor_gather,
+    new_state, refactor, factor_expand, factor_gather, rank_of as _rank,
 )
 from ._events import scan_events
 
@@ -117,7 +117,7 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
     n, d = Phi.shape
     Kval = V.K
     nv = V.S.shape[0]
-    E = new_state(state_in, v_in, d, np.int64(0))
+    E = new_state(state_in, v_in, d, np.int64(0), _rank(K))
     Eidx = E.Eidx
     state = E.state
     v = E.v
@@ -159,7 +159,7 @@ def lambda_path_core(P, V, state_in, v_in, tau, lam_stop, lam_min, lam_min_ratio
     u_path = np.zeros((cap_rec if store_path else 0, d))
     n_rec = np.int64(0)
     best_sic = np.inf
-    best = new_state(state, v, d, np.int64(0))
+    best = new_state(state, v, d, np.int64(0), np.int64(0))
     best_lam = np.nan
 
     lam = np.inf

@@ -12,7 +12,7 @@ from .._numba import jit
 from ._elbow import (
     M, QT, SET_E, SET_L, SET_R, SLOPE_RTOL, STATUS_CYCLING, STATUS_OK, STATUS_SINGULAR,
     STATUS_STEP_CAP, STEPS, UPDATES, Problem, advance, apply_event, elbow_add, exact_state,
-    fit_dir, fit_from_coef, matvec, new_state, phi, refactor, factor_expand, factor_gather,
+    fit_dir, fit_from_coef, matvec, new_state, phi, refactor, factor_expand, factor_gather, flush_q, rank_of as _rank,
 )
 from ._events import absmax, scan_events
 
@@ -31,7 +31,7 @@ def prepare_state(P, lam, state_in, v_in):
     K = P.K
     Phi = P.Phi
     n, d = Phi.shape
-    E = new_state(state_in, v_in, d, np.int64(0))
+    E = new_state(state_in, v_in, d, np.int64(0), _rank(K))
     m = E.ints[M]
     B = np.zeros((d + m + 8, d + m + 8))
     ok = refactor(B, P, E)
@@ -122,6 +122,7 @@ def critical_dir(P, E, j):
 def _exact_stage(B, P, E, lam, c, S_t):
     """Exact (u, v_E, w) of an S-path stage: test dual fixed at ``c`` (stage 1, test not in E)
     or test in E with imputed score ``S_t`` (stage 2, ``c`` ignored)."""
+    flush_q(P, E)
     K = P.K
     Phi = P.Phi
     S = P.S
@@ -206,7 +207,7 @@ def s_path_batch(P0, E0, B0, lam, lo, Kt, ktt, Phit, U, max_steps, refactor_ever
         P = Problem(P0.K, P0.Phi, S, P0.lo, P0.hi, Kt[t], ktt[t], Phit[t], P0.jitter)
         kt = P.kt
         phit = P.phit
-        E = new_state(E0.state, E0.v, d, np.int64(1))
+        E = new_state(E0.state, E0.v, d, np.int64(1), E0.pend.shape[0])
         state = E.state
         v = E.v
         u = E.u
