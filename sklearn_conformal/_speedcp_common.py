@@ -162,32 +162,44 @@ class SpeedCPMixin:
         if too_small:
             warn_small_calibration(n, self.confidence_level)
         self._check_memory(n, "fit")
-        if self.gamma == "auto":
+        cv_gamma, cv_lambda = self.gamma == "auto", self.lambda_ == "cv"
+        lam_cv = None
+        self.cv_lambdas_ = None
+        if cv_gamma or cv_lambda:
             # the grid's scale (median of the squared distances, O(rows^2) memory) comes from
             # the rows gamma is cross-validated on, not from all of a large calibration set
             rows = self._gamma_cv_rows(n, cv_seed)
-            grid = gamma_grid(self._Z_cal[rows], self.gamma_grid)
-            self.gamma_grid_ = grid
+            if cv_gamma:
+                grid = self.gamma_grid_ = gamma_grid(self._Z_cal[rows], self.gamma_grid)
+            else:
+                grid = np.array([float(self.gamma)])
             if n >= 2 * self.n_folds and not too_small:
                 self.gamma_cv_rows_ = None if isinstance(rows, slice) else rows
                 self._gamma_cv_seed = cv_seed
-                self.gamma_, self.cv_loss_, info = select_gamma_cv(
+                gamma, cv_loss, info = select_gamma_cv(
                     self._Z_cal[rows], Phi[rows], self._S[rows], alpha, grid,
                     kernel=self.kernel, n_folds=self.n_folds, random_state=cv_seed,
                     lam_min_ratio=self.lambda_min_ratio, max_steps=self._max_steps,
                     n_jobs=self.n_jobs, verbose=self.verbose, patience=self.gamma_patience,
                 )
+                self.gamma_, self.cv_loss_ = gamma, cv_loss
                 self.cv_n_breakpoints_ = info["n_breakpoints"]
                 self.cv_mean_elbow_ = info["mean_elbow"]
-            else:
+                if cv_lambda:
+                    self.cv_lambdas_ = info["best_lambda"][int(np.argmax(grid == gamma))]
+                    lam_cv = _scaled_cv_lambda(self.cv_lambdas_, n, rows, self.n_folds)
+            elif cv_gamma:
                 self.gamma_ = float(grid[grid.size // 2])
-        else:
+        if not cv_gamma:
             self.gamma_ = float(self.gamma)
         if landmarks is not None:
             self._nystroem = NystroemFeatures(landmarks, self.kernel, self.gamma_)
             self.n_components_ = self._nystroem.rank
         K = self._kernel_cal()
-        lam_stop = None if self.lambda_ == "auto" else float(self.lambda_)
+        if self.lambda_ in ("auto", "cv"):
+            lam_stop = lam_cv  # None: SIC (also "cv" when too few rows to cross-validate)
+        else:
+            lam_stop = float(self.lambda_)
         path = self._lambda_path(K, alpha, lam_stop)
         self.lam_ = float(path.lam)
         self.path_lambdas_ = path.lambdas
@@ -430,6 +442,19 @@ class SpeedCPMixin:
     def __sklearn_is_fitted__(self):
         # the parameter ``lambda_`` ends in "_", so the default attribute scan would not do
         return hasattr(self, "estimator_")
+
+
+def _scaled_cv_lambda(fold_lambdas, n, rows, n_folds):
+    """``lambda_="cv"``: the geometric mean of the folds' best lambdas, scaled from a fold's
+    training rows to all ``n`` calibration rows (the loss is a sum over rows, so the same
+    balance of loss and penalty needs a penalty proportional to the rows); None (SIC) when a
+    fold found no finite best."""
+    fold_lambdas = np.asarray(fold_lambdas, dtype=float)
+    if not np.all(np.isfinite(fold_lambdas) & (fold_lambdas > 0)):
+        return None
+    n_cv = n if isinstance(rows, slice) else rows.size
+    n_train = n_cv * (n_folds - 1) / n_folds
+    return float(np.exp(np.mean(np.log(fold_lambdas))) * n / n_train)
 
 
 def _chunk_rows(n_calibration):

@@ -275,3 +275,40 @@ def test_gamma_cross_validation_on_a_subsample_of_large_calibration_sets():
         lam_min_ratio=sub.lambda_min_ratio, max_steps=sub._max_steps, patience=3,
     )
     assert sub.gamma_ == gamma
+
+
+def test_lambda_cv_is_the_scaled_geometric_mean_of_the_folds_best_lambdas():
+    """lambda_="cv": each fold's lambda of least validation loss (recomputed here from the
+    fold's own path with its validation kernel), geometric mean, scaled to all rows."""
+    from sklearn.model_selection import KFold
+
+    from sklearn_conformal._kqr import kernel_matrix, lambda_path
+
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-2, 2, size=(500, 2))
+    y = X[:, 0] + rng.normal(size=500) * (0.2 + np.abs(X[:, 0]))
+    reg = SpeedCPRegressor(gamma=0.7, lambda_="cv", n_folds=4, random_state=0).fit(X, y)
+    n = reg.n_calibration_
+    Z, Phi, S = reg._Z_cal, reg._Phi, reg._S
+    kf = KFold(4, shuffle=True, random_state=reg._gamma_cv_seed)
+    best = []
+    for tr, va in kf.split(S):
+        path = lambda_path(
+            kernel_matrix(Z[tr], None, "rbf", 0.7), Phi[tr], S[tr], 0.1,
+            K_val=kernel_matrix(Z[tr], Z[va], "rbf", 0.7), Phi_val=Phi[va], S_val=S[va],
+            lam_min_ratio=reg.lambda_min_ratio, warn=False,
+        )
+        best.append(path.lambdas[np.nanargmin(path.val_loss)])
+    np.testing.assert_allclose(reg.cv_lambdas_, best, rtol=1e-12)
+    expected = np.exp(np.mean(np.log(best))) * n / (n * 3 / 4)
+    assert reg.lam_ == pytest.approx(expected, rel=1e-12)
+    assert reg.gamma_ == 0.7 and reg.gamma_grid_ is None
+    # with gamma="auto" the folds' lambdas are those of the selected gamma
+    auto = SpeedCPRegressor(lambda_="cv", random_state=0).fit(X, y)
+    assert auto.cv_lambdas_.shape == (5,) and np.all(auto.cv_lambdas_ > 0)
+    # too few rows to cross-validate: SIC, as "auto"
+    small = SpeedCPRegressor(gamma=0.7, lambda_="cv", random_state=0, calibration_size=8)
+    sic = SpeedCPRegressor(gamma=0.7, lambda_="auto", random_state=0, calibration_size=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert small.fit(X[:40], y[:40]).lam_ == sic.fit(X[:40], y[:40]).lam_

@@ -75,8 +75,9 @@ def select_gamma_cv(
     -------
     gamma : float
     cv_loss : ndarray of shape (n_gammas,)
-    info : dict with ``n_breakpoints`` and ``mean_elbow`` arrays of shape (n_gammas, n_folds)
-        and ``evaluated``, a boolean array of shape (n_gammas,).
+    info : dict with ``n_breakpoints``, ``mean_elbow`` and ``best_lambda`` (the breakpoint of
+        least validation loss, in the units of ``S``) arrays of shape (n_gammas, n_folds), and
+        ``evaluated``, a boolean array of shape (n_gammas,).
     """
     Z = np.ascontiguousarray(Z, dtype=np.float64)
     S = np.ascontiguousarray(S, dtype=np.float64)
@@ -88,6 +89,7 @@ def select_gamma_cv(
         mid = gammas.shape[0] // 2
         zeros = np.zeros((gammas.shape[0], int(min(n_folds, n))))
         info = {"n_breakpoints": zeros.astype(np.int64), "mean_elbow": zeros + n,
+                "best_lambda": np.full(zeros.shape, np.nan),
                 "truncated": zeros.astype(bool), "evaluated": np.ones(gammas.shape[0], bool)}
         return float(gammas[mid]), np.zeros(gammas.shape[0]), info
     # each fold's lambda_path is scale-free (standardised scores, duplicate rows merged, ties
@@ -112,6 +114,7 @@ def select_gamma_cv(
     loss = np.full((n_g, n_folds), np.inf)
     n_bp = np.zeros((n_g, n_folds), np.int64)
     mean_el = np.zeros((n_g, n_folds))
+    best_lam = np.full((n_g, n_folds), np.nan)
     truncated = np.zeros((n_g, n_folds), dtype=bool)
     threads = n_threads(n_jobs)
     if threads_backend():
@@ -142,8 +145,8 @@ def select_gamma_cv(
                                   kernel, beta, alpha, kernel_threads, options)
                 for f in range(n_folds)
             )
-            for f, (loss_gf, n_bp_gf, mean_el_gf, truncated_gf) in enumerate(results):
-                loss[g, f], n_bp[g, f] = loss_gf, n_bp_gf
+            for f, (loss_gf, n_bp_gf, mean_el_gf, truncated_gf, lam_gf) in enumerate(results):
+                loss[g, f], n_bp[g, f], best_lam[g, f] = loss_gf, n_bp_gf, lam_gf
                 mean_el[g, f], truncated[g, f] = mean_el_gf, truncated_gf
                 bar.update(1)
             evaluated[g] = True
@@ -166,14 +169,15 @@ def select_gamma_cv(
     finite = np.isfinite(cv_loss)
     best = int(np.flatnonzero(finite)[np.argmin(cv_loss[finite])]) if finite.any() else 0
     info = {"n_breakpoints": n_bp, "mean_elbow": mean_el, "truncated": truncated,
-            "evaluated": evaluated}
+            "evaluated": evaluated, "best_lambda": best_lam}
     return float(gammas[best]), cv_loss, info
 
 
 def _cv_path(Z_tr, Z_va, Phi_tr, S_tr, Phi_va, S_va, rows, start, gamma, kernel, beta, alpha,
              kernel_threads, options):
     """One cross-validation path: ``(min validation loss, breakpoints, mean elbow size,
-    truncated)`` of the lambda path on a fold's training part at ``gamma``."""
+    truncated, lambda at that minimum)`` of the lambda path on a fold's training part at
+    ``gamma``."""
     K_tr = kernel_matrix(Z_tr, None, kernel, gamma, beta, n_jobs=kernel_threads)
     K_va = kernel_matrix(Z_tr, Z_va, kernel, gamma, beta, n_jobs=kernel_threads)
     res = lambda_path(
@@ -181,7 +185,9 @@ def _cv_path(Z_tr, Z_va, Phi_tr, S_tr, Phi_va, S_va, rows, start, gamma, kernel,
         rows=rows, start=start, **options,
     )
     del K_tr, K_va
-    vl = res.val_loss[~np.isnan(res.val_loss)]
+    ok = ~np.isnan(res.val_loss)
+    vl = res.val_loss[ok]
     n_bp = res.lambdas.shape[0]
+    lam = float(res.lambdas[ok][np.argmin(vl)]) if vl.size else np.nan
     return (vl.min() if vl.size else np.inf, n_bp, res.elbow_sizes.sum() / max(n_bp, 1),
-            bool(res.truncated))
+            bool(res.truncated), lam)

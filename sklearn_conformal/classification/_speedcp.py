@@ -92,9 +92,13 @@ class SpeedCPClassifier(SpeedCPMixin, ConformalClassifierMixin, ClassifierMixin,
     gamma : float > 0 or "auto", default="auto"
         Kernel inverse bandwidth; ``"auto"``: ``n_folds``-fold cross-validation of the pinball
         loss over exact lambda paths, on ``gamma_grid``.
-    lambda_ : float > 0 or "auto", default="auto"
-        RKHS penalty; ``"auto"`` minimises the Schwarz information criterion over the lambda
-        path.
+    lambda_ : float > 0, "cv" or "auto", default="cv"
+        RKHS penalty; ``"cv"`` takes the lambda of least validation loss in the
+        cross-validation of ``gamma`` (see :class:`~sklearn_conformal.SpeedCPRegressor`);
+        ``"auto"`` minimises the Schwarz information criterion over the lambda path, which on
+        these discrete-valued scores sometimes picks a near-interpolating fit (digits,
+        predicted-label ``phi``, 6 draws: mean set size 1.49, up to 2.15 in a draw, against
+        1.12 with ``"cv"`` at the same coverage per predicted label).
     gamma_grid : array-like, default=None
         Candidates for ``gamma="auto"``; default 30 log-spaced values in
         ``[0.1, 100] / median squared distance``.
@@ -150,7 +154,7 @@ class SpeedCPClassifier(SpeedCPMixin, ConformalClassifierMixin, ClassifierMixin,
         Groups seen in calibration (predicted labels for ``phi="predicted_label"``, or the
         values of the column named by ``phi``).
     gamma_, lam_, confidence_level_, path_lambdas_, path_sic_, path_elbow_sizes_, \
-path_truncated_, cv_loss_, gamma_grid_, n_components_
+path_truncated_, cv_loss_, gamma_grid_, cv_lambdas_, n_components_
         As in :class:`~sklearn_conformal.SpeedCPRegressor`.
     n_features_in_ : int
 
@@ -182,7 +186,7 @@ path_truncated_, cv_loss_, gamma_grid_, n_components_
         ],
         "kernel": [StrOptions(set(KERNELS))],
         "gamma": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "lambda_": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "lambda_": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto", "cv"})],
         "gamma_grid": ["array-like", None],
         "n_folds": [Interval(Integral, 2, None, closed="left")],
         "gamma_patience": [Interval(Integral, 1, None, closed="left"), None],
@@ -212,7 +216,7 @@ path_truncated_, cv_loss_, gamma_grid_, n_components_
         phi="intercept",
         kernel="rbf",
         gamma="auto",
-        lambda_="auto",
+        lambda_="cv",
         gamma_grid=None,
         n_folds=5,
         gamma_patience=3,

@@ -104,12 +104,17 @@ class SpeedCPRegressor(
     gamma : float > 0 or "auto", default="auto"
         Kernel inverse bandwidth; ``"auto"`` picks it by ``n_folds``-fold cross-validation of
         the pinball loss over exact lambda paths (minimum over each path), on ``gamma_grid``.
-    lambda_ : float > 0 or "auto", default="auto"
+    lambda_ : float > 0, "auto" or "cv", default="auto"
         RKHS penalty ``lam`` in ``sum rho(S - g) + lam/2 ||h||^2``; ``"auto"`` minimises the
         Schwarz information criterion over all breakpoints of the exact lambda path. A fixed
         value carries the units of ``1 / S``: the loss grows like the scores and the penalty
         like their square, so a target rescaled by ``c`` needs ``lambda_ / c`` for the same
-        fit (``"auto"`` is scale-free).
+        fit (``"auto"`` is scale-free). ``"cv"``: the breakpoint of least validation loss in
+        the cross-validation of ``gamma`` (the same folds; with a fixed ``gamma``, on that
+        one value), the geometric mean over folds scaled from a fold's training rows to all
+        calibration rows; SIC when there are too few rows to cross-validate. It guards
+        against SIC's occasional near-interpolating choice on discrete-valued scores
+        (classification, see :ref:`speedcp`).
     gamma_grid : array-like, default=None
         Candidates for ``gamma="auto"``; default 30 log-spaced values in
         ``[0.1, 100] / median squared distance``.
@@ -217,6 +222,8 @@ class SpeedCPRegressor(
         The calibration rows the gamma cross-validation used (None: all of them; see
         ``gamma_cv_size``).
     gamma_grid_ : ndarray or None
+    cv_lambdas_ : ndarray of shape (n_folds,) or None
+        ``lambda_="cv"``: each fold's lambda of least validation loss at ``gamma_``.
     n_components_ : int
         Rank of the Nystrom kernel in use (``n_components`` set; at most ``n_components``).
     phi_categories_ : ndarray or None
@@ -250,7 +257,7 @@ class SpeedCPRegressor(
         ],
         "kernel": [StrOptions(set(KERNELS))],
         "gamma": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "lambda_": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "lambda_": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto", "cv"})],
         "gamma_grid": ["array-like", None],
         "n_folds": [Interval(Integral, 2, None, closed="left")],
         "gamma_patience": [Interval(Integral, 1, None, closed="left"), None],
