@@ -93,6 +93,20 @@ def test_speedcp_fit_and_predict_interval_distributed_equal_in_process(client, d
     np.testing.assert_array_equal(dist.predict_interval(X_test), expected)
 
 
+def test_lowrank_speedcp_predict_interval_distributed_equal_in_process(client, data):
+    """The Nystrom kernel's S-path chunks (the test rows' features against the calibration
+    factor) as tasks of the cluster."""
+    X, y, X_test, _, _ = data
+    X_fit = np.vstack([X] * 4) + np.repeat(np.arange(4), 300)[:, None] * 1e-3
+    y_fit = np.tile(y, 4)
+    ref = _speedcp(gamma=1.0, n_components=20, keep_kernel=False).fit(X_fit, y_fit)
+    expected = ref.predict_interval(X_test)
+    with distributed.get_task_stream(client) as stream, joblib.parallel_backend("dask"):
+        got = ref.predict_interval(X_test)
+    assert len(stream.data) > 0
+    np.testing.assert_array_equal(got, expected)
+
+
 def _thread_limits():
     import numba
     from threadpoolctl import threadpool_info
