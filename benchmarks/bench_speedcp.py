@@ -370,9 +370,9 @@ def run_classification(n_draws=20, predictors=("logistic",), level=0.9, n_train=
             FrozenEstimator(model), phi="predicted_label", confidence_level=level,
             n_folds=n_folds, random_state=seed,
         ),
-        # lambda by the cross-validation of gamma instead of SIC
-        "SpeedCP phi=predicted_label lambda_=cv": lambda model, seed: SpeedCPClassifier(
-            FrozenEstimator(model), phi="predicted_label", lambda_="cv",
+        # lambda by SIC (the classifier's default is "cv", from the gamma cross-validation)
+        "SpeedCP phi=predicted_label lambda_=auto": lambda model, seed: SpeedCPClassifier(
+            FrozenEstimator(model), phi="predicted_label", lambda_="auto",
             confidence_level=level, n_folds=n_folds, random_state=seed,
         ),
         # a nearly vanishing kernel part: the randomised Mondrian method on the predicted label
