@@ -15,6 +15,7 @@ BENCHMARKS = {
     "speedcp-memory": ("bench_speedcp_memory", "peak memory of SpeedCPRegressor.fit vs n_cal"),
     "first-call": ("bench_first_call", "cold / warm time of the import and first fits (numba)"),
     "cact": ("bench_cact", "CaCT against CE / ConfTr / CALS on long-tailed data (torch)"),
+    "cact-epoch": ("bench_cact_epoch", "CaCT fine-tuning epoch time / cross-entropy epoch time"),
     "cact-grid": ("bench_cact_grid", "CaCT vs CE-ft / CE-cb / focal / tuned ConfTr on sampled long-tailed cells"),
     "cocp-synthetic": ("bench_cocp_synthetic", "CoCP Table 1 / Table 4 on the synthetic families"),
     "cocp-real": ("bench_cocp_real", "CoCP Table 3 on bike / bio / homes ($SKCONF_DATA)"),
