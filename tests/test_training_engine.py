@@ -178,29 +178,84 @@ def test_sortnet_converges_to_sort(n):
     assert s.sum().item() == pytest.approx(x.sum().item())
 
 
+def _reference_soft_sort(x, steepness):
+    # soft_sort by autograd through the plain torch comparator stages (the reference formulation)
+    from sklearn_conformal._training._soft_quantile import _bitonic_forward
+
+    n = x.shape[-1]
+    m = 1 << (n - 1).bit_length()
+    z = x
+    if m > n:
+        top = z.detach().amax(dim=-1, keepdim=True)
+        pad = top + 1e3 + torch.arange(m - n, dtype=x.dtype)
+        z = torch.cat([z, pad.expand(*z.shape[:-1], m - n)], dim=-1)
+    out, _ = _bitonic_forward(z * steepness)
+    return out[..., :n] / steepness
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", [(2,), (16,), (13,), (3, 8), (2, 64)])
-def test_sortnet_backward_is_autograd_bit_for_bit(shape, dtype):
-    # the hand-written backward of the comparator stages equals autograd through the same ops
-    from sklearn_conformal._training._soft_quantile import _bitonic_forward
+def test_sortnet_torch_backward_is_autograd_bit_for_bit(shape, dtype):
+    # the torch path (other devices than the CPU): the hand-written backward of the comparator
+    # stages equals autograd through the same ops
+    from sklearn_conformal._training._soft_quantile import _soft_sort_torch
 
     g = torch.Generator().manual_seed(sum(shape))
     for steepness in (1.0, 10.0, 50.0):
         x = torch.randn(*shape, generator=g, dtype=dtype) * 2
         w = torch.randn(*shape, generator=g, dtype=dtype)
         fast = x.clone().requires_grad_()
-        (soft_sort(fast, steepness) * w).sum().backward()
+        (_soft_sort_torch(fast, steepness) * w).sum().backward()
         ref = x.clone().requires_grad_()
-        n = shape[-1]
-        m = 1 << (n - 1).bit_length()
-        z = ref
-        if m > n:
-            top = z.detach().amax(dim=-1, keepdim=True)
-            pad = top + 1e3 + torch.arange(m - n, dtype=dtype)
-            z = torch.cat([z, pad.expand(*z.shape[:-1], m - n)], dim=-1)
-        out, _ = _bitonic_forward(z * steepness)
-        ((out[..., :n] / steepness) * w).sum().backward()
+        (_reference_soft_sort(ref, steepness) * w).sum().backward()
         assert torch.equal(fast.grad, ref.grad)
+
+
+@pytest.mark.parametrize(
+    "shape", [(2,), (3,), (8,), (13,), (16,), (31,), (100,), (256,), (3, 8), (2, 5, 13)]
+)
+def test_sortnet_numpy_path_matches_reference(shape):
+    # the CPU path (numpy float64 comparators) against autograd through the torch formulation:
+    # float64 inputs agree to rounding (1e-12); float32 inputs are computed in float64 and cast,
+    # so they agree with the float64 reference to float32 precision (the float32 torch
+    # formulation itself loses up to ~1e-3 next to the padding, where b - (b - a) cancels)
+    from sklearn_conformal._training._soft_quantile import _order_statistic
+
+    g = torch.Generator().manual_seed(sum(shape))
+    n = shape[-1]
+    for rep in range(12):
+        steepness = (1.0, 10.0, 100.0)[rep % 3]
+        x64 = torch.randn(*shape, generator=g, dtype=torch.float64) * 10.0 ** (rep % 4 - 2)
+        if rep % 4 == 3:
+            x64 = x64.round()  # ties
+        w64 = torch.randn(*shape, generator=g, dtype=torch.float64)
+        ref = x64.clone().requires_grad_()
+        ref_out = _reference_soft_sort(ref, steepness)
+        (ref_out * w64).sum().backward()
+        for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
+            x = x64.to(dtype).to(torch.float64).to(dtype)
+            fast = x.clone().requires_grad_()
+            out = soft_sort(fast, steepness)
+            assert out.dtype == dtype and out.shape == x.shape
+            (out * w64.to(dtype)).sum().backward()
+            scale = 1.0 + x64.abs().max().item()
+            if dtype == torch.float32:  # the reference on the float32-rounded inputs
+                ref = x.to(torch.float64).requires_grad_()
+                ref_out = _reference_soft_sort(ref, steepness)
+                (ref_out * w64.to(dtype).to(torch.float64)).sum().backward()
+            assert (out.double() - ref_out.detach()).abs().max().item() <= tol * scale
+            gscale = 1.0 + w64.abs().sum().item()
+            assert (fast.grad.double() - ref.grad).abs().max().item() <= tol * gscale
+            if len(shape) == 1 and n > 1:
+                # one order statistic: the same value and the gradient of that output alone
+                k = (7 * rep) % n
+                one = x.clone().requires_grad_()
+                v = _order_statistic(one, k, steepness)
+                assert v.shape == () and v.item() == out[k].item()
+                v.backward()
+                full = x.clone().requires_grad_()
+                soft_sort(full, steepness)[k].backward()
+                assert torch.equal(one.grad, full.grad)
 
 
 @pytest.mark.parametrize("level", [0.5, 0.9, 0.99])
