@@ -76,8 +76,8 @@ def run(problems, seeds, repeats, epochs):
         out[problem] = dict(ratios=ratios, ce=ce_times, cact=cact_times)
         print(
             f"{problem}: CaCT-ALM fine-tune epoch / CE-ft epoch: median {np.median(ratios):.3f} "
-            f"(per repeat {np.round(ratios, 3).tolist()}); epoch ms CE {1e3 * np.median(ce_times):.2f}, "
-            f"CaCT {1e3 * np.median(cact_times):.2f}",
+            f"(per repeat {np.round(ratios, 3).tolist()}); "
+            f"epoch ms CE {1e3 * np.median(ce_times):.2f}, CaCT {1e3 * np.median(cact_times):.2f}",
             flush=True,
         )
     return out
