@@ -94,6 +94,21 @@ class _ConformalBatchLoss(torch.nn.Module):
             weight = self.class_weight.to(dtype=logits.dtype, device=logits.device)
         return F.cross_entropy(logits, target, weight=weight)
 
+    def ce_and_log_proba(self, logits, target):
+        """Cross-entropy and, for the fused CPU path, the log-probabilities it was computed from.
+
+        ``F.cross_entropy`` is ``nll_loss(log_softmax(logits))``; on the fused path the conformal
+        term reads the same ``log_softmax``, so the batch pays for one (forward and backward)
+        instead of two. Elsewhere ``log_proba`` is None (the torch path computes its own).
+        """
+        if self.quantile_method != "sortnet" or not _numpy_path(logits):
+            return self.cross_entropy(logits, target), None
+        log_proba = F.log_softmax(logits, dim=1)
+        weight = None
+        if self.class_weight is not None:
+            weight = self.class_weight.to(dtype=logits.dtype, device=logits.device)
+        return F.nll_loss(log_proba, target, weight=weight), log_proba
+
     def _fused_args(self, log_proba, target, perm, n_cal):
         """Arguments of :class:`_SoftSetSizes` after ``log_proba``: the batch split as numpy."""
         p = perm.numpy()
@@ -108,14 +123,15 @@ class _ConformalBatchLoss(torch.nn.Module):
             self.temperature,
         )
 
-    def split_sizes(self, logits, target, generator=None, penalty=None):
+    def split_sizes(self, logits, target, generator=None, penalty=None, log_proba=None):
         """Split the batch, compute ``q`` on one half and soft sizes on the other.
 
         Returns ``None`` when the batch cannot hold both halves; otherwise
         ``(size_pred, target_pred, threshold, log_proba_pred)``. With ``penalty`` (a function
         of the prediction-half labels as a numpy array returning the extra arguments of
         :class:`_CaCTPenalty`), on the CPU with ``"sortnet"`` only the class-mean penalty is
-        returned (one fused step); elsewhere ``penalty`` is ignored.
+        returned (one fused step); elsewhere ``penalty`` is ignored. ``log_proba``: the
+        ``log_softmax`` of ``logits`` if already computed.
         """
         n = logits.shape[0]
         n_cal = int(self.calibration_fraction * n)
@@ -133,7 +149,8 @@ class _ConformalBatchLoss(torch.nn.Module):
         if generator is None:
             generator = self.generator
         perm = torch.randperm(n, device=logits.device, generator=generator)
-        log_proba = F.log_softmax(logits, dim=1)
+        if log_proba is None:
+            log_proba = F.log_softmax(logits, dim=1)
         if self.quantile_method == "sortnet" and _numpy_path(log_proba):
             # the same threshold and sizes, forward and backward fused in numpy (CPU)
             args = self._fused_args(log_proba, target, perm, n_cal)
@@ -310,8 +327,8 @@ class ConfTrLoss(_ConformalBatchLoss):
         self.target_size = float(target_size)
 
     def forward(self, logits, target):
-        ce = self.cross_entropy(logits, target)
-        out = self.split_sizes(logits, target)
+        ce, log_proba = self.ce_and_log_proba(logits, target)
+        out = self.split_sizes(logits, target, log_proba=log_proba)
         if out is None:
             return ce
         size = out[0]
@@ -392,9 +409,11 @@ class CaCTLoss(_ConformalBatchLoss):
         return lam, rho, eta, get_penalty(self.penalty, numpy=True), self.penalty_reduction == "mean"
 
     def forward(self, logits, target):
-        ce = self.cross_entropy(logits, target)
+        ce, log_proba = self.ce_and_log_proba(logits, target)
         alm = self.multipliers != "hr"
-        out = self.split_sizes(logits, target, penalty=self._penalty_args if alm else None)
+        out = self.split_sizes(
+            logits, target, penalty=self._penalty_args if alm else None, log_proba=log_proba
+        )
         if out is None:
             return ce
         if not isinstance(out, tuple):  # the fused class-mean penalty
