@@ -144,7 +144,8 @@ class MultiplierUpdate(Callback):
                 excess, _ = class_means(np.maximum(sizes - self.target_size[y], 0.0), y, K)
                 self.multipliers.hr_step(np.nan_to_num(excess), present)
             elif active:
-                self.multipliers.alm_step(np.nan_to_num(z_class), present)
+                # NaN (absent classes) -> 0 as nan_to_num, cheaper (z_class has no infinities)
+                self.multipliers.alm_step(np.where(np.isnan(z_class), 0.0, z_class), present)
         if active:
             loss.set_multipliers(self.multipliers.lambdas, self.multipliers.rhos)
             self.z_history.append(z_class)

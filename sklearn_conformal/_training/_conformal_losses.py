@@ -55,6 +55,14 @@ def hard_set_size(log_proba, threshold):
     return (-log_proba <= threshold).sum(dim=1).to(log_proba.dtype)
 
 
+def _float32_copy(values):
+    """A float32 tensor copy of ``values`` (as ``torch.as_tensor(values, float32).clone()``)."""
+    if isinstance(values, torch.Tensor):
+        return torch.as_tensor(values, dtype=torch.float32).clone()
+    # the multiplier step hands numpy float64 arrays once per epoch: numpy's cast rounds the same
+    return torch.from_numpy(np.array(values, dtype=np.float32))
+
+
 class _ConformalBatchLoss(torch.nn.Module):
     """Shared batch split, training quantile and soft sizes of the conformal-training losses."""
 
@@ -392,9 +400,9 @@ class CaCTLoss(_ConformalBatchLoss):
 
     def set_multipliers(self, lambdas, rhos=None, target_size=None):
         """Replace the multipliers (and optionally ``rho`` and the per-class targets)."""
-        self.lambdas = torch.as_tensor(lambdas, dtype=torch.float32).clone()
+        self.lambdas = _float32_copy(lambdas)
         if rhos is not None:
-            self.rhos = torch.as_tensor(rhos, dtype=torch.float32).clone()
+            self.rhos = _float32_copy(rhos)
         if target_size is not None:
             eta = torch.as_tensor(target_size, dtype=torch.float32)
             self.target_size = eta.expand(self.n_classes).clone() if eta.ndim == 0 else eta.clone()
