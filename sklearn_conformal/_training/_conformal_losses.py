@@ -23,7 +23,6 @@ import warnings
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy.special import expit
 
 from ..exceptions import SmallBatchWarning
 from ._penalties import get_penalty
