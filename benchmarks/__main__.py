@@ -16,6 +16,7 @@ BENCHMARKS = {
     "speedcp-scaling": ("bench_speedcp_scaling", "SpeedCP fit, S-path and peak memory at n_cal up to 20,000 exact and 100,000 low-rank"),
     "first-call": ("bench_first_call", "cold / warm time of the import and first fits (numba)"),
     "cact": ("bench_cact", "CaCT against CE / ConfTr / CALS on long-tailed data (torch)"),
+    "cact-epoch": ("bench_cact_epoch", "CaCT fine-tuning epoch time / cross-entropy epoch time"),
     "cact-grid": ("bench_cact_grid", "CaCT vs CE-ft / CE-cb / focal / tuned ConfTr on sampled long-tailed cells"),
     "cocp-synthetic": ("bench_cocp_synthetic", "CoCP Table 1 / Table 4 on the synthetic families"),
     "cocp-real": ("bench_cocp_real", "CoCP Table 3 on bike / bio / homes ($SKCONF_DATA)"),

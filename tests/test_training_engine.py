@@ -63,6 +63,23 @@ def test_phr_closed_form():
     assert value[3].item() == pytest.approx(lam * 0.5 + rho * 0.25 / 2)
 
 
+@pytest.mark.parametrize("name", ["phr", "p2", "p3"])
+def test_numpy_penalty_twins_are_bit_identical(name):
+    # the fused CPU loss and the multiplier step use the numpy twins: the same float64 values
+    rng = np.random.default_rng(0)
+    for rep in range(300):
+        K = int(rng.integers(1, 60))
+        z = rng.normal(size=K) * rng.choice([0.01, 1.0, 10.0])
+        if rep % 7 == 0:
+            z[: K // 2] = 0.0
+        lam = np.abs(rng.normal(size=K)) * rng.choice([1e-6, 1.0, 100.0])
+        rho = np.abs(rng.normal(size=K)) + 1e-3
+        zt, lt, rt = (torch.from_numpy(a) for a in (z, lam, rho))
+        v_t, d_t = get_penalty(name)(zt, lt, rt)
+        v_n, d_n = get_penalty(name, numpy=True)(z, lam, rho)
+        assert np.array_equal(v_t.numpy(), v_n) and np.array_equal(d_t.numpy(), d_n)
+
+
 def test_get_penalty_rejects_unknown():
     with pytest.raises(ValueError, match="penalty"):
         get_penalty("relu2")
@@ -178,29 +195,84 @@ def test_sortnet_converges_to_sort(n):
     assert s.sum().item() == pytest.approx(x.sum().item())
 
 
+def _reference_soft_sort(x, steepness):
+    # soft_sort by autograd through the plain torch comparator stages (the reference formulation)
+    from sklearn_conformal._training._soft_quantile import _bitonic_forward
+
+    n = x.shape[-1]
+    m = 1 << (n - 1).bit_length()
+    z = x
+    if m > n:
+        top = z.detach().amax(dim=-1, keepdim=True)
+        pad = top + 1e3 + torch.arange(m - n, dtype=x.dtype)
+        z = torch.cat([z, pad.expand(*z.shape[:-1], m - n)], dim=-1)
+    out, _ = _bitonic_forward(z * steepness)
+    return out[..., :n] / steepness
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", [(2,), (16,), (13,), (3, 8), (2, 64)])
-def test_sortnet_backward_is_autograd_bit_for_bit(shape, dtype):
-    # the hand-written backward of the comparator stages equals autograd through the same ops
-    from sklearn_conformal._training._soft_quantile import _bitonic_forward
+def test_sortnet_torch_backward_is_autograd_bit_for_bit(shape, dtype):
+    # the torch path (other devices than the CPU): the hand-written backward of the comparator
+    # stages equals autograd through the same ops
+    from sklearn_conformal._training._soft_quantile import _soft_sort_torch
 
     g = torch.Generator().manual_seed(sum(shape))
     for steepness in (1.0, 10.0, 50.0):
         x = torch.randn(*shape, generator=g, dtype=dtype) * 2
         w = torch.randn(*shape, generator=g, dtype=dtype)
         fast = x.clone().requires_grad_()
-        (soft_sort(fast, steepness) * w).sum().backward()
+        (_soft_sort_torch(fast, steepness) * w).sum().backward()
         ref = x.clone().requires_grad_()
-        n = shape[-1]
-        m = 1 << (n - 1).bit_length()
-        z = ref
-        if m > n:
-            top = z.detach().amax(dim=-1, keepdim=True)
-            pad = top + 1e3 + torch.arange(m - n, dtype=dtype)
-            z = torch.cat([z, pad.expand(*z.shape[:-1], m - n)], dim=-1)
-        out, _ = _bitonic_forward(z * steepness)
-        ((out[..., :n] / steepness) * w).sum().backward()
+        (_reference_soft_sort(ref, steepness) * w).sum().backward()
         assert torch.equal(fast.grad, ref.grad)
+
+
+@pytest.mark.parametrize(
+    "shape", [(2,), (3,), (8,), (13,), (16,), (31,), (100,), (256,), (3, 8), (2, 5, 13)]
+)
+def test_sortnet_numpy_path_matches_reference(shape):
+    # the CPU path (numpy float64 comparators) against autograd through the torch formulation:
+    # float64 inputs agree to rounding (1e-12); float32 inputs are computed in float64 and cast,
+    # so they agree with the float64 reference to float32 precision (the float32 torch
+    # formulation itself loses up to ~1e-3 next to the padding, where b - (b - a) cancels)
+    from sklearn_conformal._training._soft_quantile import _order_statistic
+
+    g = torch.Generator().manual_seed(sum(shape))
+    n = shape[-1]
+    for rep in range(12):
+        steepness = (1.0, 10.0, 100.0)[rep % 3]
+        x64 = torch.randn(*shape, generator=g, dtype=torch.float64) * 10.0 ** (rep % 4 - 2)
+        if rep % 4 == 3:
+            x64 = x64.round()  # ties
+        w64 = torch.randn(*shape, generator=g, dtype=torch.float64)
+        ref = x64.clone().requires_grad_()
+        ref_out = _reference_soft_sort(ref, steepness)
+        (ref_out * w64).sum().backward()
+        for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-6)):
+            x = x64.to(dtype).to(torch.float64).to(dtype)
+            fast = x.clone().requires_grad_()
+            out = soft_sort(fast, steepness)
+            assert out.dtype == dtype and out.shape == x.shape
+            (out * w64.to(dtype)).sum().backward()
+            scale = 1.0 + x64.abs().max().item()
+            if dtype == torch.float32:  # the reference on the float32-rounded inputs
+                ref = x.to(torch.float64).requires_grad_()
+                ref_out = _reference_soft_sort(ref, steepness)
+                (ref_out * w64.to(dtype).to(torch.float64)).sum().backward()
+            assert (out.double() - ref_out.detach()).abs().max().item() <= tol * scale
+            gscale = 1.0 + w64.abs().sum().item()
+            assert (fast.grad.double() - ref.grad).abs().max().item() <= tol * gscale
+            if len(shape) == 1 and n > 1:
+                # one order statistic: the same value and the gradient of that output alone
+                k = (7 * rep) % n
+                one = x.clone().requires_grad_()
+                v = _order_statistic(one, k, steepness)
+                assert v.shape == () and v.item() == out[k].item()
+                v.backward()
+                full = x.clone().requires_grad_()
+                soft_sort(full, steepness)[k].backward()
+                assert torch.equal(one.grad, full.grad)
 
 
 @pytest.mark.parametrize("level", [0.5, 0.9, 0.99])
@@ -307,6 +379,69 @@ def test_cact_alm_loss_equals_independent_computation():
             pen.append(lam[k] * z + 0.25 * z * z if x >= 0 else -lam[k] ** 2 / 1.0)
     expected = torch.nn.functional.cross_entropy(logits.detach().double(), y).item() + np.mean(pen)
     assert value == pytest.approx(expected, rel=1e-5)
+
+
+def _loss_and_grad(make_loss, logits, y, torch_path=False, monkeypatch=None):
+    if torch_path:  # the torch formulation (what runs on other devices)
+        from sklearn_conformal._training import _conformal_losses
+
+        monkeypatch.setattr(_conformal_losses, "_numpy_path", lambda x: False)
+    try:
+        x = logits.clone().requires_grad_()
+        value = make_loss()(x, y)
+        value.backward()
+    finally:
+        if torch_path:
+            monkeypatch.undo()
+    return value.detach().double(), x.grad.double()
+
+
+_FUSED_LOSSES = {
+    "alm-phr": dict(penalty="phr"),
+    "alm-p2-sum": dict(penalty="p2", penalty_reduction="sum"),
+    "alm-p3": dict(penalty="p3"),
+    "alm-no-window": dict(quantile_window=None),
+    "alm-window-16": dict(quantile_window=16, calibration_fraction=0.4),
+    "hr": dict(multipliers="hr"),
+    "conftr": None,
+}
+
+
+@pytest.mark.parametrize("name", list(_FUSED_LOSSES))
+@pytest.mark.parametrize("K,n", [(50, 500), (10, 342), (3, 40), (7, 6)])
+def test_fused_cpu_losses_match_the_torch_formulation(name, K, n, monkeypatch):
+    # the CPU path (threshold, sizes and the class-mean penalty fused in numpy float64) against
+    # autograd through the torch operations: float64 logits agree to rounding; float32 logits
+    # agree with the float64 reference to float32 precision (the float32 torch formulation
+    # itself is further from it)
+    kw = _FUSED_LOSSES[name]
+
+    def make_loss():
+        if kw is None:
+            return ConfTrLoss(K, size_weight=0.1, generator=torch.Generator().manual_seed(5))
+        loss = CaCTLoss(K, target_size=2.0, generator=torch.Generator().manual_seed(5), **kw)
+        loss.set_multipliers(np.linspace(0.0, 2.0, K), np.linspace(0.5, 3.0, K))
+        return loss
+
+    for seed in range(3):
+        g = torch.Generator().manual_seed(seed)
+        logits = torch.randn(n, K, generator=g, dtype=torch.float64) * 3
+        y = torch.randint(0, K, (n,), generator=g)
+        v_ref, g_ref = _loss_and_grad(make_loss, logits, y, True, monkeypatch)
+        v, grad = _loss_and_grad(make_loss, logits, y)
+        gscale = g_ref.abs().max().item()
+        assert abs(v - v_ref).item() <= 1e-12 * (1 + abs(v_ref).item())
+        assert (grad - g_ref).abs().max().item() <= 1e-12 * gscale
+        # float32 logits, against the float64 reference on the same (rounded) inputs
+        l32 = logits.float()
+        v_ref, g_ref = _loss_and_grad(make_loss, l32.double(), y, True, monkeypatch)
+        v_old, g_old = _loss_and_grad(make_loss, l32, y, True, monkeypatch)
+        v, grad = _loss_and_grad(make_loss, l32, y)
+        gscale = g_ref.abs().max().item()
+        assert abs(v - v_ref).item() <= 1e-6 * (1 + abs(v_ref).item())
+        err = (grad - g_ref).abs().max().item()
+        assert err <= 2e-5 * gscale
+        assert err <= max(2.0 * (g_old - g_ref).abs().max().item(), 1e-6 * gscale)
 
 
 def test_small_batch_falls_back_to_ce_and_warns_once():

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from skorch.callbacks import Callback
 
 from .._core import conformal_quantile
-from ._conformal_losses import hard_set_size, smooth_set_size
+from ._conformal_losses import smooth_set_size
 
 
 def validation_set_sizes(logits, y, confidence_level, temperature=None, hard=True):
@@ -42,13 +42,14 @@ def validation_set_sizes(logits, y, confidence_level, temperature=None, hard=Tru
     sizes : ndarray of shape (n,)
     """
     log_proba = F.log_softmax(logits.detach().double(), dim=1)
-    y_t = torch.as_tensor(np.asarray(y, dtype=np.int64))
-    scores = (-log_proba[torch.arange(len(y_t)), y_t]).numpy()
+    lp = log_proba.numpy()
+    scores = -lp[np.arange(lp.shape[0]), np.asarray(y, dtype=np.int64)]
     q = conformal_quantile(scores, confidence_level)
     if not np.isfinite(q):
         q = float(scores.max())
     if hard:
-        return hard_set_size(log_proba, q).numpy()
+        # hard_set_size in numpy (the same comparison and count)
+        return (-lp <= q).sum(axis=1).astype(lp.dtype)
     return smooth_set_size(log_proba, q, temperature).numpy()
 
 
@@ -143,7 +144,8 @@ class MultiplierUpdate(Callback):
                 excess, _ = class_means(np.maximum(sizes - self.target_size[y], 0.0), y, K)
                 self.multipliers.hr_step(np.nan_to_num(excess), present)
             elif active:
-                self.multipliers.alm_step(np.nan_to_num(z_class), present)
+                # NaN (absent classes) -> 0 as nan_to_num, cheaper (z_class has no infinities)
+                self.multipliers.alm_step(np.where(np.isnan(z_class), 0.0, z_class), present)
         if active:
             loss.set_multipliers(self.multipliers.lambdas, self.multipliers.rhos)
             self.z_history.append(z_class)

@@ -20,12 +20,14 @@ The multipliers are plain tensors in the loss (not parameters); an outer loop up
 
 import warnings
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..exceptions import SmallBatchWarning
 from ._penalties import get_penalty
-from ._soft_quantile import soft_quantile
+from ._soft_quantile import _network_backward_np, _numpy_path, quantile_rank, soft_quantile
+from ._soft_quantile import sort_network_np
 
 
 def smooth_set_size(log_proba, threshold, temperature):
@@ -50,6 +52,14 @@ def smooth_set_size(log_proba, threshold, temperature):
 def hard_set_size(log_proba, threshold):
     """Hard set size ``#{k : -log p_k <= q}`` for each row (no gradient)."""
     return (-log_proba <= threshold).sum(dim=1).to(log_proba.dtype)
+
+
+def _float32_copy(values):
+    """A float32 tensor copy of ``values`` (as ``torch.as_tensor(values, float32).clone()``)."""
+    if isinstance(values, torch.Tensor):
+        return torch.as_tensor(values, dtype=torch.float32).clone()
+    # the multiplier step hands numpy float64 arrays once per epoch: numpy's cast rounds the same
+    return torch.from_numpy(np.array(values, dtype=np.float32))
 
 
 class _ConformalBatchLoss(torch.nn.Module):
@@ -91,11 +101,44 @@ class _ConformalBatchLoss(torch.nn.Module):
             weight = self.class_weight.to(dtype=logits.dtype, device=logits.device)
         return F.cross_entropy(logits, target, weight=weight)
 
-    def split_sizes(self, logits, target, generator=None):
+    def ce_and_log_proba(self, logits, target):
+        """Cross-entropy and, for the fused CPU path, the log-probabilities it was computed from.
+
+        ``F.cross_entropy`` is ``nll_loss(log_softmax(logits))``; on the fused path the conformal
+        term reads the same ``log_softmax``, so the batch pays for one (forward and backward)
+        instead of two. Elsewhere ``log_proba`` is None (the torch path computes its own).
+        """
+        if self.quantile_method != "sortnet" or not _numpy_path(logits):
+            return self.cross_entropy(logits, target), None
+        log_proba = F.log_softmax(logits, dim=1)
+        weight = None
+        if self.class_weight is not None:
+            weight = self.class_weight.to(dtype=logits.dtype, device=logits.device)
+        return F.nll_loss(log_proba, target, weight=weight), log_proba
+
+    def _fused_args(self, log_proba, target, perm, n_cal):
+        """Arguments of :class:`_SoftSetSizes` after ``log_proba``: the batch split as numpy."""
+        p = perm.numpy()
+        cal, pred = p[:n_cal], p[n_cal:]
+        y = target.numpy()
+        return (
+            cal * log_proba.shape[1] + y[cal],
+            pred,
+            quantile_rank(n_cal, self.confidence_level),
+            self.steepness,
+            self.quantile_window,
+            self.temperature,
+        )
+
+    def split_sizes(self, logits, target, generator=None, penalty=None, log_proba=None):
         """Split the batch, compute ``q`` on one half and soft sizes on the other.
 
         Returns ``None`` when the batch cannot hold both halves; otherwise
-        ``(size_pred, target_pred, threshold, log_proba_pred)``.
+        ``(size_pred, target_pred, threshold, log_proba_pred)``. With ``penalty`` (a function
+        of the prediction-half labels as a numpy array returning the extra arguments of
+        :class:`_CaCTPenalty`), on the CPU with ``"sortnet"`` only the class-mean penalty is
+        returned (one fused step); elsewhere ``penalty`` is ignored. ``log_proba``: the
+        ``log_softmax`` of ``logits`` if already computed.
         """
         n = logits.shape[0]
         n_cal = int(self.calibration_fraction * n)
@@ -113,8 +156,18 @@ class _ConformalBatchLoss(torch.nn.Module):
         if generator is None:
             generator = self.generator
         perm = torch.randperm(n, device=logits.device, generator=generator)
+        if log_proba is None:
+            log_proba = F.log_softmax(logits, dim=1)
+        if self.quantile_method == "sortnet" and _numpy_path(log_proba):
+            # the same threshold and sizes, forward and backward fused in numpy (CPU)
+            args = self._fused_args(log_proba, target, perm, n_cal)
+            if penalty is not None:
+                y_pred = target.numpy()[args[1]]
+                return _CaCTPenalty.apply(log_proba, *args, y_pred, *penalty(y_pred))
+            size, threshold = _SoftSetSizes.apply(log_proba, *args)
+            pred = torch.from_numpy(args[1])
+            return size, target.index_select(0, pred), threshold, log_proba.index_select(0, pred)
         cal, pred = perm[:n_cal], perm[n_cal:]
-        log_proba = F.log_softmax(logits, dim=1)
         # row selections by index_select (backward: index_add) rather than advanced indexing
         # (backward: an accumulating index_put); the indices are distinct, so the values and
         # gradients are the same
@@ -131,6 +184,130 @@ class _ConformalBatchLoss(torch.nn.Module):
         lp_pred = log_proba.index_select(0, pred)
         size = smooth_set_size(lp_pred, threshold, self.temperature)
         return size, target[pred], threshold, lp_pred
+
+
+def _sizes_forward(log_proba, cal_flat, pred, rank, steepness, window, temperature):
+    """Training threshold ``q`` and soft sizes of the prediction rows, in numpy float64.
+
+    The computation of :func:`~._soft_quantile.soft_quantile` (``"sortnet"``) on the calibration
+    scores ``-log p_y`` (entries ``cal_flat`` of the flattened ``log_proba``), then
+    :func:`smooth_set_size` on the rows ``pred``; the window of scores entering the network is
+    chosen by a stable argsort. Returns ``(size, q, state)``, ``state`` for :func:`_sizes_backward`.
+    """
+    lp = log_proba.detach().numpy()
+    scores = -lp.reshape(-1)[cal_flat].astype(np.float64)
+    n_cal = scores.shape[0]
+    r = rank - 1
+    sel = None
+    if window is not None and n_cal > window:
+        # the hard order only selects which scores enter (as in soft_quantile)
+        start = min(max(rank - 1 - window // 2, 0), n_cal - window)
+        sel = np.argsort(scores, kind="stable")[start : start + window]
+        scores = scores[sel]
+        r = rank - 1 - start
+    if scores.shape[0] > 1:
+        out, stages, saved = sort_network_np(scores, steepness)
+        q = out[r] / steepness
+    else:
+        stages = saved = None
+        q = scores[0]
+    # sigmoid((q + log p) / T) on the prediction rows (torch's kernel on the float64 array)
+    e = torch.from_numpy(lp[pred].astype(np.float64))
+    e.add_(q).div_(temperature).sigmoid_()
+    size = e.sum(dim=1).numpy()
+    e = e.numpy()
+    state = (lp.shape, cal_flat, pred, sel, r, stages, saved, e, temperature, n_cal)
+    return size, q, state
+
+
+def _sizes_backward(state, g_size, g_q):
+    """Gradient (float64 array like ``log_proba``) of :func:`_sizes_forward`'s outputs."""
+    shape, cal_flat, pred, sel, r, stages, saved, e, temperature, n_cal = state
+    grad = np.zeros(shape)
+    # d size_i / d log p_ik = d size_i / d q = sigmoid'(.) / T
+    w = e * (1.0 - e)
+    w *= g_size[:, None] / temperature
+    grad[pred] = w
+    gq = w.sum() + g_q
+    if stages is None:
+        g_scores = np.full(1, gq)
+    else:
+        g = np.zeros(2 * len(stages[0][0]))
+        g[r] = gq
+        g_scores = _network_backward_np(g, stages, saved)[: n_cal if sel is None else len(sel)]
+    if sel is not None:
+        full = np.zeros(n_cal)
+        full[sel] = g_scores
+        g_scores = full
+    # the scores are -log p at distinct (row, label) entries of the calibration rows
+    grad.reshape(-1)[cal_flat] -= g_scores
+    return grad
+
+
+class _SoftSetSizes(torch.autograd.Function):
+    """``(size, q)`` of :func:`_sizes_forward` with its vector-Jacobian product (CPU).
+
+    As torch operations the threshold and the sizes are some thirty small operations forward and
+    as many autograd nodes backward, each costing more in dispatch than its arithmetic; here they
+    are a few numpy operations (float64 whatever the input's dtype; outputs cast back).
+    """
+
+    @staticmethod
+    def forward(ctx, log_proba, cal_flat, pred, rank, steepness, window, temperature):
+        size, q, ctx.state = _sizes_forward(
+            log_proba, cal_flat, pred, rank, steepness, window, temperature
+        )
+        dtype = log_proba.dtype
+        return torch.from_numpy(size).to(dtype), torch.tensor(q, dtype=dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_size, grad_q):
+        g_size = grad_size.numpy().astype(np.float64)
+        grad = _sizes_backward(ctx.state, g_size, float(grad_q))
+        return torch.from_numpy(grad).to(grad_size.dtype), None, None, None, None, None, None
+
+
+class _CaCTPenalty(torch.autograd.Function):
+    """CaCT-ALM's penalty ``reduce_k P(d_k / eta_k - 1, lambda_k, rho_k)`` in one step (CPU).
+
+    :func:`_sizes_forward`, then the class means ``d_k`` of the sizes over the prediction-half
+    samples of each present class, the constraints, the penalty and its reduction (mean or sum
+    over the present classes). The backward pass uses the penalty's own derivative ``dP/dz``
+    (the numpy twins of the functions of :mod:`._penalties` return it):
+    ``d penalty / d size_i = P'(z_k) / (eta_k n_k)`` (over ``#present`` for the mean) for ``i``
+    of class ``k``, then the sizes' gradient. Float64 inside; a scalar of ``log_proba``'s dtype
+    out.
+    """
+
+    @staticmethod
+    def forward(
+        ctx, log_proba, cal_flat, pred, rank, steepness, window, temperature,
+        y, lambdas, rhos, target_size, penalty_fn, mean,
+    ):
+        size, _, state = _sizes_forward(
+            log_proba, cal_flat, pred, rank, steepness, window, temperature
+        )
+        K = lambdas.shape[0]
+        counts = np.bincount(y, minlength=K)
+        sums = np.bincount(y, weights=size, minlength=K)
+        present = np.flatnonzero(counts)
+        cnt = counts[present]
+        eta = target_size[present]
+        z = sums[present] / cnt / eta - 1.0
+        value, deriv = penalty_fn(z, lambdas[present], rhos[present])
+        scale = 1.0 / len(present) if mean else 1.0
+        coef = np.zeros(K)
+        coef[present] = deriv * scale / (eta * cnt)
+        ctx.state = (state, coef[y])
+        return torch.tensor(float(value.sum()) * scale, dtype=log_proba.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        state, coef = ctx.state
+        g = _sizes_backward(state, coef * float(grad), 0.0)
+        return (torch.from_numpy(g).to(grad.dtype),) + (None,) * 13
 
 
 class ConfTrLoss(_ConformalBatchLoss):
@@ -157,8 +334,8 @@ class ConfTrLoss(_ConformalBatchLoss):
         self.target_size = float(target_size)
 
     def forward(self, logits, target):
-        ce = self.cross_entropy(logits, target)
-        out = self.split_sizes(logits, target)
+        ce, log_proba = self.ce_and_log_proba(logits, target)
+        out = self.split_sizes(logits, target, log_proba=log_proba)
         if out is None:
             return ce
         size = out[0]
@@ -222,18 +399,32 @@ class CaCTLoss(_ConformalBatchLoss):
 
     def set_multipliers(self, lambdas, rhos=None, target_size=None):
         """Replace the multipliers (and optionally ``rho`` and the per-class targets)."""
-        self.lambdas = torch.as_tensor(lambdas, dtype=torch.float32).clone()
+        self.lambdas = _float32_copy(lambdas)
         if rhos is not None:
-            self.rhos = torch.as_tensor(rhos, dtype=torch.float32).clone()
+            self.rhos = _float32_copy(rhos)
         if target_size is not None:
             eta = torch.as_tensor(target_size, dtype=torch.float32)
             self.target_size = eta.expand(self.n_classes).clone() if eta.ndim == 0 else eta.clone()
 
+    def _penalty_args(self, y_pred):
+        """The multipliers and targets (float64 numpy, cached per tensor) for :class:`_CaCTPenalty`."""
+        cache = self.__dict__.get("_np_cache")
+        tensors = (self.lambdas, self.rhos, self.target_size)
+        if cache is None or any(a is not b for a, b in zip(cache[0], tensors)):
+            cache = self._np_cache = (tensors, [t.numpy().astype(np.float64) for t in tensors])
+        lam, rho, eta = cache[1]
+        return lam, rho, eta, get_penalty(self.penalty, numpy=True), self.penalty_reduction == "mean"
+
     def forward(self, logits, target):
-        ce = self.cross_entropy(logits, target)
-        out = self.split_sizes(logits, target)
+        ce, log_proba = self.ce_and_log_proba(logits, target)
+        alm = self.multipliers != "hr"
+        out = self.split_sizes(
+            logits, target, penalty=self._penalty_args if alm else None, log_proba=log_proba
+        )
         if out is None:
             return ce
+        if not isinstance(out, tuple):  # the fused class-mean penalty
+            return ce + out
         size, y, _, _ = out
         dev, dt = logits.device, logits.dtype
         lam = self.lambdas.to(device=dev, dtype=dt)

@@ -1,8 +1,8 @@
 """Class-wise multiplier updates: the augmented-Lagrangian outer step and the heuristic rule.
 
 State lives in numpy float64 arrays (cheap to pickle and to log); the penalty derivatives are
-evaluated with the torch functions of :mod:`._penalties` so value and derivative come from one
-formula.
+evaluated with the numpy twins of the functions of :mod:`._penalties` (the same formulas and, in
+float64, the same values) so value and derivative come from one formula.
 
 ALM (CaCT eq. 14-15, CALS Alg. 2), once per epoch on the validation set, with ``z_k`` the
 normalised constraint of class ``k``::
@@ -23,7 +23,6 @@ HR (the CALS heuristic rule), with ``P_k = lambda_k * mean_{i in class k} max(0,
 import warnings
 
 import numpy as np
-import torch
 
 from ..exceptions import InfeasibleConstraintWarning
 from ._penalties import get_penalty
@@ -101,9 +100,13 @@ class ClasswiseMultipliers:
         """``dP/dz`` at ``z`` (broadcast against the class axis, which is the last one)."""
         lam = self.lambdas if lambdas is None else lambdas
         rho = self.rhos if rhos is None else rhos
-        zt = torch.as_tensor(np.asarray(z, dtype=np.float64))
-        _, grad = self._penalty_fn(zt, torch.as_tensor(lam), torch.as_tensor(rho))
-        return grad.numpy()
+        # the numpy twin of the torch penalty: the same float64 values, without torch's dispatch
+        _, grad = get_penalty(self.penalty, numpy=True)(
+            np.asarray(z, dtype=np.float64),
+            np.asarray(lam, dtype=np.float64),
+            np.asarray(rho, dtype=np.float64),
+        )
+        return grad
 
     def alm_step(self, z, present=None, epoch=None, samplewise=False):
         """One outer ALM step.

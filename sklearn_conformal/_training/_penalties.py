@@ -14,6 +14,7 @@ The formulas follow the CALS code (``calibrate/lagrangian/penalty.py``), re-deri
 * P2: P3 plus ``rho^2 z^3 / 6`` on the positive branch.
 """
 
+import numpy as np
 import torch
 
 PENALTIES = ("phr", "p2", "p3")
@@ -73,9 +74,46 @@ def p2(z, lam, rho):
     return value, derivative
 
 
-def get_penalty(name):
-    """Return the penalty function called ``name`` (one of ``"phr"``, ``"p2"``, ``"p3"``)."""
-    table = {"phr": phr, "p2": p2, "p3": p3}
+def phr_numpy(z, lam, rho):
+    """:func:`phr` on float64 numpy arrays (the same formula; for the fused CPU loss)."""
+    x = lam + rho * z
+    value = np.where(x >= 0, lam * z + 0.5 * rho * z * z, -lam * lam / (2.0 * rho))
+    return value, np.maximum(x, 0.0)
+
+
+def p3_numpy(z, lam, rho):
+    """:func:`p3` on float64 numpy arrays."""
+    zn = np.minimum(z, 0.0)
+    pos = z >= 0
+    value = np.where(pos, lam * z + lam * rho * z * z, lam * zn / (1.0 - rho * zn))
+    derivative = np.where(pos, lam + 2.0 * lam * rho * z, lam / (1.0 - rho * zn) ** 2)
+    return value, derivative
+
+
+def p2_numpy(z, lam, rho):
+    """:func:`p2` on float64 numpy arrays (``z * z * z``: torch's ``z**3`` kernel)."""
+    zn = np.minimum(z, 0.0)
+    pos = z >= 0
+    value = np.where(
+        pos,
+        lam * z + lam * rho * z * z + rho * rho * (z * z * z) / 6.0,
+        lam * zn / (1.0 - rho * zn),
+    )
+    derivative = np.where(
+        pos, lam + 2.0 * lam * rho * z + 0.5 * rho * rho * z * z, lam / (1.0 - rho * zn) ** 2
+    )
+    return value, derivative
+
+
+def get_penalty(name, numpy=False):
+    """Return the penalty function called ``name`` (one of ``"phr"``, ``"p2"``, ``"p3"``).
+
+    ``numpy=True``: its twin on float64 numpy arrays (same formula, no torch dispatch).
+    """
+    if numpy:
+        table = {"phr": phr_numpy, "p2": p2_numpy, "p3": p3_numpy}
+    else:
+        table = {"phr": phr, "p2": p2, "p3": p3}
     if name not in table:
         raise ValueError(f"penalty must be one of {sorted(table)}, got {name!r}.")
     return table[name]

@@ -16,9 +16,12 @@ scores. Three read-outs are offered:
     ``torch.kthvalue``: exact, with a sub-gradient that reaches one score only.
 """
 
+import functools
 import math
 
+import numpy as np
 import torch
+from scipy.special import expit
 
 QUANTILE_METHODS = ("sortnet", "neuralsort", "hard")
 
@@ -51,6 +54,19 @@ def soft_sort(x, steepness=10.0):
     n = x.shape[-1]
     if n <= 1:
         return x
+    if _numpy_path(x):
+        return _SoftSortCPU.apply(x, float(steepness), None)
+    return _soft_sort_torch(x, steepness)
+
+
+def _numpy_path(x):
+    """Whether the comparators of ``x`` run in numpy (:class:`_SoftSortCPU`)."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+def _soft_sort_torch(x, steepness):
+    """:func:`soft_sort` as torch operations (any device; :class:`_BitonicNetwork`)."""
+    n = x.shape[-1]
     m = 1 << (n - 1).bit_length()
     if m > n:
         # detached padding strictly above the data keeps the first n outputs a relaxation of the
@@ -66,6 +82,150 @@ def soft_sort(x, steepness=10.0):
     else:
         x, _ = _bitonic_forward(x)
     return x[..., :n] / steepness
+
+
+@functools.lru_cache(maxsize=None)
+def _comparator_pairs(m):
+    """The comparators of the bitonic network on ``m`` (a power of two) values, stage by stage.
+
+    Each stage is a pair of index arrays ``(A, B)``: comparator ``j`` mixes positions ``A[j]``
+    and ``B[j]``, the soft minimum goes to ``A[j]``, the soft maximum to ``B[j]``. They are the
+    comparators of :func:`_bitonic_forward` ("flip" formulation: the first stage of a merge pairs
+    element ``i`` of a block with its mirror image).
+    """
+    stages = []
+    block = 2
+    while block <= m:
+        half = block // 2
+        starts = np.arange(0, m, block)[:, None]
+        j = np.arange(half)[None, :]
+        stages.append(((starts + j).ravel(), (starts + block - 1 - j).ravel()))
+        width = half
+        while width >= 2:
+            h = width // 2
+            starts = np.arange(0, m, width)[:, None]
+            j = np.arange(h)[None, :]
+            stages.append(((starts + j).ravel(), (starts + h + j).ravel()))
+            width = h
+        block *= 2
+    return tuple(stages)
+
+
+def _network_forward_np(x, stages):
+    """The comparator stages on a float64 array whose FIRST axis (length ``m``) is sorted, in place.
+
+    ``x`` is pre-scaled by the steepness. Returns ``x`` and, per stage, ``(d, alpha)`` for
+    :func:`_network_backward_np`.
+    """
+    saved = []
+    for A, B in stages:
+        a = x[A]
+        b = x[B]
+        d = b - a
+        alpha = expit(d)
+        ad = alpha * d
+        x[A] = b - ad  # soft minimum
+        x[B] = a + ad  # soft maximum
+        saved.append((d, alpha))
+    return x, saved
+
+
+def _network_backward_np(g, stages, saved):
+    """Vector-Jacobian product of :func:`_network_forward_np`, stage by stage in reverse (in place).
+
+    With ``lo = b - alpha d``, ``hi = a + alpha d``, ``d = b - a`` and ``alpha = sigmoid(d)``:
+    ``dlo/da = dhi/db = c`` and ``dlo/db = dhi/da = 1 - c`` with
+    ``c = alpha + alpha (1 - alpha) d``.
+    """
+    for (A, B), (d, alpha) in zip(reversed(stages), reversed(saved)):
+        g_lo = g[A]
+        g_hi = g[B]
+        g_d = (g_hi - g_lo) * (alpha + alpha * (1.0 - alpha) * d)
+        g[A] = g_hi - g_d
+        g[B] = g_lo + g_d
+    return g
+
+
+def sort_network_np(xs, steepness):
+    """Forward pass of the relaxed sorting network on a float64 array, sorted axis FIRST.
+
+    Parameters
+    ----------
+    xs : ndarray of shape (n,) or (n, L)
+        Values (overwritten: scaled by ``steepness`` in place).
+    steepness : float
+
+    Returns
+    -------
+    out : ndarray of shape (m,) or (m, L)
+        The sorted values times ``steepness`` (``m``: ``n`` rounded up to a power of two; the
+        first ``n`` are the relaxation of the data, the rest padding).
+    stages, saved
+        For :func:`_network_backward_np` (its gradient is that of ``out / steepness`` with
+        respect to ``xs``: the scalings cancel).
+    """
+    n = xs.shape[0]
+    m = 1 << (n - 1).bit_length()
+    xs *= steepness
+    if m > n:
+        # detached padding strictly above the data (see soft_sort)
+        top = xs.max(axis=0)
+        steps = _PAD_OFFSET + np.arange(m - n, dtype=np.float64)
+        pad = top + steepness * (steps if xs.ndim == 1 else steps[:, None])
+        xs = np.concatenate([xs, pad], axis=0)
+    stages = _comparator_pairs(m)
+    out, saved = _network_forward_np(xs, stages)
+    return out, stages, saved
+
+
+class _SoftSortCPU(torch.autograd.Function):
+    """:func:`soft_sort` of a CPU tensor, forward and backward in numpy float64.
+
+    The network on a training-quantile window (16 values, 10 stages of 8 comparators) is a few
+    hundred tiny operations; as torch operations each costs microseconds of dispatch (and the
+    backward as many again), as numpy operations on the whole stage a fraction of that. The
+    arithmetic runs in float64 whatever the input's dtype (float32 inputs get a more accurate
+    relaxation than float32 arithmetic; float64 inputs agree with the torch formulation to
+    rounding); outputs and gradients are cast back. ``index`` (an int) returns that one sorted
+    value instead of the whole vector (the training quantile reads one).
+    """
+
+    @staticmethod
+    def forward(ctx, x, steepness, index):
+        n = x.shape[-1]
+        m = 1 << (n - 1).bit_length()
+        lead = x.shape[:-1]
+        # the sorted axis first: a stage then gathers and scatters rows (cheapest numpy indexing)
+        xs = x.detach().reshape(-1, n).numpy().T.astype(np.float64)
+        if not lead:
+            xs = xs.reshape(n)
+        out, stages, saved = sort_network_np(xs, steepness)
+        ctx.stages, ctx.saved, ctx.n, ctx.index, ctx.lead = stages, saved, n, index, lead
+        out = (out[:n] if index is None else out[index]) / steepness
+        if lead:
+            out = out.T.reshape(lead + ((n,) if index is None else ()))
+        return torch.from_numpy(np.array(out)).to(x.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        # the steepness scales in and out again: the Jacobian of the unscaled map is the network's
+        stages, n, lead = ctx.stages, ctx.n, ctx.lead
+        m = 2 * len(stages[0][0])
+        gn = grad.detach().numpy().astype(np.float64)
+        if lead:
+            gn = gn.reshape(-1, n).T if ctx.index is None else gn.reshape(-1)
+            g = np.zeros((m, gn.shape[-1]))
+        else:
+            g = np.zeros(m)
+        if ctx.index is None:
+            g[:n] = gn
+        else:
+            g[ctx.index] = gn
+        g = _network_backward_np(g, stages, ctx.saved)[:n]
+        if lead:
+            g = g.T.reshape(lead + (n,))
+        return torch.from_numpy(np.array(g)).to(grad.dtype), None, None
 
 
 def _bitonic_forward(x):
@@ -153,6 +313,13 @@ class _BitonicNetwork(torch.autograd.Function):
         return g
 
 
+def _order_statistic(x, index, steepness):
+    """``soft_sort(x, steepness)[index]`` of a 1-d tensor."""
+    if x.shape[0] > 1 and _numpy_path(x):
+        return _SoftSortCPU.apply(x, float(steepness), int(index))
+    return soft_sort(x, steepness)[index]
+
+
 def neuralsort_order_statistic(x, k, tau=0.1):
     """Soft ``k``-th smallest value of a 1-d tensor from one row of the NeuralSort relaxation.
 
@@ -213,8 +380,8 @@ def soft_quantile(scores, level, method="sortnet", steepness=10.0, tau=0.1, wind
             start = min(max(k - 1 - window // 2, 0), n - window)
             # index_select: its backward (index_add) is cheaper than advanced indexing's
             block = scores.index_select(0, order[start : start + window])
-            return soft_sort(block, steepness)[k - 1 - start]
-        return soft_sort(scores, steepness)[k - 1]
+            return _order_statistic(block, k - 1 - start, steepness)
+        return _order_statistic(scores, k - 1, steepness)
     if method == "neuralsort":
         return neuralsort_order_statistic(scores, k, tau)
     if method == "hard":
