@@ -609,3 +609,27 @@ def test_cals_with_the_heuristic_rule(lt_data):
                   | at_bound)
     assert not np.allclose(hist[-1], hist[0])  # the rule moved the multipliers
     assert not np.allclose(hist, alm.multiplier_history_)
+
+
+def test_fine_tuning_keeps_the_epoch_of_smallest_validation_size(lt_data):
+    """select_epoch: the fitted network's validation size, recomputed here from the net, is
+    the smallest of the starting network's and every epoch's, so never worse than the start."""
+    from sklearn_conformal._training._callbacks import module_logits, validation_set_sizes
+
+    X, y, Xb, yb = lt_data
+    X_val, y_val = Xb[:300], yb[:300]
+    clf = _data_fast(max_epochs=6).fit(X, y, validation_data=(X_val, y_val))
+    sizes = clf.validation_sizes_
+    assert sizes.shape == (7,)
+    assert clf.selected_epoch_ == int(np.argmin(sizes))
+    assert sizes[clf.selected_epoch_] <= sizes[0]
+    logits = module_logits(clf.net_, np.asarray(X_val, dtype=np.float32))
+    y_idx = np.searchsorted(clf.classes_, y_val)
+    final = validation_set_sizes(logits, y_idx, clf.confidence_level).mean()
+    assert final == pytest.approx(sizes[clf.selected_epoch_], abs=1e-12)
+    # off: the last epoch, as the paper trains
+    last = _data_fast(max_epochs=6, select_epoch=False).fit(X, y, validation_data=(X_val, y_val))
+    assert last.selected_epoch_ is None and last.validation_sizes_ is None
+    logits = module_logits(last.net_, np.asarray(X_val, dtype=np.float32))
+    last_size = validation_set_sizes(logits, y_idx, clf.confidence_level).mean()
+    assert last_size == pytest.approx(sizes[-1], abs=1e-12)

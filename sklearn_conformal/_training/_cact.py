@@ -164,6 +164,7 @@ def fit_network(
         net_params=net_params, objective=build_objective, multiplier_callback=callback,
         finetune_lr=optimizer.finetune_lr, pretrain_epochs=est.pretrain_epochs,
         finetune_epochs=est.max_epochs, user_module=est.module is not None,
+        select_level=est.confidence_level if est.select_epoch else None,
         verbose=est.verbose,
     )
     out["net"] = net

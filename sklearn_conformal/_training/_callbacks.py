@@ -2,6 +2,8 @@
 
 * :class:`MultiplierUpdate` (CaCT, CALS): the per-epoch multiplier (outer) step on the validation
   set;
+* :class:`EpochSelection` (CaCT and the other fine-tuned objectives): the fine-tuning epoch of
+  smallest validation set size, the starting network included;
 * :class:`PhaseEarlyStopping` and :class:`BetaSchedule` (CoCP phases).
 
 Validation data is read from the ``dataset_valid`` that skorch passes to the epoch hooks (the
@@ -157,6 +159,46 @@ class MultiplierUpdate(Callback):
         net.history.record("val_size", float(sizes.mean()) if sizes is not None else float("nan"))
         finite = np.isfinite(z_class)
         net.history.record("val_z_max", float(z_class[finite].max()) if finite.any() else float("nan"))
+
+
+class EpochSelection(Callback):
+    """Keep the fine-tuning epoch whose network gives the smallest validation set size.
+
+    Added for the fine-tuning phase only: the starting network (the pre-trained one) is
+    candidate 0, scored by :meth:`start` before the first epoch; after each epoch the network
+    on ``dataset_valid`` is scored, and the weights of the best candidate so far are kept.
+    :meth:`restore` loads them at the end, so the fitted network is never worse on the
+    validation split than the one fine-tuning started from (on this criterion).
+
+    The score is the mean THR set size at ``confidence_level`` (the test level) with the
+    threshold the conformal quantile of the validation scores themselves: every candidate is
+    compared at the same validation coverage.
+    """
+
+    def __init__(self, confidence_level):
+        self.confidence_level = confidence_level
+
+    def _score(self, net, X, y):
+        logits = module_logits(net, X)
+        return float(validation_set_sizes(logits, y, self.confidence_level).mean())
+
+    def start(self, net, X_val, y_val):
+        self.sizes_ = [self._score(net, X_val, y_val)]
+        self.best_epoch_ = 0
+        self._best = copy.deepcopy(net.module_.state_dict())
+
+    def on_epoch_end(self, net, dataset_valid=None, **kwargs):
+        if dataset_valid is None or len(dataset_valid) == 0:
+            return
+        size = self._score(net, dataset_valid.X, np.asarray(dataset_valid.y))
+        self.sizes_.append(size)
+        if size < self.sizes_[self.best_epoch_]:
+            self.best_epoch_ = len(self.sizes_) - 1
+            self._best = copy.deepcopy(net.module_.state_dict())
+
+    def restore(self, net):
+        net.module_.load_state_dict(self._best)
+        self._best = None
 
 
 def CALS_excess(z):

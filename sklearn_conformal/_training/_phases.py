@@ -69,7 +69,7 @@ def run_phase(net, X, y, epochs, phase, scope=None):
 def train_classifier(
     module, X_tr, y_tr, X_val, y_val, n_classes, *, scope, device, net_params, objective,
     multiplier_callback=None, finetune_lr=None, pretrain_epochs, finetune_epochs,
-    user_module=False, verbose=0,
+    select_level=None, user_module=False, verbose=0,
 ):
     """Pre-train ``module`` with cross-entropy, then fine-tune it with an objective.
 
@@ -91,6 +91,10 @@ def train_classifier(
     multiplier_callback : MultiplierUpdate or None
     finetune_lr : float or None
     pretrain_epochs, finetune_epochs : int
+    select_level : float or None
+        With a validation split: keep the fine-tuning epoch (the starting network included)
+        of smallest validation set size at this level (:class:`~._callbacks.EpochSelection`,
+        left on the net as ``epoch_selection_``); None keeps the last epoch.
     user_module : bool
         Train inside ``scope`` (a user module may draw at random).
     verbose : int
@@ -100,6 +104,7 @@ def train_classifier(
     net : ConformalNet
         Without a training objective (``train_objective=None``).
     """
+    from ._callbacks import EpochSelection
     from ._nets import ConformalNet
 
     params = dict(net_params)
@@ -154,7 +159,17 @@ def train_classifier(
         if multiplier_callback is not None and net.train_objective_ is not None:
             mult = multiplier_callback.multipliers
             net.train_objective_.set_multipliers(mult.lambdas, mult.rhos)
+        selection = None
+        if select_level is not None and has_val:
+            # model selection on the validation split (starting network included)
+            selection = EpochSelection(select_level)
+            selection.start(net, X_val, y_val)
+            net.callbacks_.append(("epoch_selection", selection))
         run_phase(net, X_tr, y_tr, finetune_epochs, "finetune", train_scope)
+        if selection is not None:
+            net.callbacks_.remove(("epoch_selection", selection))
+            selection.restore(net)
+        net.epoch_selection_ = selection
         # the fitted net predicts with plain softmax; the objective is not part of the model,
         # nor are its parameters (batch generator, class weights, target)
         net.set_params(verbose=0, train_objective=None)

@@ -191,6 +191,13 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         Cross-entropy epochs before fine-tuning (the paper fine-tunes from a CE model).
     max_epochs : int, default=30
         Fine-tuning epochs with ``objective``.
+    select_epoch : bool, default=True
+        With a validation split (``validation_size`` > 0 or ``validation_data``), keep the
+        fine-tuning epoch, the pre-trained network included, whose network gives the smallest
+        mean THR set size on the validation split at ``confidence_level`` (threshold from the
+        validation scores themselves, so every candidate is compared at the same coverage):
+        by construction the fitted network is never worse on that criterion than the one
+        fine-tuning started from. ``False`` keeps the last epoch (the paper's protocol).
     batch_size : int, default=500
         Mini-batch size; half of each batch calibrates the training quantile, so at the training
         level 0.99 batches of at least 200 avoid reading the batch maximum.
@@ -261,6 +268,11 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         Class-mean normalised constraint ``d_k / eta - 1`` on the validation split per epoch.
     target_size_ : float or None
         The ``eta`` used.
+    selected_epoch_ : int or None
+        The fine-tuning epoch kept (``select_epoch``; 0: the pre-trained network), or None.
+    validation_sizes_ : ndarray of shape (n_epochs + 1,) or None
+        Mean validation THR set size at ``confidence_level`` of the starting network and after
+        each fine-tuning epoch (``select_epoch``).
     history_ : list of dict
         skorch's per-epoch history (losses, ``dur``, ``phase`` ("pretrain" or "finetune"), ``lambda_mean``, ``lambda_max``,
         ``rho_max``, ``val_size``, ``val_z_max``).
@@ -297,6 +309,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         "hidden_layer_sizes": [tuple, list],
         "pretrain_epochs": [Interval(Integral, 0, None, closed="left")],
         "max_epochs": [Interval(Integral, 0, None, closed="left")],
+        "select_epoch": ["boolean"],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
@@ -339,6 +352,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         hidden_layer_sizes=(64,),
         pretrain_epochs=30,
         max_epochs=30,
+        select_epoch=True,
         batch_size=500,
         lr=0.05,
         weight_decay=0.0,
@@ -370,6 +384,7 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.pretrain_epochs = pretrain_epochs
         self.max_epochs = max_epochs
+        self.select_epoch = select_epoch
         self.batch_size = batch_size
         self.lr = lr
         self.weight_decay = weight_decay
@@ -552,6 +567,9 @@ class CaCTClassifier(ConformalClassifierMixin, ClassifierMixin, BaseEstimator):
             self.constraint_history_ = np.asarray(z_history) if z_history else None
             if z_history and objective.name == "cact" and mult.rule == "alm":
                 mult.check_feasibility(z_history)
+        selection = getattr(net, "epoch_selection_", None)
+        self.selected_epoch_ = None if selection is None else selection.best_epoch_
+        self.validation_sizes_ = None if selection is None else np.asarray(selection.sizes_)
         self.net_ = net
         # predictions run in float64 so that a row's probabilities do not depend on the batch
         self.inference_module_ = float64_copy(net.module_, X_tr[:2], "CaCTClassifier")
