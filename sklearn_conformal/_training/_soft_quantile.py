@@ -193,7 +193,6 @@ class _SoftSortCPU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, steepness, index):
         n = x.shape[-1]
-        m = 1 << (n - 1).bit_length()
         lead = x.shape[:-1]
         # the sorted axis first: a stage then gathers and scatters rows (cheapest numpy indexing)
         xs = x.detach().reshape(-1, n).numpy().T.astype(np.float64)
