@@ -567,3 +567,30 @@ def test_phase_net_lean_epochs_match_skorch_generic_path():
     assert rec_a["best_valid_loss"] == rec_b["best_valid_loss"]
     assert rec_a["epochs"] == rec_b["epochs"]
     assert all(torch.equal(a, b) for a, b in zip(w_a, w_b))
+
+
+def test_default_network_forward_is_the_modules_forward_bit_for_bit():
+    """The direct forward of CoCP's default networks gives the modules' outputs and gradients
+    bit for bit; user networks and networks with hooks keep their module call."""
+    from sklearn_conformal._training._nets import default_network_forward
+    from sklearn_conformal._training._networks import CoCPMLP, RadiusHead, ScalarHead
+
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(300, 3, generator=gen)
+    torch.manual_seed(1)
+    for module in (CoCPMLP(3), RadiusHead(CoCPMLP(3), floor=1e-3)):
+        forward = default_network_forward(module)
+        assert forward is not None
+        grads = []
+        for f in (module, forward):
+            module.zero_grad(set_to_none=True)
+            out = f(X)
+            (out ** 2).mean().backward()
+            grads.append([p.grad.clone() for p in module.parameters()])
+            grads[-1].append(out.detach())
+        for a, b in zip(*grads):
+            assert torch.equal(a, b)
+    assert default_network_forward(ScalarHead(torch.nn.Linear(3, 1))) is None
+    hooked = CoCPMLP(3)
+    hooked.layers[0].register_forward_hook(lambda *args: None)
+    assert default_network_forward(hooked) is None
