@@ -594,3 +594,21 @@ def test_default_network_forward_is_the_modules_forward_bit_for_bit():
     hooked = CoCPMLP(3)
     hooked.layers[0].register_forward_hook(lambda *args: None)
     assert default_network_forward(hooked) is None
+
+
+@pytest.mark.parametrize("scale", [1e-3, 0.3, 1.0, 4.0, 30.0, 1e4])
+@pytest.mark.parametrize("max_norm", [5.0, 0.3])
+def test_clip_grad_norm_is_torch_clipping_bit_for_bit(scale, max_norm):
+    from sklearn_conformal._training._nets import clip_grad_norm
+
+    gen = torch.Generator().manual_seed(int(scale * 1000) % 97)
+    for _ in range(50):
+        shapes = [(64, 3), (64,), (64, 64), (64,), (1, 64), (1,)]
+        grads = [torch.randn(s, generator=gen) * scale for s in shapes]
+        mine = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+        ref = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+        for p, q, g in zip(mine, ref, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        clip_grad_norm(mine, max_norm)
+        torch.nn.utils.clip_grad_norm_(ref, max_norm)
+        assert all(torch.equal(p.grad, q.grad) for p, q in zip(mine, ref))

@@ -275,14 +275,21 @@ class PhaseNet(NeuralNet):
         if iterator is None or not self._lean_epoch_ok(fit_params):
             return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
         module, criterion = self.module_, self.criterion_
-        # the default networks' forward without the per-layer module calls (same kernels)
-        forward = default_network_forward(module) or module
+        # the default networks' forward without the per-layer module calls (same kernels),
+        # looked up once per fit (a net trains one phase); their layers do not depend on the
+        # train/eval mode, so the mode switches (a walk over the module tree) are skipped too
+        cached = self.__dict__.get("_direct_forward")
+        if cached is None or cached[0] is not module:
+            cached = self._direct_forward = (module, default_network_forward(module))
+        forward = cached[1] or module
+        direct = cached[1] is not None
         batches = list.__getitem__(self.history, -1)["batches"]
         loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
         batch_count = 0
         if not training:
             # skorch's validation_step: eval mode, no gradients, the criterion on each batch
-            self._set_training(False)
+            if not direct:
+                self._set_training(False)
             with torch.no_grad():
                 for Xi, yi in iterator:
                     loss = criterion(forward(Xi), yi)
@@ -290,7 +297,8 @@ class PhaseNet(NeuralNet):
                     batch_count += 1
             self.history.record(prefix + "_batch_count", batch_count)
             return
-        self._set_training(True)
+        if not direct:
+            self._set_training(True)
         optimizer = self.optimizer_
         clip = self.gradient_clip
         # the parameter lists are walked once per epoch, not per batch; the optimiser's
@@ -415,6 +423,18 @@ def _foreach_clip(grads, max_norm):
     with torch.no_grad():
         norms = torch._foreach_norm(grads, 2.0)
         total = torch.linalg.vector_norm(torch.stack(norms), 2.0)
+        if total.device.type == "cpu" and total.dtype == torch.float32 and max_norm < 1e30:
+            # the factor's three scalar kernels (add, reciprocal-multiply, clamp) are float32
+            # operations on one number: the same IEEE float32 steps in numpy give the same bits
+            # without three tensor dispatches, and a factor of exactly 1 (the norm is below the
+            # threshold, the common case) leaves the gradients as they are
+            f32 = np.float32
+            norm = f32(total.item())
+            if np.isfinite(norm):
+                coef = min(f32(1.0) / (norm + f32(1e-6)) * f32(max_norm), f32(1.0))
+                if coef != 1.0:
+                    torch._foreach_mul_(grads, float(coef))
+                return
         coef = torch.clamp(float(max_norm) / (total + 1e-6), max=1.0)
         torch._foreach_mul_(grads, coef)
 
