@@ -1,8 +1,8 @@
 """Fit time of CoCPRegressor at n = 20,000 (exponential family, T = 5, the default settings).
 
 Wall time depends on what else runs on the machine, so the script also reports the CPU time of
-the training (all folds in this process, one torch thread): with ``n_jobs=2`` on two free cores
-the wall time is about half of it (4 folds, 2 per worker).
+the fit (the folds train in threads of this process, one torch thread each): with ``n_jobs=2``
+on two free cores the wall time is about half of it (4 folds, 2 per thread).
 
 Usage::
 
@@ -40,11 +40,8 @@ def main(argv=None):
     print(f"n={n} (fit on {n_fit}), T={args.n_alternations}, n_jobs={args.n_jobs}")
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    if args.n_jobs == 1:
-        print(f"wall {wall:.1f} s, CPU {cpu:.1f} s (all training ran in this process; two free "
-              f"cores with n_jobs=2 -> about {cpu / 2:.1f} s wall)")
-    else:
-        print(f"wall {wall:.1f} s (the folds' CPU time is spent in the worker processes)")
+    print(f"wall {wall:.1f} s, CPU {cpu:.1f} s (the folds train in this process; two free cores "
+          f"with n_jobs=2 -> about {cpu / 2:.1f} s wall)")
     print("per-fold wall seconds:", [round(s, 1) for s in per_fold], "epochs:", epochs)
 
 

@@ -485,6 +485,18 @@ def test_folds_in_joblib_threads_equal_sequential_folds():
     np.testing.assert_array_equal(got, ref)
 
 
+def test_folds_in_backend_processes_equal_sequential_folds():
+    # n_jobs runs the folds in threads unless the caller sets a backend: under a process
+    # backend (loky here, dask in a cluster) the same tasks are pickled to its workers
+    from joblib import parallel_backend
+
+    X, y = _data(400, 22)
+    ref = CoCPRegressor(random_state=4, **TINY).fit(X, y).predict_interval(X)
+    with parallel_backend("loky", n_jobs=2):
+        got = CoCPRegressor(random_state=4, n_jobs=2, **TINY).fit(X, y).predict_interval(X)
+    np.testing.assert_array_equal(got, ref)
+
+
 def test_non_deterministic_tag_follows_the_device():
     assert not CoCPRegressor().__sklearn_tags__().non_deterministic
     assert not CoCPRegressor(device=torch.device("cpu")).__sklearn_tags__().non_deterministic

@@ -702,3 +702,48 @@ def test_phase_net_lean_epochs_match_skorch_generic_path():
     assert rec_a["best_valid_loss"] == rec_b["best_valid_loss"]
     assert rec_a["epochs"] == rec_b["epochs"]
     assert all(torch.equal(a, b) for a, b in zip(w_a, w_b))
+
+
+def test_default_network_forward_is_the_modules_forward_bit_for_bit():
+    """The direct forward of CoCP's default networks gives the modules' outputs and gradients
+    bit for bit; user networks and networks with hooks keep their module call."""
+    from sklearn_conformal._training._nets import default_network_forward
+    from sklearn_conformal._training._networks import CoCPMLP, RadiusHead, ScalarHead
+
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(300, 3, generator=gen)
+    torch.manual_seed(1)
+    for module in (CoCPMLP(3), RadiusHead(CoCPMLP(3), floor=1e-3)):
+        forward = default_network_forward(module)
+        assert forward is not None
+        grads = []
+        for f in (module, forward):
+            module.zero_grad(set_to_none=True)
+            out = f(X)
+            (out ** 2).mean().backward()
+            grads.append([p.grad.clone() for p in module.parameters()])
+            grads[-1].append(out.detach())
+        for a, b in zip(*grads):
+            assert torch.equal(a, b)
+    assert default_network_forward(ScalarHead(torch.nn.Linear(3, 1))) is None
+    hooked = CoCPMLP(3)
+    hooked.layers[0].register_forward_hook(lambda *args: None)
+    assert default_network_forward(hooked) is None
+
+
+@pytest.mark.parametrize("scale", [1e-3, 0.3, 1.0, 4.0, 30.0, 1e4])
+@pytest.mark.parametrize("max_norm", [5.0, 0.3])
+def test_clip_grad_norm_is_torch_clipping_bit_for_bit(scale, max_norm):
+    from sklearn_conformal._training._nets import clip_grad_norm
+
+    gen = torch.Generator().manual_seed(int(scale * 1000) % 97)
+    for _ in range(50):
+        shapes = [(64, 3), (64,), (64, 64), (64,), (1, 64), (1,)]
+        grads = [torch.randn(s, generator=gen) * scale for s in shapes]
+        mine = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+        ref = [torch.nn.Parameter(torch.zeros(s)) for s in shapes]
+        for p, q, g in zip(mine, ref, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        clip_grad_norm(mine, max_norm)
+        torch.nn.utils.clip_grad_norm_(ref, max_norm)
+        assert all(torch.equal(p.grad, q.grad) for p, q in zip(mine, ref))

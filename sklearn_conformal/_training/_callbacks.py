@@ -266,7 +266,9 @@ class PhaseEarlyStopping(Callback):
         self.bad_epochs_ = 0
 
     def on_epoch_end(self, net, **kwargs):
-        last = net.history[-1]
+        history = net.history
+        # the epoch's row, without the generic indexing of skorch's History (a list of dicts)
+        last = list.__getitem__(history, -1) if isinstance(history, list) else history[-1]
         self._check_finite(last["train_loss"], "training loss")
         self._check_finite(last["valid_loss"], "validation loss")
         if last["valid_loss"] < self.best_loss_ - self.min_delta:

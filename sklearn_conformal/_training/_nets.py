@@ -12,9 +12,11 @@
 import functools
 import math
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from skorch import NeuralNet, NeuralNetClassifier
-from skorch.callbacks import Callback, LRScheduler
+from skorch.callbacks import Callback, LRScheduler, PassthroughScoring
 from skorch.history import History
 
 __all__ = ["ConformalNet", "PhaseNet", "TensorBatchIterator", "fused_adamw_supported"]
@@ -149,6 +151,72 @@ def fused_adamw_supported(device_type):
     return True
 
 
+class EpochLoss(PassthroughScoring):
+    """skorch's ``PassthroughScoring`` (the batch-size-weighted mean of a batch loss, recorded
+    per epoch with its ``_best`` flag) reading the epoch's batch list directly.
+
+    skorch's generic ``History`` indexing (``history[-1, "batches", :, [size, loss]]``) costs
+    more per epoch than a validation pass of a tiny network; the mean is the same
+    ``np.average`` of the same values, so the recorded losses are bit-identical.
+    """
+
+    def get_avg_score(self, history):
+        size_key = "train_batch_size" if self.on_train else "valid_batch_size"
+        name = self.name
+        if not isinstance(history, list):  # another history type: skorch's own indexing
+            return super().get_avg_score(history)
+        rows = [b for b in list.__getitem__(history, -1)["batches"] if name in b and size_key in b]
+        if not rows:
+            raise KeyError(name)  # as skorch's indexing: nothing recorded, nothing passed through
+        return np.average([b[name] for b in rows], weights=[b[size_key] for b in rows])
+
+
+def default_network_forward(module):
+    """The forward pass of CoCP's default networks as direct calls, or ``None``.
+
+    For a :class:`~._networks.CoCPMLP` (optionally inside a :class:`~._networks.RadiusHead`)
+    of plain ``Linear`` and ``ReLU`` layers without hooks, returns a function running the same
+    functional calls in the same order as the modules' ``forward`` (``F.linear``, ``F.relu``,
+    ``squeeze(-1)``, then ``F.softplus(.) + floor``) without ``nn.Module.__call__`` per layer:
+    the same kernels, so bit-identical outputs and gradients. Anything else: ``None``.
+    """
+    from torch.nn.modules import module as module_mod
+
+    from ._networks import CoCPMLP, RadiusHead
+
+    floor = None
+    body = module
+    if type(module) is RadiusHead:
+        body, floor = module.body, module.floor
+    if type(body) is not CoCPMLP:
+        return None
+    hook_names = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+    for sub in module.modules():
+        if any(len(getattr(sub, name, None) or ()) for name in hook_names):
+            return None
+    for name in hook_names:
+        if len(getattr(module_mod, "_global" + name, None) or ()):
+            return None
+    layers = []
+    for layer in body.layers:
+        if type(layer) is torch.nn.Linear:
+            layers.append((layer.weight, layer.bias))
+        elif type(layer) is torch.nn.ReLU and not layer.inplace:
+            layers.append(None)
+        else:
+            return None
+
+    def forward(X):
+        for layer in layers:
+            X = F.relu(X) if layer is None else F.linear(X, layer[0], layer[1])
+        X = X.squeeze(-1)
+        if floor is not None:
+            X = F.softplus(X) + floor
+        return X
+
+    return forward
+
+
 class PhaseNet(NeuralNet):
     """``NeuralNet`` with the per-minibatch overhead of a tiny network trimmed.
 
@@ -164,6 +232,16 @@ class PhaseNet(NeuralNet):
     def __init__(self, *args, gradient_clip=0.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.gradient_clip = gradient_clip
+
+    @property
+    def _default_callbacks(self):
+        # the epoch losses without skorch's generic history indexing (same values)
+        return [
+            (name, EpochLoss(name=cb.name, lower_is_better=cb.lower_is_better,
+                             on_train=cb.on_train))
+            if type(cb) is PassthroughScoring else (name, cb)
+            for name, cb in super()._default_callbacks
+        ]
 
     def _set_training(self, training=True):
         if self.module_.training != training or self.criterion_.training != training:
@@ -197,20 +275,30 @@ class PhaseNet(NeuralNet):
         if iterator is None or not self._lean_epoch_ok(fit_params):
             return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
         module, criterion = self.module_, self.criterion_
-        batches = self.history[-1]["batches"]
+        # the default networks' forward without the per-layer module calls (same kernels),
+        # looked up once per fit (a net trains one phase); their layers do not depend on the
+        # train/eval mode, so the mode switches (a walk over the module tree) are skipped too
+        cached = self.__dict__.get("_direct_forward")
+        if cached is None or cached[0] is not module:
+            cached = self._direct_forward = (module, default_network_forward(module))
+        forward = cached[1] or module
+        direct = cached[1] is not None
+        batches = list.__getitem__(self.history, -1)["batches"]
         loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
         batch_count = 0
         if not training:
             # skorch's validation_step: eval mode, no gradients, the criterion on each batch
-            self._set_training(False)
+            if not direct:
+                self._set_training(False)
             with torch.no_grad():
                 for Xi, yi in iterator:
-                    loss = criterion(module(Xi), yi)
+                    loss = criterion(forward(Xi), yi)
                     batches.append({loss_key: loss.item(), size_key: len(Xi)})
                     batch_count += 1
             self.history.record(prefix + "_batch_count", batch_count)
             return
-        self._set_training(True)
+        if not direct:
+            self._set_training(True)
         optimizer = self.optimizer_
         clip = self.gradient_clip
         # the parameter lists are walked once per epoch, not per batch; the optimiser's
@@ -224,7 +312,7 @@ class PhaseNet(NeuralNet):
         for Xi, yi in iterator:
             for p in opt_params:
                 p.grad = None
-            loss = criterion(module(Xi), yi)
+            loss = criterion(forward(Xi), yi)
             loss.backward()
             if clip:
                 if fast_clip:
@@ -335,6 +423,18 @@ def _foreach_clip(grads, max_norm):
     with torch.no_grad():
         norms = torch._foreach_norm(grads, 2.0)
         total = torch.linalg.vector_norm(torch.stack(norms), 2.0)
+        if total.device.type == "cpu" and total.dtype == torch.float32 and max_norm < 1e30:
+            # the factor's three scalar kernels (add, reciprocal-multiply, clamp) are float32
+            # operations on one number: the same IEEE float32 steps in numpy give the same bits
+            # without three tensor dispatches, and a factor of exactly 1 (the norm is below the
+            # threshold, the common case) leaves the gradients as they are
+            f32 = np.float32
+            norm = f32(total.item())
+            if np.isfinite(norm):
+                coef = min(f32(1.0) / (norm + f32(1e-6)) * f32(max_norm), f32(1.0))
+                if coef != 1.0:
+                    torch._foreach_mul_(grads, float(coef))
+                return
         coef = torch.clamp(float(max_norm) / (total + 1e-6), max=1.0)
         torch._foreach_mul_(grads, coef)
 

@@ -9,12 +9,12 @@ import time
 import warnings
 
 import numpy as np
-from joblib import Parallel, delayed
 from sklearn.base import BaseEstimator, RegressorMixin, _fit_context
 from sklearn.model_selection import KFold
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.metadata_routing import MetadataRouter
+from sklearn.utils.parallel import delayed
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._core import check_confidence_level, conformal_quantile
@@ -28,6 +28,7 @@ from .._estimator_utils import (
     splitter_params,
 )
 from .._output import check_levels, per_level
+from .._parallel import parallel
 from .._progress import progress
 from .._training._params import AdamWOptimizer, resolve
 
@@ -181,7 +182,11 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         ``torch.device`` (checked in ``fit``: an unavailable device raises a ValueError). The
         fitted networks are moved to the CPU (prediction and pickles are CPU-only).
     n_jobs : int or None, default=None
-        Folds trained in parallel with joblib (``None`` = 1). Results do not depend on it.
+        Folds trained in parallel (``None`` = 1), as tasks of
+        ``sklearn.utils.parallel.Parallel`` that run in threads of this process (torch releases
+        the GIL in its kernels; no worker start-up) unless the caller sets a joblib backend
+        (``parallel_backend("loky")``, ``"dask"``), whose workers then train them. Results do
+        not depend on it.
     torch_threads : int or None, default=1
         Torch intra-op threads while training a fold (restored afterwards); the small default
         networks train fastest single-threaded, and parallel folds must not oversubscribe cores.
@@ -489,17 +494,14 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             )
             if n_jobs == 1:
                 results = list(_run_sequential(jobs))
-            elif self.verbose:
-                try:
-                    done = Parallel(n_jobs=n_jobs, return_as="generator")(jobs)
-                except TypeError:  # joblib < 1.3: no return_as
-                    done = Parallel(n_jobs=n_jobs)(jobs)
+            else:
+                # threads by default (the folds' torch kernels release the GIL; no worker
+                # start-up, no pickling of the data and networks); a backend set by the caller
+                # (loky, dask) runs the same tasks in its processes
                 results = []
-                for r in done:
+                for r in parallel(n_jobs)(jobs):
                     results.append(r)
                     bar.update(phases)
-            else:
-                results = Parallel(n_jobs=n_jobs)(jobs)
         # the networks trained in float32; they predict in float64, so that a row's prediction
         # does not depend on the other rows of the call (float32 kernels round by batch shape)
         # and inputs up to the float64 range stay finite
@@ -698,6 +700,7 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
 
 
 def _run_sequential(jobs):
-    """Run joblib-style delayed calls sequentially in this process (no pickling)."""
+    """Run ``delayed`` calls sequentially in this process (no pickling, no joblib)."""
     for func, args, kwargs in jobs:
-        yield func(*args, **kwargs)
+        # sklearn's delayed wraps the function to carry the configuration to joblib workers
+        yield getattr(func, "function", func)(*args, **kwargs)
