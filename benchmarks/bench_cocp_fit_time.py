@@ -40,8 +40,12 @@ def main(argv=None):
     print(f"n={n} (fit on {n_fit}), T={args.n_alternations}, n_jobs={args.n_jobs}")
     print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; "
           f"after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    print(f"wall {wall:.1f} s, CPU {cpu:.1f} s (the folds train in this process; two free cores "
-          f"with n_jobs=2 -> about {cpu / 2:.1f} s wall)")
+    if args.n_jobs == 1:
+        print(f"wall {wall:.1f} s, CPU {cpu:.1f} s (all training ran in this process; two free "
+              f"cores with n_jobs=2 -> about {cpu / 2:.1f} s wall)")
+    else:
+        print(f"wall {wall:.1f} s (the folds' CPU time is spent in the worker processes; the "
+              "per-fold wall seconds below are their training times)")
     print("per-fold wall seconds:", [round(s, 1) for s in per_fold], "epochs:", epochs)
 
 

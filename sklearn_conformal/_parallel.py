@@ -91,12 +91,12 @@ def run_task(parent_pid, n_threads, func, *args, **kwargs):
         return func(*args, **kwargs)
 
 
-def parallel(n_jobs, **kwargs):
-    """``sklearn.utils.parallel.Parallel(n_jobs, prefer="threads")`` returning its results as
+def parallel(n_jobs, prefer="threads", **kwargs):
+    """``sklearn.utils.parallel.Parallel(n_jobs, prefer=prefer)`` returning its results as
     they complete, in order (a generator; a list with joblib < 1.3)."""
     from sklearn.utils.parallel import Parallel
 
     try:
-        return Parallel(n_jobs=n_jobs, prefer="threads", return_as="generator", **kwargs)
+        return Parallel(n_jobs=n_jobs, prefer=prefer, return_as="generator", **kwargs)
     except TypeError:  # pragma: no cover - joblib < 1.3: no return_as
-        return Parallel(n_jobs=n_jobs, prefer="threads", **kwargs)
+        return Parallel(n_jobs=n_jobs, prefer=prefer, **kwargs)
