@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ._report import table
+from .bench_speedcp_memory import _reset_peak, _status_gb
 
 ROOT = Path(__file__).resolve().parent.parent
 N_TRAIN, N_TEST = 2000, 200
@@ -54,14 +55,6 @@ def _data(problem, n, seed=0):
     return make_friedman1(n, n_features=5, noise=1.0, random_state=seed)
 
 
-def _status_gb(field):
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 2**20
-    return float("nan")
-
-
 def _one(problem, n_cal, n_components):
     from sklearn.linear_model import LinearRegression
 
@@ -78,11 +71,7 @@ def _one(problem, n_cal, n_components):
     # compile the numba kernels outside the measurement
     small = 300 + (n_components or 0)
     make().set_params(calibration_size=small - 100).fit(X_fit[:small], y_fit[:small])
-    try:  # reset the peak RSS (VmHWM) to the current RSS (Linux >= 4.0)
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-    except OSError:
-        pass
+    _reset_peak()  # the peak RSS (VmHWM) back to the current RSS (Linux >= 4.0)
     base = _status_gb("VmRSS")
     reg = make()
     wall, cpu = time.perf_counter(), time.process_time()
