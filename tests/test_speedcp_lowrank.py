@@ -286,3 +286,21 @@ def test_kernel_matrix_of_nystroem_features_reproduces_the_kernel_on_landmarks()
     ny = NystroemFeatures(C, "laplacian", 0.5)
     F = ny.transform(C)
     np.testing.assert_allclose(F @ F.T, kernel_matrix(C, None, "laplacian", 0.5), atol=1e-8)
+
+
+@pytest.mark.parametrize("params", [
+    {"n_components": 30, "gamma": 0.8},
+    {"n_components": 30, "lambda_": "cv"},
+    {"lambda_": "cv", "gamma": 0.8},
+])
+def test_rescaled_target_rescales_the_intervals(params):
+    """y -> c y: the Nystrom kernel and lambda_="cv" (its folds' lambdas carry the units of
+    1 / S) give the intervals times c."""
+    X, y = _hetero(0, 400)
+    X_t, _ = _hetero(1, 20)
+    base = dict(random_state=0, calibration_size=0.5, gamma_grid=[0.3, 1.0, 3.0])
+    base.update(params)
+    ref = SpeedCPRegressor(LinearRegression(), **base).fit(X, y).predict_interval(X_t)
+    for c in (1e-3, 1e3):
+        got = SpeedCPRegressor(LinearRegression(), **base).fit(X, c * y).predict_interval(X_t)
+        np.testing.assert_allclose(got, c * ref, rtol=1e-6, atol=1e-9 * c)
