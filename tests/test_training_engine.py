@@ -653,15 +653,16 @@ def test_focal_loss_gradient_stays_finite_on_certain_rows():
 
 
 # ------------------------------------------------------------------- CoCP phase net
-def test_phase_net_lean_epochs_match_skorch_generic_path():
-    # the trimmed training/validation epochs, the direct fused AdamW step and the clipping give
-    # the same weights and history as skorch's generic loop with optimizer.step() and torch's
-    # clip_grad_norm_
+@pytest.mark.parametrize("loss", ["mse", "pinball", "soft_coverage"])
+def test_phase_net_lean_epochs_match_skorch_generic_path(loss):
+    # the trimmed training/validation epochs, the hand-written gradients, the direct fused
+    # AdamW step and the clipping give the same weights and history as skorch's generic loop
+    # with autograd, optimizer.step() and torch's clip_grad_norm_
     from skorch.callbacks import Callback
 
     from sklearn_conformal._training import _phases
-    from sklearn_conformal._training._cocp import FoldedPinballLoss
-    from sklearn_conformal._training._networks import CoCPMLP
+    from sklearn_conformal._training._cocp import FoldedPinballLoss, SoftCoverageLoss
+    from sklearn_conformal._training._networks import CoCPMLP, RadiusHead
 
     class BatchNoop(Callback):  # acts per batch: forces skorch's generic path
         def on_batch_end(self, net, **kwargs):
@@ -670,12 +671,22 @@ def test_phase_net_lean_epochs_match_skorch_generic_path():
     g = torch.Generator().manual_seed(0)
     X = torch.randn(700, 3, generator=g)
     r = torch.rand(700, generator=g)
+    extra = {}
+    if loss == "pinball":
+        make_module, make_criterion = lambda: RadiusHead(CoCPMLP(3, (16, 16))), lambda: (
+            FoldedPinballLoss(0.9))
+    elif loss == "mse":
+        make_module, make_criterion = lambda: CoCPMLP(3, (16, 16)), torch.nn.MSELoss
+    else:  # target (y, radius); the annealed temperature changes between epochs
+        r = torch.stack([torch.randn(700, generator=g), r], dim=1)
+        make_module, make_criterion = lambda: CoCPMLP(3, (16, 16)), lambda: SoftCoverageLoss(0.5)
+        extra = {"beta_schedule": (0.5, 0.05)}
     results = []
     for generic in (False, True):
         torch.manual_seed(0)
-        module = CoCPMLP(3, (16, 16))
+        module = make_module()
         kwargs = dict(phase="radius", max_epochs=6, patience=10, batch_size=128,
-                      generator=torch.Generator().manual_seed(1))
+                      generator=torch.Generator().manual_seed(1), **extra)
         if generic:
             from sklearn_conformal._training import _nets
 
@@ -689,16 +700,17 @@ def test_phase_net_lean_epochs_match_skorch_generic_path():
             clip = _nets.clip_grad_norm
             _nets.clip_grad_norm = torch.nn.utils.clip_grad_norm_  # torch's own clipping
             try:
-                rec = _phases.train_phase(module, FoldedPinballLoss(0.9), X[:500], r[:500],
+                rec = _phases.train_phase(module, make_criterion(), X[:500], r[:500],
                                           X[500:], r[500:], **kwargs)
             finally:
                 _nets.PhaseNet.__init__ = init
                 _nets.clip_grad_norm = clip
         else:
-            rec = _phases.train_phase(module, FoldedPinballLoss(0.9), X[:500], r[:500],
+            rec = _phases.train_phase(module, make_criterion(), X[:500], r[:500],
                                       X[500:], r[500:], **kwargs)
         results.append((rec, [t.detach().clone() for t in module.state_dict().values()]))
     (rec_a, w_a), (rec_b, w_b) = results
+    assert rec_a["initial_valid_loss"] != rec_a["best_valid_loss"]  # it trained
     assert rec_a["best_valid_loss"] == rec_b["best_valid_loss"]
     assert rec_a["epochs"] == rec_b["epochs"]
     assert all(torch.equal(a, b) for a, b in zip(w_a, w_b))
@@ -729,6 +741,49 @@ def test_default_network_forward_is_the_modules_forward_bit_for_bit():
     hooked = CoCPMLP(3)
     hooked.layers[0].register_forward_hook(lambda *args: None)
     assert default_network_forward(hooked) is None
+
+
+@pytest.mark.parametrize("n_rows", [512, 333, 1])
+def test_direct_gradients_are_autograd_bit_for_bit(n_rows):
+    """The hand-written backward passes of the default networks and built-in losses give
+    autograd's loss and gradients bit for bit, ties of the pinball's maximum and zeros of the
+    soft coverage's |y - m| included; other losses and networks are left to autograd."""
+    from sklearn_conformal._training._cocp import FoldedPinballLoss, SoftCoverageLoss
+    from sklearn_conformal._training._direct import DirectNetwork, direct_loss_gradient
+    from sklearn_conformal._training._networks import CoCPMLP, RadiusHead, ScalarHead
+
+    gen = torch.Generator().manual_seed(n_rows)
+    X = torch.randn(n_rows, 4, generator=gen)
+    cases = [
+        (CoCPMLP(4), torch.nn.MSELoss(), torch.randn(n_rows, generator=gen)),
+        (RadiusHead(CoCPMLP(4, (8, 5, 3)), 1e-3), FoldedPinballLoss(0.8),
+         torch.rand(n_rows, generator=gen)),
+        (CoCPMLP(4, ()), SoftCoverageLoss(0.05),
+         torch.stack([torch.randn(n_rows, generator=gen), torch.rand(n_rows, generator=gen)], 1)),
+    ]
+    half = max(1, n_rows // 2)
+    for module, criterion, target in cases:
+        with torch.no_grad():  # ties: residual = radius, y = centre on half of the rows
+            if isinstance(criterion, FoldedPinballLoss):
+                target[:half] = module(X[:half])
+            elif isinstance(criterion, SoftCoverageLoss):
+                target[:half, 0] = module(X[:half])
+        module.zero_grad(set_to_none=True)
+        expected = criterion(module(X), target)
+        expected.backward()
+        expected_grads = [p.grad.clone() for p in module.parameters()]
+        module.zero_grad(set_to_none=True)
+        network = DirectNetwork.of(module)
+        loss = network.loss_and_backward(X, target, direct_loss_gradient(criterion))
+        assert torch.equal(loss, expected.detach())
+        for p, g in zip(module.parameters(), expected_grads):
+            assert torch.equal(p.grad, g) and p.grad.stride() == g.stride()
+    assert direct_loss_gradient(torch.nn.MSELoss(reduction="sum")) is None
+    assert direct_loss_gradient(torch.nn.L1Loss()) is None
+    assert DirectNetwork.of(ScalarHead(torch.nn.Linear(4, 1))) is None
+    frozen = CoCPMLP(4)
+    frozen.layers[0].weight.requires_grad_(False)
+    assert DirectNetwork.of(frozen) is None
 
 
 @pytest.mark.parametrize("scale", [1e-3, 0.3, 1.0, 4.0, 30.0, 1e4])
