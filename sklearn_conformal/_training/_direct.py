@@ -134,36 +134,53 @@ def _mse_gradient(output, target):
 
 
 def _folded_pinball_gradient(tau):
+    """``mean(maximum(tau u, (tau - 1) u))``, ``u = r - h``: autograd's gradient with respect to
+    ``h`` takes one of four values per row, precomputed once per batch size with autograd's
+    own operations (so with its roundings):
+
+    * ``tau u > (tau - 1) u``: only the first branch, ``-(g tau)`` with ``g = 1 / n``;
+    * ``<``: only the second, ``-(g (tau - 1))`` (the other branch adds a signed zero);
+    * a tie (MaximumBackward0 gives each branch ``g / 2``): ``-(g/2 tau + g/2 (tau - 1))``;
+    * neither (NaN): both branches get ``g``.
+    """
+    constants = {}
+
+    def values(shape, like):
+        if shape not in constants:
+            grad = _mean_backward(torch.ones((), dtype=like.dtype, device=like.device), shape)
+            half = grad / 2
+            both = lambda g: -(g * tau + g * (tau - 1.0))  # noqa: E731
+            constants[shape] = (-(grad * tau), -(grad * (tau - 1.0)), both(half), both(grad))
+        return constants[shape]
+
     def gradient(radius, residual):
         u = residual.reshape(radius.shape) - radius
         left, right = tau * u, (tau - 1.0) * u
         loss = torch.mean(torch.maximum(left, right))
-        grad = _mean_backward(torch.ones_like(loss), radius.shape)
-        # MaximumBackward0: ties split the gradient in half
-        tie = left == right
-        half = grad / 2
-        g_left = torch.where(tie, half, grad).masked_fill_(left < right, 0)
-        g_right = torch.where(tie, half, grad).masked_fill_(left > right, 0)
-        # MulBackward0 (Python scalars), the two paths summed, SubBackward0 of ``- radius``
-        g_u = g_left * tau + g_right * (tau - 1.0)
-        return loss, -g_u
+        first, second, tie, neither = values(radius.shape, radius)
+        rest = torch.where(left < right, second, torch.where(left == right, tie, neither))
+        return loss, torch.where(left > right, first, rest)
 
     return gradient
 
 
-def _soft_coverage_gradient(beta):
-    def gradient(centre, target):
+def _soft_coverage_gradient():
+    """``-mean(sigmoid((r - |y - m|) / beta))``: autograd's chain (neg, mean, sigmoid, division
+    by ``beta``, the two subtractions and ``abs``) with its sign flips folded, which are exact:
+    ``-((-(g / beta)) * sgn(d)) == (g / beta) * sgn(d)`` bit for bit, signed zeros included."""
+    seeds = {}
+
+    def gradient(centre, target, beta):
         y, radius = target[:, 0], target[:, 1]
         diff = y - centre
         s = torch.sigmoid((radius - torch.abs(diff)) / beta)
-        mean = torch.mean(s)
-        loss = -mean
-        grad = _mean_backward(torch.ones_like(loss).neg(), centre.shape)  # NegBackward0
-        grad = torch.ops.aten.sigmoid_backward(grad, s)
-        grad = grad / beta  # DivBackward0 (Python scalar)
-        grad = -grad  # SubBackward0 of ``radius - |diff|``
-        grad = grad * diff.sgn()  # AbsBackward0
-        return loss, -grad  # SubBackward0 of ``y - centre``
+        loss = -torch.mean(s)
+        seed = seeds.get(centre.shape)
+        if seed is None:  # NegBackward0 then MeanBackward0 of the seed 1
+            one = torch.ones((), dtype=centre.dtype, device=centre.device)
+            seed = seeds[centre.shape] = _mean_backward(one.neg(), centre.shape)
+        grad = torch.ops.aten.sigmoid_backward(seed, s) / beta
+        return loss, grad * diff.sgn()
 
     return gradient
 
@@ -185,5 +202,6 @@ def direct_loss_gradient(criterion):
     if kind is FoldedPinballLoss:
         return _folded_pinball_gradient(criterion.tau)
     if kind is SoftCoverageLoss:
-        return lambda centre, target: _soft_coverage_gradient(criterion.beta)(centre, target)
+        gradient = _soft_coverage_gradient()
+        return lambda centre, target: gradient(centre, target, criterion.beta)
     return None
