@@ -14,7 +14,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from skorch import NeuralNet, NeuralNetClassifier
 from skorch.callbacks import Callback, LRScheduler, PassthroughScoring
 from skorch.history import History
