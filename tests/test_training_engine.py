@@ -802,3 +802,35 @@ def test_clip_grad_norm_is_torch_clipping_bit_for_bit(scale, max_norm):
         clip_grad_norm(mine, max_norm)
         torch.nn.utils.clip_grad_norm_(ref, max_norm)
         assert all(torch.equal(p.grad, q.grad) for p, q in zip(mine, ref))
+
+
+def test_classifier_net_log_table_only_when_shown(capsys):
+    """The epoch table is formatted only when printed (verbose), a custom sink is always fed,
+    and a net made verbose later prints the header with its first row."""
+    from skorch.callbacks import PrintLog
+
+    from sklearn_conformal._training._nets import ConformalNet, LazyPrintLog
+    from sklearn_conformal._training._networks import MLP
+
+    gen = np.random.default_rng(0)
+    X = gen.normal(size=(60, 3)).astype(np.float32)
+    y = gen.integers(0, 2, 60)
+
+    def make(verbose, **kwargs):
+        torch.manual_seed(0)
+        return ConformalNet(MLP(3, 2), criterion=torch.nn.CrossEntropyLoss, max_epochs=2,
+                            train_split=None, verbose=verbose, **kwargs)
+
+    net = make(0).fit(X, y)
+    assert isinstance(dict(net.callbacks_)["print_log"], LazyPrintLog)
+    assert capsys.readouterr().out == ""
+    net.verbose = 1
+    net.partial_fit(X, y)
+    out = capsys.readouterr().out
+    assert "epoch" in out and "train_loss" in out and "dur" in out
+    make(1).fit(X, y)
+    assert len(capsys.readouterr().out.strip().splitlines()) == 4  # header, rule, 2 rows
+    lines = []
+    make(0, callbacks__print_log__sink=lines.append).fit(X, y)
+    assert len(lines) == 4 and capsys.readouterr().out == ""
+    assert issubclass(LazyPrintLog, PrintLog)
