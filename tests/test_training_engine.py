@@ -228,6 +228,26 @@ def test_sortnet_torch_backward_is_autograd_bit_for_bit(shape, dtype):
         assert torch.equal(fast.grad, ref.grad)
 
 
+def test_sortnet_vector_kernels_equal_the_array_stages_bit_for_bit():
+    """The numba kernels of the network on one vector (CaCT's training quantile) give the
+    numpy stage-by-stage outputs and vector-Jacobian products bit for bit, ties included."""
+    from sklearn_conformal._training import _soft_quantile as sq
+
+    rng = np.random.default_rng(0)
+    for trial in range(300):
+        n = int(rng.integers(2, 70))
+        x = rng.normal(size=n) * 10.0 ** rng.uniform(-3, 3)
+        if trial % 5 == 0:
+            x[: n // 2] = x[0]
+        out, stages, tape = sq.sort_network_np(x.copy(), 10.0)
+        ref_out, _, saved = sq.sort_network_np(x.copy()[:, None], 10.0)  # array stages
+        assert isinstance(tape, sq._VectorTape) and isinstance(saved, list)
+        g = rng.normal(size=out.shape[0])
+        grad = sq._network_backward_np(g.copy(), stages, tape)
+        ref_grad = sq._network_backward_np(g.copy()[:, None], stages, saved)[:, 0]
+        assert np.array_equal(out, ref_out[:, 0]) and np.array_equal(grad, ref_grad)
+
+
 @pytest.mark.parametrize(
     "shape", [(2,), (3,), (8,), (13,), (16,), (31,), (100,), (256,), (3, 8), (2, 5, 13)]
 )

@@ -111,12 +111,42 @@ def _comparator_pairs(m):
     return tuple(stages)
 
 
+@functools.lru_cache(maxsize=None)
+def _comparator_table(m):
+    """:func:`_comparator_pairs` as two ``(n_stages, m // 2)`` index arrays (every stage of the
+    network has ``m / 2`` comparators)."""
+    stages = _comparator_pairs(m)
+    A = np.ascontiguousarray(np.stack([a for a, _ in stages]), dtype=np.int64)
+    B = np.ascontiguousarray(np.stack([b for _, b in stages]), dtype=np.int64)
+    A.flags.writeable = B.flags.writeable = False
+    return A, B
+
+
+class _VectorTape:
+    """What the backward pass of the network on one vector needs: the per-stage comparator
+    inputs ``d`` and ``alpha`` as ``(n_stages, m // 2)`` arrays (see :mod:`._sortnet_kernels`)."""
+
+    __slots__ = ("d", "alpha")
+
+    def __init__(self, shape):
+        self.d = np.empty(shape)
+        self.alpha = np.empty(shape)
+
+
 def _network_forward_np(x, stages):
     """The comparator stages on a float64 array whose FIRST axis (length ``m``) is sorted, in place.
 
     ``x`` is pre-scaled by the steepness. Returns ``x`` and, per stage, ``(d, alpha)`` for
-    :func:`_network_backward_np`.
+    :func:`_network_backward_np` (for a vector: a :class:`_VectorTape` filled by the numba
+    kernel, the same values bit for bit).
     """
+    if x.ndim == 1 and x.dtype == np.float64 and len(stages):
+        from ._sortnet_kernels import network_forward_vector
+
+        A, B = _comparator_table(x.shape[0])
+        tape = _VectorTape(A.shape)
+        network_forward_vector(x, A, B, tape.d, tape.alpha)
+        return x, tape
     saved = []
     for A, B in stages:
         a = x[A]
@@ -137,6 +167,12 @@ def _network_backward_np(g, stages, saved):
     ``dlo/da = dhi/db = c`` and ``dlo/db = dhi/da = 1 - c`` with
     ``c = alpha + alpha (1 - alpha) d``.
     """
+    if isinstance(saved, _VectorTape):
+        from ._sortnet_kernels import network_backward_vector
+
+        A, B = _comparator_table(g.shape[0])
+        network_backward_vector(g, A, B, saved.d, saved.alpha)
+        return g
     for (A, B), (d, alpha) in zip(reversed(stages), reversed(saved)):
         g_lo = g[A]
         g_hi = g[B]
