@@ -1,8 +1,10 @@
 """Fit time of CoCPRegressor at n = 20,000 (exponential family, T = 5, the default settings).
 
-Wall time depends on what else runs on the machine, so the script also reports the CPU time of
-the fit (the folds train in threads of this process, one torch thread each): with ``n_jobs=2``
-on two free cores the wall time is about half of it (4 folds, 2 per thread).
+Wall time depends on what else runs on the machine, so with ``--n-jobs 1`` (every fold in this
+process, one torch thread) the script also reports the CPU time of the fit; with ``--n-jobs 2``
+the folds train in two worker processes (each first imports torch) and the script reports each
+fold's training seconds there. A fold's phases run in sequence, so the slowest fold bounds the
+wall time.
 
 Usage::
 
