@@ -12,12 +12,16 @@ dispatched it caps them to the threads it was given (:func:`run_task`); in the d
 process nothing changes.
 """
 
+import collections
 import contextlib
 import os
 import sys
 import threading
 
-__all__ = ["capped_threads", "parallel", "run_task", "threads_backend"]
+__all__ = [
+    "capped_threads", "default_process_pool", "parallel", "run_here_and_in_processes",
+    "run_task", "threads_backend",
+]
 
 _lock = threading.Lock()
 _active = 0
@@ -100,3 +104,119 @@ def parallel(n_jobs, prefer="threads", **kwargs):
         return Parallel(n_jobs=n_jobs, prefer=prefer, return_as="generator", **kwargs)
     except TypeError:  # pragma: no cover - joblib < 1.3: no return_as
         return Parallel(n_jobs=n_jobs, prefer=prefer, **kwargs)
+
+
+def default_process_pool():
+    """Whether process tasks of this call would go to joblib's own loky pool: no backend set by
+    the caller (dask, ray, threading) and not inside a joblib worker (where joblib nests with
+    threads)."""
+    from joblib.parallel import get_active_backend
+
+    backend, _ = get_active_backend(prefer="processes")
+    return type(backend).__name__ == "LokyBackend" and getattr(backend, "nesting_level", 0) == 0
+
+
+_pool_lock = threading.Lock()
+_pool = None
+_POOL_IDLE_SECONDS = 300  # as joblib's loky workers: idle workers exit, later tasks respawn them
+
+
+def _worker_pool(n_workers):
+    """The package's own pool of ``n_workers`` loky worker processes, kept between calls.
+
+    Not joblib's reusable executor: joblib decorates that one (memmapping reducers, a temporary
+    folder manager) and replaces it whenever its arguments change, so sharing it would break or
+    restart the caller's joblib pool. This one is recreated only when its size changes or it
+    broke.
+    """
+    global _pool
+    from joblib.externals.loky.process_executor import ProcessPoolExecutor
+
+    with _pool_lock:
+        pool = _pool
+        if pool is None or pool._max_workers != n_workers or pool._flags.broken or (
+            pool._flags.shutdown
+        ):
+            if pool is not None:
+                pool.shutdown(wait=False)
+            pool = _pool = ProcessPoolExecutor(
+                max_workers=n_workers, timeout=_POOL_IDLE_SECONDS
+            )
+        return pool
+
+
+def run_here_and_in_processes(jobs, n_jobs, on_result=None):
+    """Run ``delayed`` calls on ``n_jobs`` workers, one of which is this process.
+
+    The calling thread takes tasks itself while ``n_jobs - 1`` loky worker processes (a pool of
+    the package's, kept between calls) take the others, each worker taking the next task when it is free. Compared
+    with ``n_jobs`` worker processes this saves one worker's start (importing the task's modules,
+    seconds for torch) and keeps the calling process's imported modules busy. For tasks that
+    return the same result wherever they run (seeded, no shared state).
+
+    Parameters
+    ----------
+    jobs : iterable of (function, args, kwargs)
+        ``delayed`` calls (sklearn's wrapper, which carries the configuration to workers, is
+        unwrapped: the tasks must not depend on it).
+    n_jobs : int
+        joblib's convention (``-1``: every core).
+    on_result : callable or None
+        ``on_result(index)`` after each task, called under a lock (never concurrently).
+
+    Returns
+    -------
+    results : list
+        In task order. The first error of any task is raised; after an error no new task starts
+        (a worker's running task finishes in the background).
+    """
+    from joblib import effective_n_jobs
+
+    calls = [(getattr(func, "function", func), args, kwargs) for func, args, kwargs in jobs]
+    n_workers = min(effective_n_jobs(n_jobs), len(calls)) - 1
+    results = [None] * len(calls)
+    pending = collections.deque(range(len(calls)))
+    errors = []
+    lock = threading.Lock()
+
+    def take():
+        with lock:
+            return None if errors or not pending else pending.popleft()
+
+    def done(index, result):
+        with lock:
+            results[index] = result
+            if on_result is not None:
+                on_result(index)
+
+    def feed(executor):
+        while (index := take()) is not None:
+            func, args, kwargs = calls[index]
+            try:
+                result = executor.submit(func, *args, **kwargs).result()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the calling thread
+                with lock:
+                    errors.append(exc)
+                return
+            done(index, result)
+
+    feeders = []
+    if n_workers > 0:
+        executor = _worker_pool(n_workers)
+        feeders = [threading.Thread(target=feed, args=(executor,), daemon=True)
+                   for _ in range(n_workers)]
+        for thread in feeders:
+            thread.start()
+    try:
+        while (index := take()) is not None:
+            func, args, kwargs = calls[index]
+            done(index, func(*args, **kwargs))
+    except BaseException as exc:
+        with lock:
+            errors.append(exc)  # the feeders take no new task; their running ones are dropped
+        raise
+    for thread in feeders:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results

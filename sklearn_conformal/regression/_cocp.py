@@ -28,7 +28,7 @@ from .._estimator_utils import (
     splitter_params,
 )
 from .._output import check_levels, per_level
-from .._parallel import parallel
+from .._parallel import default_process_pool, parallel, run_here_and_in_processes
 from .._progress import progress
 from .._training._params import AdamWOptimizer, resolve
 
@@ -182,10 +182,11 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         ``torch.device`` (checked in ``fit``: an unavailable device raises a ValueError). The
         fitted networks are moved to the CPU (prediction and pickles are CPU-only).
     n_jobs : int or None, default=None
-        Folds trained in parallel (``None`` = 1), as tasks of
-        ``sklearn.utils.parallel.Parallel`` in worker processes (threads would share one GIL:
-        the small networks' training loop is mostly Python), or in the workers of a joblib
-        backend the caller sets (``parallel_backend("dask")``). Results do not depend on it.
+        Folds trained in parallel (``None`` = 1): this process and ``n_jobs - 1`` joblib
+        (loky) worker processes, each taking the next fold when free (threads would share one
+        GIL: the small networks' training loop is mostly Python), or tasks of
+        ``sklearn.utils.parallel.Parallel`` in the workers of a joblib backend the caller sets
+        (``parallel_backend("dask")``). Results do not depend on it.
     torch_threads : int or None, default=1
         Torch intra-op threads while training a fold (restored afterwards); the small default
         networks train fastest single-threaded, and parallel folds must not oversubscribe cores.
@@ -493,11 +494,16 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             )
             if n_jobs == 1:
                 results = list(_run_sequential(jobs))
+            elif default_process_pool():
+                # worker processes: two folds in threads of one process share its GIL, and
+                # the small networks' training loop is mostly Python (on two idle cores,
+                # n = 20,000, T = 5: 75 s in threads against 61 s in processes); this process
+                # trains folds too, so n_jobs=2 starts one worker (torch's import, seconds)
+                results = run_here_and_in_processes(
+                    jobs, n_jobs, on_result=lambda _: bar.update(phases)
+                )
             else:
-                # worker processes by default: two folds in threads of one process share its
-                # GIL, and the small networks' training loop is mostly Python (on two idle
-                # cores, n = 20,000, T = 5: 75 s in threads against 61 s in processes); a
-                # backend set by the caller (dask) runs the same tasks in its workers
+                # a backend set by the caller (dask) runs the same tasks in its workers
                 results = []
                 for r in parallel(n_jobs, prefer="processes")(jobs):
                     results.append(r)

@@ -1,0 +1,77 @@
+"""The runner that trains CoCP's folds in this process and in loky worker processes."""
+
+import os
+import time
+
+import pytest
+from joblib import parallel_backend
+from sklearn.utils.parallel import delayed
+
+from sklearn_conformal._parallel import default_process_pool, run_here_and_in_processes
+
+
+def _task(index, seconds):
+    time.sleep(seconds)
+    return index, os.getpid()
+
+
+def _failing(index):
+    if index == 2:
+        raise ValueError(f"task {index} failed")
+    time.sleep(0.2)
+    return index
+
+
+def test_tasks_run_here_and_in_a_worker_in_order():
+    done = []
+    # slow enough that the worker (started on the first call) takes some of them
+    results = run_here_and_in_processes(
+        [delayed(_task)(i, 0.5) for i in range(8)], 2, on_result=done.append
+    )
+    assert [r[0] for r in results] == list(range(8))
+    pids = {r[1] for r in results}
+    assert os.getpid() in pids and len(pids) == 2
+    assert sorted(done) == list(range(8))
+
+
+def test_one_job_or_one_task_stays_in_this_process():
+    for n_jobs, n_tasks in ((1, 3), (4, 1)):
+        results = run_here_and_in_processes(
+            [delayed(_task)(i, 0.0) for i in range(n_tasks)], n_jobs
+        )
+        assert [r for r in results] == [(i, os.getpid()) for i in range(n_tasks)]
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_a_failing_task_raises_its_error(n_jobs):
+    with pytest.raises(ValueError, match="task 2 failed"):
+        run_here_and_in_processes([delayed(_failing)(i) for i in range(6)], n_jobs)
+
+
+def test_the_pool_is_used_only_without_a_backend_of_the_caller():
+    assert default_process_pool()
+    with parallel_backend("loky", n_jobs=2):
+        assert default_process_pool()
+    for backend in ("threading", "multiprocessing", "sequential"):
+        with parallel_backend(backend):
+            assert not default_process_pool()
+
+
+def test_no_pool_of_its_own_inside_a_joblib_worker():
+    from joblib import Parallel
+    from joblib import delayed as joblib_delayed
+
+    inside = Parallel(n_jobs=2)(joblib_delayed(default_process_pool)() for _ in range(2))
+    assert inside == [False, False]
+
+
+def test_joblib_pools_still_work_after_the_runner():
+    # the runner's pool is its own: joblib's reusable loky executor is neither reused nor
+    # replaced by it
+    from joblib import Parallel
+    from joblib import delayed as joblib_delayed
+
+    run_here_and_in_processes([delayed(_task)(i, 0.2) for i in range(4)], 2)
+    assert Parallel(n_jobs=2)(joblib_delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+    run_here_and_in_processes([delayed(_task)(i, 0.2) for i in range(4)], 3)
+    assert Parallel(n_jobs=2)(joblib_delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
