@@ -47,7 +47,9 @@ y_test = y_bal[test]
 # Cross-entropy training against CaCT
 # -----------------------------------
 # ``objective="ce"`` fine-tunes with cross-entropy only (the baseline); ``"cact"`` adds the
-# class-wise size constraints. Both calibrate on the same balanced calibration set.
+# class-wise size constraints. Both use the estimator's default class-balanced cross-entropy
+# term (``class_weight="balanced"``; ``class_weight=None`` gives plain cross-entropy) and
+# calibrate on the same balanced calibration set.
 fitted = {}
 for objective in ("ce", "cact"):
     clf = CaCTClassifier(objective=objective, confidence_level=0.9, random_state=0, **TRAINING)
