@@ -77,18 +77,21 @@ def methods(quick):
     from sklearn_conformal.classification import ConfTrObjective
 
     grid = (0.01, 0.1) if quick else CONFTR_GRID
+    # every method names its class weights: the rows without "-cb" are unweighted whatever the
+    # estimator's default (class-balanced since the grid benchmark's tuning run)
     out = {
-        "CE-ft": dict(objective="ce"),
+        "CE-ft": dict(objective="ce", class_weight=None),
         "CE-cb": dict(objective="ce", class_weight="balanced"),
     }
     for lam in grid:
-        out[f"ConfTr-{lam:g}"] = dict(objective=ConfTrObjective(size_weight=lam))
+        out[f"ConfTr-{lam:g}"] = dict(objective=ConfTrObjective(size_weight=lam),
+                                      class_weight=None)
     out.update(
         {
-            "CaCT-HR": dict(objective="cact", multipliers="hr"),
-            "CaCT-ALM": dict(objective="cact"),
+            "CaCT-HR": dict(objective="cact", multipliers="hr", class_weight=None),
+            "CaCT-ALM": dict(objective="cact", class_weight=None),
             "CaCT-ALM-cb": dict(objective="cact", class_weight="balanced"),
-            "CALS": dict(objective="cals"),
+            "CALS": dict(objective="cals", class_weight=None),
         }
     )
     return out
@@ -147,7 +150,8 @@ def run(problems, seeds, quick, out_dir):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 base = CaCTClassifier(
-                    objective="ce", pretrain_epochs=train["pretrain_epochs"], max_epochs=0, **common
+                    objective="ce", class_weight=None, pretrain_epochs=train["pretrain_epochs"],
+                    max_epochs=0, **common,
                 ).fit(X, y, **fit_kw)
             start = base.net_.module_
             rec = {"CE": evaluate(base, cal, test, seed)}

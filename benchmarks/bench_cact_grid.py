@@ -20,7 +20,10 @@ Methods: CE (pre-trained only), CE-ft (budget-matched CE fine-tune), CE-cb (clas
 focal, ConfTr-tuned (``size_weight`` picked per run on the validation split only: the validation
 set is halved, one half calibrates THR, the other measures coverage and size; among the settings
 with validation coverage >= level - 0.02 the smallest validation size wins, else the highest
-coverage) and CaCT (estimator defaults). Test metrics: THR (LAC, split, marginal) size,
+coverage) and CaCT (estimator defaults: the class-balanced primal since the tuning-seed run
+below). The baselines other than CE-cb are unweighted. ``--candidates`` adds CaCT settings
+(``CANDIDATES``: the class-balanced primal, with a matched training level, and the unweighted
+previous default). Test metrics: THR (LAC, split, marginal) size,
 coverage, CovGap (``class_coverage_gap``, in points: x100) and top-1 accuracy.
 
 Seeds: *tuning* seeds (100, 101, ...) are for developing CaCT's defaults; *reporting* seeds
@@ -105,8 +108,8 @@ def load_cell(cell, seed):
 
 
 # candidate CaCT settings evaluated next to the default (``--candidates``), for choosing defaults
-# on the tuning seeds: the class-balanced primal, and with it a training level equal to the test
-# level instead of 0.99
+# on the tuning seeds: the class-balanced primal (the default since that choice), with it a
+# training level equal to the test level instead of 0.99, and the unweighted former default
 CANDIDATES = {
     "CaCT-cb": dict(objective="cact", class_weight="balanced"),
     "CaCT-cb-match": dict(objective="cact", class_weight="balanced", train_confidence_level=LEVEL),
