@@ -102,9 +102,9 @@ class LazyPrintLog(PrintLog):
     """skorch's ``PrintLog`` that formats the epoch table only when it is shown.
 
     ``PrintLog`` tabulates every epoch's history row even with ``verbose=0``, where printing
-    discards it; on small problems that costs a sixth of an epoch (more with CaCT's extra
-    columns). With the default ``print`` sink and a silent net the epoch is skipped (the header
-    then comes with the first printed row); any other sink is fed as before.
+    discards it: per-epoch work for nothing, the more so with CaCT's extra columns. With the
+    default ``print`` sink and a silent net the epoch is skipped (the header then comes with
+    the first printed row); any other sink is fed as before.
     """
 
     def on_epoch_end(self, net, **kwargs):
