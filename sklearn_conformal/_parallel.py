@@ -110,8 +110,13 @@ def default_process_pool():
     """Whether process tasks of this call would go to joblib's own loky pool: no backend set by
     the caller (dask, ray, threading) and not inside a joblib worker (where joblib nests with
     threads)."""
+    import multiprocessing
+
     from joblib.parallel import get_active_backend
 
+    if multiprocessing.current_process().daemon:
+        # a multiprocessing pool's worker may not start processes (joblib runs sequentially)
+        return False
     backend, _ = get_active_backend(prefer="processes")
     return type(backend).__name__ == "LokyBackend" and getattr(backend, "nesting_level", 0) == 0
 
@@ -126,22 +131,24 @@ def _worker_pool(n_workers):
 
     Not joblib's reusable executor: joblib decorates that one (memmapping reducers, a temporary
     folder manager) and replaces it whenever its arguments change, so sharing it would break or
-    restart the caller's joblib pool. This one is recreated only when its size changes or it
-    broke.
+    restart the caller's joblib pool. This one is recreated when its size changes, when it broke,
+    and in a forked child (which inherits the pool object but not its management thread: tasks
+    submitted there would never run; the parent's pool is left alone).
     """
     global _pool
     from joblib.externals.loky.process_executor import ProcessPoolExecutor
 
     with _pool_lock:
-        pool = _pool
+        owner, pool = _pool if _pool is not None else (None, None)
+        if owner != os.getpid():
+            pool = None  # not ours to use (or shut down): created by the process we forked from
         if pool is None or pool._max_workers != n_workers or pool._flags.broken or (
             pool._flags.shutdown
         ):
             if pool is not None:
                 pool.shutdown(wait=False)
-            pool = _pool = ProcessPoolExecutor(
-                max_workers=n_workers, timeout=_POOL_IDLE_SECONDS
-            )
+            pool = ProcessPoolExecutor(max_workers=n_workers, timeout=_POOL_IDLE_SECONDS)
+            _pool = (os.getpid(), pool)
         return pool
 
 
@@ -214,9 +221,29 @@ def run_here_and_in_processes(jobs, n_jobs, on_result=None):
     except BaseException as exc:
         with lock:
             errors.append(exc)  # the feeders take no new task; their running ones are dropped
+        if feeders:
+            _release_pool_in_child(kill=True)
         raise
     for thread in feeders:
         thread.join()
+    if feeders:
+        _release_pool_in_child(kill=bool(errors))
     if errors:
         raise errors[0]
     return results
+
+
+def _release_pool_in_child(kill):
+    """Shut the pool down in a child process of ``multiprocessing`` (a forked or spawned
+    ``Process``): such a child joins its own children at exit before it runs the atexit hook
+    that stops idle workers, so kept workers would hold its exit for their idle timeout."""
+    global _pool
+    import multiprocessing
+
+    if multiprocessing.parent_process() is None:
+        return
+    with _pool_lock:
+        owned = _pool is not None and _pool[0] == os.getpid()
+        pool, _pool = (_pool[1] if owned else None), (None if owned else _pool)
+    if pool is not None:
+        pool.shutdown(wait=not kill, kill_workers=kill)

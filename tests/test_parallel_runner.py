@@ -75,3 +75,37 @@ def test_joblib_pools_still_work_after_the_runner():
     assert Parallel(n_jobs=2)(joblib_delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
     run_here_and_in_processes([delayed(_task)(i, 0.2) for i in range(4)], 3)
     assert Parallel(n_jobs=2)(joblib_delayed(abs)(-i) for i in range(4)) == [0, 1, 2, 3]
+
+
+def _run_in_child(queue):
+    results = run_here_and_in_processes([delayed(_task)(i, 0.3) for i in range(4)], 2)
+    queue.put([r[0] for r in results])
+
+
+def test_a_forked_child_gets_a_pool_of_its_own():
+    # the parent's pool object is inherited by a forked child without its management thread:
+    # reusing it there would never run a task
+    import multiprocessing
+
+    run_here_and_in_processes([delayed(_task)(i, 0.3) for i in range(4)], 2)  # parent's pool
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_run_in_child, args=(queue,))
+    child.start()
+    child.join(timeout=60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0
+    assert queue.get(timeout=5) == [0, 1, 2, 3]
+
+
+def _pool_flag(_):
+    return default_process_pool()
+
+
+def test_no_pool_of_its_own_in_a_multiprocessing_pool_worker():
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.map(_pool_flag, [0]) == [False]
