@@ -122,34 +122,55 @@ def default_process_pool():
 
 
 _pool_lock = threading.Lock()
-_pool = None
+_pools = {}  # n_workers -> [pool, number of calls using it], of the process in _pools_pid
+_pools_pid = None
 _POOL_IDLE_SECONDS = 300  # as joblib's loky workers: idle workers exit, later tasks respawn them
 
 
-def _worker_pool(n_workers):
-    """The package's own pool of ``n_workers`` loky worker processes, kept between calls.
+@contextlib.contextmanager
+def _borrowed_pool(n_workers):
+    """A pool of ``n_workers`` loky worker processes of the package's own, kept between calls.
 
     Not joblib's reusable executor: joblib decorates that one (memmapping reducers, a temporary
     folder manager) and replaces it whenever its arguments change, so sharing it would break or
-    restart the caller's joblib pool. This one is recreated when its size changes, when it broke,
-    and in a forked child (which inherits the pool object but not its management thread: tasks
-    submitted there would never run; the parent's pool is left alone).
+    restart the caller's joblib pool. One pool per size, never shut down while a call (another
+    thread's fit) uses it; a broken one is replaced for later calls. A forked child starts
+    without pools: it inherits the pool objects but not their management threads (tasks
+    submitted there would never run), and the parent's pools are left alone. In a child process
+    of ``multiprocessing`` the last call using a pool shuts it down: such a child joins its
+    children at exit before the hook that stops idle workers, so kept workers would hold its
+    exit for their idle timeout.
     """
-    global _pool
+    global _pools, _pools_pid
+    import multiprocessing
+
     from joblib.externals.loky.process_executor import ProcessPoolExecutor
 
     with _pool_lock:
-        owner, pool = _pool if _pool is not None else (None, None)
-        if owner != os.getpid():
-            pool = None  # not ours to use (or shut down): created by the process we forked from
-        if pool is None or pool._max_workers != n_workers or pool._flags.broken or (
-            pool._flags.shutdown
-        ):
-            if pool is not None:
-                pool.shutdown(wait=False)
+        if _pools_pid != os.getpid():
+            _pools, _pools_pid = {}, os.getpid()
+        entry = _pools.get(n_workers)
+        if entry is None or entry[0]._flags.broken or entry[0]._flags.shutdown:
             pool = ProcessPoolExecutor(max_workers=n_workers, timeout=_POOL_IDLE_SECONDS)
-            _pool = (os.getpid(), pool)
-        return pool
+            entry = _pools[n_workers] = [pool, 0]
+        entry[1] += 1
+    failed = False
+    try:
+        yield entry[0]
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        with _pool_lock:
+            entry[1] -= 1
+            release = (
+                entry[1] == 0 and multiprocessing.parent_process() is not None
+                and _pools.get(n_workers) is entry
+            )
+            if release:
+                del _pools[n_workers]
+        if release:
+            entry[0].shutdown(wait=not failed, kill_workers=failed)
 
 
 def run_here_and_in_processes(jobs, n_jobs, on_result=None):
@@ -207,43 +228,21 @@ def run_here_and_in_processes(jobs, n_jobs, on_result=None):
                 return
             done(index, result)
 
-    feeders = []
-    if n_workers > 0:
-        executor = _worker_pool(n_workers)
+    with _borrowed_pool(n_workers) if n_workers > 0 else contextlib.nullcontext() as executor:
         feeders = [threading.Thread(target=feed, args=(executor,), daemon=True)
-                   for _ in range(n_workers)]
+                   for _ in range(max(n_workers, 0))]
         for thread in feeders:
             thread.start()
-    try:
-        while (index := take()) is not None:
-            func, args, kwargs = calls[index]
-            done(index, func(*args, **kwargs))
-    except BaseException as exc:
-        with lock:
-            errors.append(exc)  # the feeders take no new task; their running ones are dropped
-        if feeders:
-            _release_pool_in_child(kill=True)
-        raise
-    for thread in feeders:
-        thread.join()
-    if feeders:
-        _release_pool_in_child(kill=bool(errors))
-    if errors:
-        raise errors[0]
+        try:
+            while (index := take()) is not None:
+                func, args, kwargs = calls[index]
+                done(index, func(*args, **kwargs))
+        except BaseException as exc:
+            with lock:
+                errors.append(exc)  # the feeders take no new task; running ones are dropped
+            raise
+        for thread in feeders:
+            thread.join()
+        if errors:
+            raise errors[0]
     return results
-
-
-def _release_pool_in_child(kill):
-    """Shut the pool down in a child process of ``multiprocessing`` (a forked or spawned
-    ``Process``): such a child joins its own children at exit before it runs the atexit hook
-    that stops idle workers, so kept workers would hold its exit for their idle timeout."""
-    global _pool
-    import multiprocessing
-
-    if multiprocessing.parent_process() is None:
-        return
-    with _pool_lock:
-        owned = _pool is not None and _pool[0] == os.getpid()
-        pool, _pool = (_pool[1] if owned else None), (None if owned else _pool)
-    if pool is not None:
-        pool.shutdown(wait=not kill, kill_workers=kill)

@@ -109,3 +109,27 @@ def test_no_pool_of_its_own_in_a_multiprocessing_pool_worker():
 
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         assert pool.map(_pool_flag, [0]) == [False]
+
+
+def test_concurrent_calls_of_different_sizes_in_threads():
+    # two fits in threads with different n_jobs: a call must not shut down the pool another
+    # call is still submitting to
+    import threading
+
+    out, errors = {}, []
+
+    def call(n_jobs):
+        try:
+            res = run_here_and_in_processes([delayed(_task)(i, 0.3) for i in range(16)], n_jobs)
+            out[n_jobs] = [r[0] for r in res]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in (2, 3, 2, 4)]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert out == {2: list(range(16)), 3: list(range(16)), 4: list(range(16))}
