@@ -736,17 +736,17 @@ def test_phase_net_lean_epochs_match_skorch_generic_path(loss):
     assert all(torch.equal(a, b) for a, b in zip(w_a, w_b))
 
 
-def test_default_network_forward_is_the_modules_forward_bit_for_bit():
+def test_direct_network_forward_is_the_modules_forward_bit_for_bit():
     """The direct forward of CoCP's default networks gives the modules' outputs and gradients
     bit for bit; user networks and networks with hooks keep their module call."""
-    from sklearn_conformal._training._nets import default_network_forward
+    from sklearn_conformal._training._direct import DirectNetwork
     from sklearn_conformal._training._networks import CoCPMLP, RadiusHead, ScalarHead
 
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(300, 3, generator=gen)
     torch.manual_seed(1)
     for module in (CoCPMLP(3), RadiusHead(CoCPMLP(3), floor=1e-3)):
-        forward = default_network_forward(module)
+        forward = DirectNetwork.of(module)
         assert forward is not None
         grads = []
         for f in (module, forward):
@@ -757,10 +757,10 @@ def test_default_network_forward_is_the_modules_forward_bit_for_bit():
             grads[-1].append(out.detach())
         for a, b in zip(*grads):
             assert torch.equal(a, b)
-    assert default_network_forward(ScalarHead(torch.nn.Linear(3, 1))) is None
+    assert DirectNetwork.of(ScalarHead(torch.nn.Linear(3, 1))) is None
     hooked = CoCPMLP(3)
     hooked.layers[0].register_forward_hook(lambda *args: None)
-    assert default_network_forward(hooked) is None
+    assert DirectNetwork.of(hooked) is None
 
 
 @pytest.mark.parametrize("n_rows", [512, 333, 1])
@@ -798,6 +798,18 @@ def test_direct_gradients_are_autograd_bit_for_bit(n_rows):
         assert torch.equal(loss, expected.detach())
         for p, g in zip(module.parameters(), expected_grads):
             assert torch.equal(p.grad, g) and p.grad.stride() == g.stride()
+    # one gradient function across dtypes (its per-batch constants follow the dtype)
+    gen64 = torch.Generator().manual_seed(n_rows + 1)
+    for criterion, target in ((FoldedPinballLoss(0.8), torch.rand(n_rows, generator=gen64)),
+                              (SoftCoverageLoss(0.05), torch.randn(n_rows, 2, generator=gen64))):
+        gradient = direct_loss_gradient(criterion)
+        for dtype in (torch.float32, torch.float64):
+            out = torch.randn(n_rows, generator=gen64, dtype=torch.float64).to(dtype)
+            leaf = out.clone().requires_grad_()
+            expected = criterion(leaf, target.to(dtype))
+            expected.backward()
+            loss, grad = gradient(out, target.to(dtype))
+            assert torch.equal(loss, expected.detach()) and torch.equal(grad, leaf.grad)
     assert direct_loss_gradient(torch.nn.MSELoss(reduction="sum")) is None
     assert direct_loss_gradient(torch.nn.L1Loss()) is None
     assert DirectNetwork.of(ScalarHead(torch.nn.Linear(4, 1))) is None

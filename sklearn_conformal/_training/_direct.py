@@ -146,12 +146,13 @@ def _folded_pinball_gradient(tau):
     constants = {}
 
     def values(shape, like):
-        if shape not in constants:
+        key = (shape, like.dtype, like.device)
+        if key not in constants:
             grad = _mean_backward(torch.ones((), dtype=like.dtype, device=like.device), shape)
             half = grad / 2
             both = lambda g: -(g * tau + g * (tau - 1.0))  # noqa: E731
-            constants[shape] = (-(grad * tau), -(grad * (tau - 1.0)), both(half), both(grad))
-        return constants[shape]
+            constants[key] = (-(grad * tau), -(grad * (tau - 1.0)), both(half), both(grad))
+        return constants[key]
 
     def gradient(radius, residual):
         u = residual.reshape(radius.shape) - radius
@@ -175,10 +176,11 @@ def _soft_coverage_gradient():
         diff = y - centre
         s = torch.sigmoid((radius - torch.abs(diff)) / beta)
         loss = -torch.mean(s)
-        seed = seeds.get(centre.shape)
+        key = (centre.shape, centre.dtype, centre.device)
+        seed = seeds.get(key)
         if seed is None:  # NegBackward0 then MeanBackward0 of the seed 1
             one = torch.ones((), dtype=centre.dtype, device=centre.device)
-            seed = seeds[centre.shape] = _mean_backward(one.neg(), centre.shape)
+            seed = seeds[key] = _mean_backward(one.neg(), centre.shape)
         grad = torch.ops.aten.sigmoid_backward(seed, s) / beta
         return loss, grad * diff.sgn()
 
