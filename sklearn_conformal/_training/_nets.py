@@ -191,22 +191,6 @@ class EpochLoss(PassthroughScoring):
         return np.average([b[name] for b in rows], weights=[b[size_key] for b in rows])
 
 
-def default_network_forward(module):
-    """The forward pass of CoCP's default networks as direct calls, or ``None``.
-
-    For a :class:`~._networks.CoCPMLP` (optionally inside a :class:`~._networks.RadiusHead`)
-    of plain ``Linear`` and ``ReLU`` layers without hooks, returns a
-    :class:`~._direct.DirectNetwork`: called, it runs the same functional calls in the same
-    order as the modules' ``forward`` (``F.linear``, ``F.relu``, ``squeeze(-1)``, then
-    ``F.softplus(.) + floor``) without ``nn.Module.__call__`` per layer (the same kernels, so
-    bit-identical outputs and gradients), and its ``loss_and_backward`` computes the gradients
-    of the built-in losses without the autograd engine. Anything else: ``None``.
-    """
-    from ._direct import DirectNetwork
-
-    return DirectNetwork.of(module)
-
-
 class PhaseNet(NeuralNet):
     """``NeuralNet`` with the per-minibatch overhead of a tiny network trimmed.
 
@@ -270,9 +254,9 @@ class PhaseNet(NeuralNet):
         # train/eval mode, so the mode switches (a walk over the module tree) are skipped too
         cached = self.__dict__.get("_direct_forward")
         if cached is None or cached[0] is not module or cached[2] is not criterion:
-            from ._direct import direct_loss_gradient
+            from ._direct import DirectNetwork, direct_loss_gradient
 
-            network = default_network_forward(module)
+            network = DirectNetwork.of(module)
             loss_gradient = None if network is None else direct_loss_gradient(criterion)
             cached = self._direct_forward = (module, network, criterion, loss_gradient)
         forward = cached[1] or module
