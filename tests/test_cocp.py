@@ -349,6 +349,24 @@ def test_fits_in_threads_equal_serial_fits_bit_for_bit(centre_module):
                 np.testing.assert_array_equal(iv, serial[seed])
 
 
+def test_parallel_fold_fits_in_threads_equal_serial_fits():
+    # fits with n_jobs in concurrent threads (different sizes: each borrows a worker pool of
+    # its size, none shut down under another) give the serial fits' intervals
+    from concurrent.futures import ThreadPoolExecutor
+
+    X, y = _data(400, 15)
+    params = dict(TINY, n_folds=4)
+    serial = CoCPRegressor(random_state=5, **params).fit(X, y).predict_interval(X)
+
+    def fit(n_jobs):
+        model = CoCPRegressor(random_state=5, n_jobs=n_jobs, **params)
+        return model.fit(X, y).predict_interval(X)
+
+    with ThreadPoolExecutor(3) as pool:
+        for iv in pool.map(fit, (2, 3, 2)):
+            np.testing.assert_array_equal(iv, serial)
+
+
 def test_fit_and_predictions_neither_read_nor_advance_the_global_torch_generator():
     X, y = _data(300, 15)
     torch.manual_seed(123)
