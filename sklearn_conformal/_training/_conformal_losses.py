@@ -19,6 +19,7 @@ The multipliers are plain tensors in the loss (not parameters); an outer loop up
 """
 
 import warnings
+from typing import NamedTuple, Optional
 
 import numpy as np
 import torch
@@ -26,8 +27,11 @@ import torch.nn.functional as F
 
 from ..exceptions import SmallBatchWarning
 from ._penalties import get_penalty
-from ._soft_quantile import _network_backward_np, _numpy_path, quantile_rank, soft_quantile
-from ._soft_quantile import sort_network_np
+from ._loss_kernels import (
+    PENALTY_CODES, class_mean_penalty_terms, prediction_logits, sizes_backward_rows,
+    sizes_backward_scores, training_quantile,
+)
+from ._soft_quantile import _comparator_table, _numpy_path, quantile_rank, soft_quantile
 
 
 def smooth_set_size(log_proba, threshold, temperature):
@@ -116,13 +120,13 @@ class _ConformalBatchLoss(torch.nn.Module):
             weight = self.class_weight.to(dtype=logits.dtype, device=logits.device)
         return F.nll_loss(log_proba, target, weight=weight), log_proba
 
-    def _fused_args(self, log_proba, target, perm, n_cal):
-        """Arguments of :class:`_SoftSetSizes` after ``log_proba``: the batch split as numpy."""
+    def _fused_args(self, n_classes, target, perm, n_cal):
+        """Arguments of :func:`_sizes_forward` after ``log_proba``: the batch split as numpy."""
         p = perm.numpy()
         cal, pred = p[:n_cal], p[n_cal:]
         y = target.numpy()
         return (
-            cal * log_proba.shape[1] + y[cal],
+            cal * n_classes + y[cal],
             pred,
             quantile_rank(n_cal, self.confidence_level),
             self.steepness,
@@ -130,15 +134,11 @@ class _ConformalBatchLoss(torch.nn.Module):
             self.temperature,
         )
 
-    def split_sizes(self, logits, target, generator=None, penalty=None, log_proba=None):
-        """Split the batch, compute ``q`` on one half and soft sizes on the other.
+    def draw_split(self, logits, generator=None):
+        """``(n_cal, perm)``: the size of the calibration half and a random permutation of the batch.
 
-        Returns ``None`` when the batch cannot hold both halves; otherwise
-        ``(size_pred, target_pred, threshold, log_proba_pred)``. With ``penalty`` (a function
-        of the prediction-half labels as a numpy array returning the extra arguments of
-        :class:`_CaCTPenalty`), on the CPU with ``"sortnet"`` only the class-mean penalty is
-        returned (one fused step); elsewhere ``penalty`` is ignored. ``log_proba``: the
-        ``log_softmax`` of ``logits`` if already computed.
+        ``None`` (with a :class:`~sklearn_conformal.exceptions.SmallBatchWarning`, once per
+        instance) when the batch cannot hold both halves; such batches use cross-entropy only.
         """
         n = logits.shape[0]
         n_cal = int(self.calibration_fraction * n)
@@ -155,15 +155,24 @@ class _ConformalBatchLoss(torch.nn.Module):
             return None
         if generator is None:
             generator = self.generator
-        perm = torch.randperm(n, device=logits.device, generator=generator)
+        return n_cal, torch.randperm(n, device=logits.device, generator=generator)
+
+    def split_sizes(self, logits, target, generator=None, log_proba=None):
+        """Split the batch, compute ``q`` on one half and soft sizes on the other.
+
+        Returns ``None`` when the batch cannot hold both halves; otherwise
+        ``(size_pred, target_pred, threshold, log_proba_pred)``. ``log_proba``: the
+        ``log_softmax`` of ``logits`` if already computed.
+        """
+        split = self.draw_split(logits, generator)
+        if split is None:
+            return None
+        n_cal, perm = split
         if log_proba is None:
             log_proba = F.log_softmax(logits, dim=1)
         if self.quantile_method == "sortnet" and _numpy_path(log_proba):
             # the same threshold and sizes, forward and backward fused in numpy (CPU)
-            args = self._fused_args(log_proba, target, perm, n_cal)
-            if penalty is not None:
-                y_pred = target.numpy()[args[1]]
-                return _CaCTPenalty.apply(log_proba, *args, y_pred, *penalty(y_pred))
+            args = self._fused_args(log_proba.shape[1], target, perm, n_cal)
             size, threshold = _SoftSetSizes.apply(log_proba, *args)
             pred = torch.from_numpy(args[1])
             return size, target.index_select(0, pred), threshold, log_proba.index_select(0, pred)
@@ -186,61 +195,45 @@ class _ConformalBatchLoss(torch.nn.Module):
         return size, target[pred], threshold, lp_pred
 
 
+# the comparator table of a one-score "network" (no stages)
+_NO_STAGES = np.empty((0, 0), dtype=np.int64)
+
+
+def _network_table(n):
+    """The comparator table ``(A, B)`` of the network on ``n`` scores (padded to a power of 2)."""
+    if n == 1:
+        return _NO_STAGES, _NO_STAGES
+    return _comparator_table(1 << (n - 1).bit_length())
+
+
 def _sizes_forward(log_proba, cal_flat, pred, rank, steepness, window, temperature):
-    """Training threshold ``q`` and soft sizes of the prediction rows, in numpy float64.
+    """Training threshold ``q`` and soft sizes of the prediction rows, in float64.
 
     The computation of :func:`~._soft_quantile.soft_quantile` (``"sortnet"``) on the calibration
     scores ``-log p_y`` (entries ``cal_flat`` of the flattened ``log_proba``), then
     :func:`smooth_set_size` on the rows ``pred``; the window of scores entering the network is
-    chosen by a stable argsort. Returns ``(size, q, state)``, ``state`` for :func:`_sizes_backward`.
+    chosen by a stable argsort (:func:`~._loss_kernels.training_quantile`). Returns
+    ``(size, q, state)``, ``state`` for :func:`_sizes_backward`.
     """
     lp = log_proba.detach().numpy()
-    scores = -lp.reshape(-1)[cal_flat].astype(np.float64)
-    n_cal = scores.shape[0]
-    r = rank - 1
-    sel = None
-    if window is not None and n_cal > window:
-        # the hard order only selects which scores enter (as in soft_quantile)
-        start = min(max(rank - 1 - window // 2, 0), n_cal - window)
-        sel = np.argsort(scores, kind="stable")[start : start + window]
-        scores = scores[sel]
-        r = rank - 1 - start
-    if scores.shape[0] > 1:
-        out, stages, saved = sort_network_np(scores, steepness)
-        q = out[r] / steepness
-    else:
-        stages = saved = None
-        q = scores[0]
+    n_cal = cal_flat.shape[0]
+    A, B = _network_table(window if window is not None and n_cal > window else n_cal)
+    q, sel, r, d, alpha = training_quantile(
+        lp.reshape(-1), cal_flat, rank, window or 0, steepness, A, B
+    )
     # sigmoid((q + log p) / T) on the prediction rows (torch's kernel on the float64 array)
-    e = torch.from_numpy(lp[pred].astype(np.float64))
-    e.add_(q).div_(temperature).sigmoid_()
+    e = torch.from_numpy(prediction_logits(lp, pred, q, temperature)).sigmoid_()
     size = e.sum(dim=1).numpy()
-    e = e.numpy()
-    state = (lp.shape, cal_flat, pred, sel, r, stages, saved, e, temperature, n_cal)
+    state = (lp.shape, cal_flat, pred, (sel, r, A, B, d, alpha), e.numpy(), temperature)
     return size, q, state
 
 
 def _sizes_backward(state, g_size, g_q):
     """Gradient (float64 array like ``log_proba``) of :func:`_sizes_forward`'s outputs."""
-    shape, cal_flat, pred, sel, r, stages, saved, e, temperature, n_cal = state
-    grad = np.zeros(shape)
+    shape, cal_flat, pred, network, e, temperature = state
     # d size_i / d log p_ik = d size_i / d q = sigmoid'(.) / T
-    w = e * (1.0 - e)
-    w *= g_size[:, None] / temperature
-    grad[pred] = w
-    gq = w.sum() + g_q
-    if stages is None:
-        g_scores = np.full(1, gq)
-    else:
-        g = np.zeros(2 * len(stages[0][0]))
-        g[r] = gq
-        g_scores = _network_backward_np(g, stages, saved)[: n_cal if sel is None else len(sel)]
-    if sel is not None:
-        full = np.zeros(n_cal)
-        full[sel] = g_scores
-        g_scores = full
-    # the scores are -log p at distinct (row, label) entries of the calibration rows
-    grad.reshape(-1)[cal_flat] -= g_scores
+    grad, w = sizes_backward_rows(e, g_size, temperature, pred, shape)
+    sizes_backward_scores(grad, w.sum() + g_q, cal_flat, *network)
     return grad
 
 
@@ -268,46 +261,68 @@ class _SoftSetSizes(torch.autograd.Function):
         return torch.from_numpy(grad).to(grad_size.dtype), None, None, None, None, None, None
 
 
-class _CaCTPenalty(torch.autograd.Function):
-    """CaCT-ALM's penalty ``reduce_k P(d_k / eta_k - 1, lambda_k, rho_k)`` in one step (CPU).
+class _PenaltyPlan(NamedTuple):
+    """What :class:`_CaCTObjective` needs besides the logits and labels (one batch)."""
 
-    :func:`_sizes_forward`, then the class means ``d_k`` of the sizes over the prediction-half
-    samples of each present class, the constraints, the penalty and its reduction (mean or sum
-    over the present classes). The backward pass uses the penalty's own derivative ``dP/dz``
-    (the numpy twins of the functions of :mod:`._penalties` return it):
-    ``d penalty / d size_i = P'(z_k) / (eta_k n_k)`` (over ``#present`` for the mean) for ``i``
-    of class ``k``, then the sizes' gradient. Float64 inside; a scalar of ``log_proba``'s dtype
-    out.
+    weight: Optional[torch.Tensor]  # cross-entropy class weights (None: unweighted)
+    sizes_args: tuple  # (cal_flat, pred, rank, steepness, window, temperature): _sizes_forward
+    y_pred: np.ndarray  # labels of the prediction half
+    lambdas: np.ndarray  # float64 multipliers, penalty parameters and targets, shape (K,)
+    rhos: np.ndarray
+    target_size: np.ndarray
+    penalty_code: int  # _loss_kernels.PENALTY_CODES
+    mean: bool  # mean (else sum) over the present classes
+
+
+def class_mean_penalty(size, plan):
+    """CaCT-ALM's penalty ``reduce_k P(d_k / eta_k - 1, lambda_k, rho_k)`` and its size gradient.
+
+    ``d_k`` is the mean of the soft sizes ``size`` (float64) over the prediction-half samples of
+    class ``k``; the reduction (mean or sum) runs over the classes present. Returns the value and
+    ``d penalty / d size_i = P'(z_k) / (eta_k n_k)`` (over ``#present`` for the mean) for ``i`` of
+    class ``k``, from the penalty's own derivative (the numpy twins of :mod:`._penalties`, as one
+    numba kernel: :func:`~._loss_kernels.class_mean_penalty_terms`).
+    """
+    coef = np.empty(plan.y_pred.shape[0])
+    values, scale = class_mean_penalty_terms(
+        plan.y_pred, size, plan.lambdas, plan.rhos, plan.target_size, plan.penalty_code,
+        plan.mean, coef,
+    )
+    return float(values.sum()) * scale, coef
+
+
+class _CaCTObjective(torch.autograd.Function):
+    """CaCT-ALM's whole batch loss on the CPU as one autograd node: ``CE + penalty``.
+
+    Forward: ``log_softmax``, the (weighted) ``nll_loss`` and, on the same log-probabilities,
+    :func:`_sizes_forward` and :func:`class_mean_penalty` (float64 numpy). Backward runs the
+    kernels autograd runs for ``nll_loss(log_softmax(x)) + penalty(log_softmax(x))``, in its
+    order: ``nll_loss_backward``, the penalty's gradient (:func:`_sizes_backward`, cast to the
+    logits' dtype), their sum, ``_log_softmax_backward_data``, so the gradients are those of
+    that composed graph bit for bit. As five nodes (two of them Python functions) the graph's
+    bookkeeping cost more than its arithmetic on CaCT's small batches.
     """
 
     @staticmethod
-    def forward(
-        ctx, log_proba, cal_flat, pred, rank, steepness, window, temperature,
-        y, lambdas, rhos, target_size, penalty_fn, mean,
-    ):
-        size, _, state = _sizes_forward(
-            log_proba, cal_flat, pred, rank, steepness, window, temperature
-        )
-        K = lambdas.shape[0]
-        counts = np.bincount(y, minlength=K)
-        sums = np.bincount(y, weights=size, minlength=K)
-        present = np.flatnonzero(counts)
-        cnt = counts[present]
-        eta = target_size[present]
-        z = sums[present] / cnt / eta - 1.0
-        value, deriv = penalty_fn(z, lambdas[present], rhos[present])
-        scale = 1.0 / len(present) if mean else 1.0
-        coef = np.zeros(K)
-        coef[present] = deriv * scale / (eta * cnt)
-        ctx.state = (state, coef[y])
-        return torch.tensor(float(value.sum()) * scale, dtype=log_proba.dtype)
+    def forward(ctx, logits, target, plan):
+        log_proba = torch.log_softmax(logits, 1)
+        ce, total_weight = torch.ops.aten.nll_loss_forward(log_proba, target, plan.weight, 1, -100)
+        size, _, state = _sizes_forward(log_proba, *plan.sizes_args)
+        penalty, coef = class_mean_penalty(size, plan)
+        ctx.state = (log_proba, target, plan.weight, total_weight, state, coef, logits.dtype)
+        return ce + torch.tensor(penalty, dtype=log_proba.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        state, coef = ctx.state
-        g = _sizes_backward(state, coef * float(grad), 0.0)
-        return (torch.from_numpy(g).to(grad.dtype),) + (None,) * 13
+        log_proba, target, weight, total_weight, state, coef, dtype = ctx.state
+        ctx.state = None
+        g_ce = torch.ops.aten.nll_loss_backward(
+            grad, log_proba, target, weight, 1, -100, total_weight
+        )
+        g_penalty = torch.from_numpy(_sizes_backward(state, coef * float(grad), 0.0)).to(dtype)
+        g = torch._log_softmax_backward_data(g_ce + g_penalty, log_proba, 1, dtype)
+        return g, None, None
 
 
 class ConfTrLoss(_ConformalBatchLoss):
@@ -406,25 +421,39 @@ class CaCTLoss(_ConformalBatchLoss):
             eta = torch.as_tensor(target_size, dtype=torch.float32)
             self.target_size = eta.expand(self.n_classes).clone() if eta.ndim == 0 else eta.clone()
 
-    def _penalty_args(self, y_pred):
-        """The multipliers and targets (float64 numpy, cached per tensor) for :class:`_CaCTPenalty`."""
+    def _float64_multipliers(self):
+        """The multipliers, penalty parameters and targets as float64 numpy (cached per tensor)."""
         cache = self.__dict__.get("_np_cache")
         tensors = (self.lambdas, self.rhos, self.target_size)
         if cache is None or any(a is not b for a, b in zip(cache[0], tensors)):
             cache = self._np_cache = (tensors, [t.numpy().astype(np.float64) for t in tensors])
-        lam, rho, eta = cache[1]
-        return lam, rho, eta, get_penalty(self.penalty, numpy=True), self.penalty_reduction == "mean"
+        return cache[1]
+
+    def _fused_forward(self, logits, target):
+        """The ALM loss on the CPU with ``"sortnet"``: one :class:`_CaCTObjective` node."""
+        split = self.draw_split(logits)
+        if split is None:
+            return self.cross_entropy(logits, target)
+        n_cal, perm = split
+        sizes_args = self._fused_args(logits.shape[1], target, perm, n_cal)
+        weight = self.class_weight
+        if weight is not None:
+            weight = weight.to(dtype=logits.dtype)
+        lam, rho, eta = self._float64_multipliers()
+        plan = _PenaltyPlan(
+            weight, sizes_args, target.numpy()[sizes_args[1]], lam, rho, eta,
+            PENALTY_CODES[self.penalty], self.penalty_reduction == "mean",
+        )
+        return _CaCTObjective.apply(logits, target, plan)
 
     def forward(self, logits, target):
-        ce, log_proba = self.ce_and_log_proba(logits, target)
         alm = self.multipliers != "hr"
-        out = self.split_sizes(
-            logits, target, penalty=self._penalty_args if alm else None, log_proba=log_proba
-        )
+        if alm and self.quantile_method == "sortnet" and _numpy_path(logits):
+            return self._fused_forward(logits, target)
+        ce, log_proba = self.ce_and_log_proba(logits, target)
+        out = self.split_sizes(logits, target, log_proba=log_proba)
         if out is None:
             return ce
-        if not isinstance(out, tuple):  # the fused class-mean penalty
-            return ce + out
         size, y, _, _ = out
         dev, dt = logits.device, logits.dtype
         lam = self.lambdas.to(device=dev, dtype=dt)
