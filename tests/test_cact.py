@@ -614,7 +614,8 @@ def test_cals_with_the_heuristic_rule(lt_data):
 def test_fine_tuning_keeps_the_epoch_of_smallest_validation_size(lt_data):
     """select_epoch: the fitted network's validation size, recomputed here from the net, is
     the smallest of the starting network's and every epoch's, so never worse than the start."""
-    from sklearn_conformal._training._callbacks import module_logits, validation_set_sizes
+    from sklearn_conformal._training._callbacks import validation_set_sizes
+    from sklearn_conformal._training._nets import module_logits
 
     X, y, Xb, yb = lt_data
     X_val, y_val = Xb[:300], yb[:300]
@@ -633,3 +634,38 @@ def test_fine_tuning_keeps_the_epoch_of_smallest_validation_size(lt_data):
     logits = module_logits(last.net_, np.asarray(X_val, dtype=np.float32))
     last_size = validation_set_sizes(logits, y_idx, clf.confidence_level).mean()
     assert last_size == pytest.approx(sizes[-1], abs=1e-12)
+
+
+@pytest.mark.parametrize("batch_size", [200, 2000])
+def test_epoch_end_callbacks_read_the_validation_pass_logits_bit_for_bit(lt_data, batch_size, monkeypatch):
+    """The multiplier update and the epoch selection read the logits of the epoch's validation
+    pass when it ran in one batch (batch_size 2000), a fresh pass otherwise (200): either way
+    the multipliers, the validation sizes and the fitted network are those of fresh passes."""
+    from sklearn_conformal._training import _callbacks, _nets
+
+    X, y, Xb, yb = lt_data
+    val = (Xb[:400], yb[:400])
+    params = dict(objective="cact", batch_size=batch_size, max_epochs=4)
+    calls = []
+    fresh_pass = _nets.module_logits
+
+    def spy(net, X):
+        calls.append(len(X))
+        return fresh_pass(net, X)
+
+    monkeypatch.setattr(_callbacks, "module_logits", spy)
+    monkeypatch.setattr(_nets, "module_logits", spy)
+    shared = _data_fast(**params).fit(X, y, validation_data=val)
+    n_shared = len(calls)
+    monkeypatch.setattr(_nets.ConformalNet, "validation_logits", spy)
+    fresh = _data_fast(**params).fit(X, y, validation_data=val)
+    # fresh passes: the selection's start, then two per fine-tuning epoch (pre-training
+    # epochs record the multiplier diagnostics too)
+    n_epochs = DATA["pretrain_epochs"] + params["max_epochs"]
+    n_fresh = 1 + n_epochs + params["max_epochs"]
+    assert len(calls) - n_shared == n_fresh
+    assert n_shared == (1 if batch_size == 2000 else n_fresh)
+    assert np.array_equal(shared.multiplier_history_, fresh.multiplier_history_)
+    assert np.array_equal(shared.validation_sizes_, fresh.validation_sizes_)
+    assert np.array_equal(shared.predict_proba(Xb[400:]), fresh.predict_proba(Xb[400:]))
+    assert not hasattr(shared.net_, "_validation_outputs")  # not kept in the fitted net

@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 
-from ._callbacks import MultiplierUpdate, module_logits, validation_set_sizes
+from ._callbacks import MultiplierUpdate, validation_set_sizes
+from ._nets import module_logits
 from ._conformal_losses import CaCTLoss, CALSLoss, ConfTrLoss, FocalLoss
 from ._multipliers import ClasswiseMultipliers
 from ._networks import MLP, build_module

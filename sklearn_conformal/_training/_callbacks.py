@@ -19,6 +19,7 @@ from skorch.callbacks import Callback
 
 from .._core import conformal_quantile
 from ._conformal_losses import smooth_set_size
+from ._nets import module_logits
 
 
 def validation_set_sizes(logits, y, confidence_level, temperature=None, hard=True):
@@ -55,17 +56,12 @@ def validation_set_sizes(logits, y, confidence_level, temperature=None, hard=Tru
     return smooth_set_size(log_proba, q, temperature).numpy()
 
 
-def module_logits(net, X):
-    """Logits of ``net.module_`` on an in-memory float32 array in one eval-mode pass.
-
-    A direct call instead of skorch's ``forward`` (a DataLoader loop): on small problems that loop
-    costs as much as a whole training epoch. skorch puts the module back in training mode at the
-    next training step.
-    """
-    net.module_.eval()
-    with torch.no_grad():
-        out = net.module_(torch.as_tensor(X, device=net.device))
-    return out.detach().cpu()
+def epoch_validation_logits(net, X):
+    """Logits on the epoch's validation features ``X``: those of the net's own validation pass
+    where the net keeps them (:meth:`~._nets.ConformalNet.validation_logits`), else a fresh
+    pass (any other skorch net)."""
+    shared = getattr(net, "validation_logits", None)
+    return module_logits(net, X) if shared is None else shared(X)
 
 
 def class_means(values, y, n_classes):
@@ -123,7 +119,7 @@ class MultiplierUpdate(Callback):
         # the per-epoch table has the same columns from the first epoch on
         active = loss is not None and hasattr(loss, "set_multipliers")
         K = self.multipliers.n_classes
-        logits = module_logits(net, dataset_valid.X)
+        logits = epoch_validation_logits(net, dataset_valid.X)
         y = np.asarray(dataset_valid.y)
         sizes = None
         if self.kind == "margin":
@@ -178,19 +174,19 @@ class EpochSelection(Callback):
     def __init__(self, confidence_level):
         self.confidence_level = confidence_level
 
-    def _score(self, net, X, y):
-        logits = module_logits(net, X)
+    def _score(self, logits, y):
         return float(validation_set_sizes(logits, y, self.confidence_level).mean())
 
     def start(self, net, X_val, y_val):
-        self.sizes_ = [self._score(net, X_val, y_val)]
+        self.sizes_ = [self._score(module_logits(net, X_val), y_val)]
         self.best_epoch_ = 0
         self._best = copy.deepcopy(net.module_.state_dict())
 
     def on_epoch_end(self, net, dataset_valid=None, **kwargs):
         if dataset_valid is None or len(dataset_valid) == 0:
             return
-        size = self._score(net, dataset_valid.X, np.asarray(dataset_valid.y))
+        logits = epoch_validation_logits(net, dataset_valid.X)
+        size = self._score(logits, np.asarray(dataset_valid.y))
         self.sizes_.append(size)
         if size < self.sizes_[self.best_epoch_]:
             self.best_epoch_ = len(self.sizes_) - 1

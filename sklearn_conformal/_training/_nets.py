@@ -18,7 +18,22 @@ from skorch import NeuralNet, NeuralNetClassifier
 from skorch.callbacks import Callback, LRScheduler, PassthroughScoring, PrintLog
 from skorch.history import History
 
-__all__ = ["ConformalNet", "PhaseNet", "TensorBatchIterator", "fused_adamw_supported"]
+__all__ = [
+    "ConformalNet", "PhaseNet", "TensorBatchIterator", "fused_adamw_supported", "module_logits"
+]
+
+
+def module_logits(net, X):
+    """Logits of ``net.module_`` on an in-memory float32 array in one eval-mode pass.
+
+    A direct call instead of skorch's ``forward`` (a DataLoader loop): on small problems that loop
+    costs as much as a whole training epoch. skorch puts the module back in training mode at the
+    next training step.
+    """
+    net.module_.eval()
+    with torch.no_grad():
+        out = net.module_(torch.as_tensor(X, device=net.device))
+    return out.detach().cpu()
 
 
 def softmax(logits):
@@ -82,6 +97,39 @@ class ConformalNet(NeuralNetClassifier):
             return super().infer(x, **fit_params)
         with scope:
             return super().infer(x, **fit_params)
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        try:
+            return super().partial_fit(X, y, classes=classes, **fit_params)
+        finally:
+            # the last epoch's validation outputs are not part of the fitted net
+            self.__dict__.pop("_validation_outputs", None)
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        if not training:
+            # the validation pass of this epoch (its history row) keeps its outputs
+            self._validation_outputs = (len(self.history), [])
+        super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+
+    def validation_step(self, batch, **fit_params):
+        step = super().validation_step(batch, **fit_params)
+        outputs = self.__dict__.get("_validation_outputs")
+        if outputs is not None:
+            outputs[1].append(step["y_pred"])
+        return step
+
+    def validation_logits(self, X):
+        """The network's logits on ``X``, the ``dataset_valid.X`` of the current epoch.
+
+        The epoch-end callbacks (multiplier update, epoch selection) read the validation logits:
+        when this epoch's validation pass ran in one batch (the usual case: ``batch_size`` at
+        least the validation size), those are its outputs, the very tensor a fresh pass would
+        give (the same module in eval mode on the same rows); otherwise a fresh pass.
+        """
+        epoch, outputs = self.__dict__.get("_validation_outputs", (None, ()))
+        if epoch == len(self.history) and len(outputs) == 1 and len(outputs[0]) == len(X):
+            return outputs[0].detach().cpu()
+        return module_logits(self, X)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         objective = self.train_objective_
