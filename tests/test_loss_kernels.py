@@ -193,3 +193,29 @@ def test_alm_loss_is_one_autograd_node_and_small_batches_stay_cross_entropy():
     with pytest.warns(losses.SmallBatchWarning):
         small = loss(x[:3], y[:3])
     assert torch.equal(small, F.cross_entropy(x[:3], y[:3]))
+
+
+def test_validation_hard_sizes_equal_the_numpy_computation():
+    """The validation THR sizes (multiplier update, epoch selection) from one kernel: the
+    conformal order statistic of the true-label scores, the largest score where the level
+    needs more rows or the statistic is infinite, ties and infinite scores included."""
+    from sklearn_conformal._core import conformal_quantile
+    from sklearn_conformal._training._callbacks import validation_set_sizes
+
+    rng = np.random.default_rng(3)
+    for trial in range(300):
+        n, K = int(rng.integers(1, 200)), int(rng.integers(2, 30))
+        logits = torch.from_numpy(rng.normal(size=(n, K)) * rng.uniform(0.1, 10))
+        if trial % 4 == 0:
+            logits = logits.round()  # tied scores
+        if trial % 7 == 0:
+            logits[0, 0] = -float("inf")  # a class of probability 0: an infinite score
+        y = rng.integers(0, K, size=n)
+        level = float(rng.choice([0.5, 0.9, 0.99]))
+        lp = F.log_softmax(logits.double(), dim=1).numpy()
+        scores = -lp[np.arange(n), y]
+        q = conformal_quantile(scores, level)
+        if not np.isfinite(q):
+            q = float(scores.max())
+        expected = (-lp <= q).sum(axis=1).astype(np.float64)
+        assert np.array_equal(validation_set_sizes(logits, y, level), expected)

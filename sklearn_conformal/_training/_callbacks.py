@@ -17,8 +17,9 @@ import torch
 import torch.nn.functional as F
 from skorch.callbacks import Callback
 
-from .._core import conformal_quantile
+from .._core import conformal_quantile, conformal_rank
 from ._conformal_losses import smooth_set_size
+from ._loss_kernels import hard_set_sizes
 from ._nets import module_logits
 
 
@@ -46,13 +47,14 @@ def validation_set_sizes(logits, y, confidence_level, temperature=None, hard=Tru
     """
     log_proba = F.log_softmax(logits.detach().double(), dim=1)
     lp = log_proba.numpy()
-    scores = -lp[np.arange(lp.shape[0]), np.asarray(y, dtype=np.int64)]
+    y = np.asarray(y, dtype=np.int64)
+    if hard:
+        # hard_set_size on the CPU in one kernel (the same order statistic, comparison and count)
+        return hard_set_sizes(lp, y, conformal_rank(lp.shape[0], confidence_level))
+    scores = -lp[np.arange(lp.shape[0]), y]
     q = conformal_quantile(scores, confidence_level)
     if not np.isfinite(q):
         q = float(scores.max())
-    if hard:
-        # hard_set_size in numpy (the same comparison and count)
-        return (-lp <= q).sum(axis=1).astype(lp.dtype)
     return smooth_set_size(log_proba, q, temperature).numpy()
 
 

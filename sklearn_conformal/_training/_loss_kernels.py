@@ -1,9 +1,11 @@
-"""numba kernels of the conformal-training losses' fused CPU path (one batch).
+"""numba kernels of conformal training on the CPU: the losses' fused path, the validation sizes.
 
 In numpy the training quantile on a window of the calibration scores, the scores of the
 prediction half and CaCT-ALM's class-mean penalty are some sixty array operations on a few
 hundred values, each costing a microsecond of call overhead for nanoseconds of arithmetic (on a
-small problem a CaCT epoch paid more for them than for its network). Here they are a few loops.
+small problem a CaCT epoch paid more for them than for its network), and so are the hard set
+sizes of the validation set that the multiplier update and the epoch selection read after
+every epoch. Here they are a few loops.
 The arithmetic is that of the numpy code they replace (:func:`~._soft_quantile.sort_network_np`
 on a stable-argsort window, the numpy twins of :mod:`._penalties`), operation for operation and
 in its order (``np.bincount`` sums in sample order; no fast-math, so no fused multiply-adds);
@@ -19,6 +21,7 @@ from ._sortnet_kernels import network_backward_vector, network_forward_vector
 __all__ = [
     "PENALTY_CODES",
     "class_mean_penalty_terms",
+    "hard_set_sizes",
     "prediction_logits",
     "sizes_backward_rows",
     "sizes_backward_scores",
@@ -206,3 +209,27 @@ def sizes_backward_scores(grad, gq, cal_flat, sel, r, A, B, d, alpha):
     flat = grad.reshape(-1)
     for i in range(n_cal):
         flat[cal_flat[i]] -= g_scores[i]
+
+
+@jit()
+def hard_set_sizes(lp, y, rank):
+    """THR set sizes ``#{k : -log p_k <= q}`` at ``q``, the ``rank``-th smallest true-label score
+    ``-log p_y`` of the same rows (the largest where ``rank`` exceeds their number or that
+    score is not finite): the validation sizes the multipliers and the epoch selection read."""
+    n, K = lp.shape
+    scores = np.empty(n)
+    for i in range(n):
+        scores[i] = -lp[i, y[i]]
+    q = np.inf
+    if rank <= n:
+        q = np.sort(scores)[rank - 1]
+    if not np.isfinite(q):
+        q = scores.max()
+    sizes = np.zeros(n, lp.dtype)
+    for i in range(n):
+        count = 0
+        for k in range(K):
+            if -lp[i, k] <= q:
+                count += 1
+        sizes[i] = count
+    return sizes
