@@ -16,6 +16,7 @@ results are the same bit for bit (tested).
 import numpy as np
 
 from .._numba import jit
+from ._soft_quantile import _PAD_OFFSET
 from ._sortnet_kernels import network_backward_vector, network_forward_vector
 
 __all__ = [
@@ -27,9 +28,6 @@ __all__ = [
     "sizes_backward_scores",
     "training_quantile",
 ]
-
-# the detached padding of the network above the data (``_soft_quantile._PAD_OFFSET``)
-PAD_OFFSET = 1e3
 
 # the penalty names of :mod:`._penalties` as the kernel's codes
 PENALTY_CODES = {"phr": 0, "p2": 1, "p3": 2}
@@ -151,12 +149,13 @@ def training_quantile(lp_flat, cal_flat, rank, window, steepness, A, B):
     for i in range(n):
         x[i] = scores[i] * steepness
     if m > n:
+        # detached padding strictly above the data, as ``sort_network_np``
         top = x[0]
         for i in range(1, n):
             if x[i] > top:
                 top = x[i]
         for j in range(m - n):
-            x[n + j] = top + steepness * (PAD_OFFSET + np.float64(j))
+            x[n + j] = top + steepness * (_PAD_OFFSET + np.float64(j))
     network_forward_vector(x, A, B, d, alpha)
     return x[r] / steepness, sel, r, d, alpha
 
