@@ -219,3 +219,20 @@ def test_validation_hard_sizes_equal_the_numpy_computation():
             q = float(scores.max())
         expected = (-lp <= q).sum(axis=1).astype(np.float64)
         assert np.array_equal(validation_set_sizes(logits, y, level), expected)
+
+
+def test_stable_argsort_is_numpys_stable_argsort():
+    """Ties keep their order, NaN sorts after every number (inf included), as numpy's."""
+    from sklearn_conformal._training._loss_kernels import stable_argsort
+
+    rng = np.random.default_rng(4)
+    for trial in range(500):
+        n = int(rng.integers(1, 700))
+        x = rng.normal(size=n)
+        if trial % 3 == 0:
+            x = np.round(x * 2)  # many ties
+        if trial % 5 == 0:
+            x[rng.integers(0, n, size=max(1, n // 8))] = np.nan
+        if trial % 7 == 0:
+            x[rng.integers(0, n, size=max(1, n // 8))] = -np.inf
+        assert np.array_equal(stable_argsort(x), np.argsort(x, kind="stable"))

@@ -26,11 +26,52 @@ __all__ = [
     "prediction_logits",
     "sizes_backward_rows",
     "sizes_backward_scores",
+    "stable_argsort",
     "training_quantile",
 ]
 
 # the penalty names of :mod:`._penalties` as the kernel's codes
 PENALTY_CODES = {"phr": 0, "p2": 1, "p3": 2}
+
+
+@jit()
+def _less(a, b):
+    """numpy's sort order on floats: NaN after every number."""
+    return a < b or (b != b and a == a)
+
+
+@jit()
+def stable_argsort(keys):
+    """``np.argsort(keys, kind="stable")`` for a float64 vector (a bottom-up merge sort that
+    takes the left run's element on ties: equal keys keep their order)."""
+    n = keys.shape[0]
+    order = np.arange(n)
+    buf = np.empty(n, np.int64)
+    width = 1
+    while width < n:
+        for lo in range(0, n, 2 * width):
+            mid = min(lo + width, n)
+            hi = min(lo + 2 * width, n)
+            i, j, k = lo, mid, lo
+            while i < mid and j < hi:
+                if _less(keys[order[j]], keys[order[i]]):
+                    buf[k] = order[j]
+                    j += 1
+                else:
+                    buf[k] = order[i]
+                    i += 1
+                k += 1
+            while i < mid:
+                buf[k] = order[i]
+                i += 1
+                k += 1
+            while j < hi:
+                buf[k] = order[j]
+                j += 1
+                k += 1
+        order, buf = buf, order
+        width *= 2
+    return order
 
 
 @jit()
@@ -134,7 +175,7 @@ def training_quantile(lp_flat, cal_flat, rank, window, steepness, A, B):
     r = rank - 1
     if 0 < window < n_cal:
         start = min(max(rank - 1 - window // 2, 0), n_cal - window)
-        sel = np.argsort(scores, kind="mergesort")[start : start + window].copy()
+        sel = stable_argsort(scores)[start : start + window].copy()
         scores = scores[sel]
         r = rank - 1 - start
     else:
@@ -221,7 +262,7 @@ def hard_set_sizes(lp, y, rank):
         scores[i] = -lp[i, y[i]]
     q = np.inf
     if rank <= n:
-        q = np.sort(scores)[rank - 1]
+        q = scores[stable_argsort(scores)[rank - 1]]
     if not np.isfinite(q):
         q = scores.max()
     sizes = np.zeros(n, lp.dtype)
