@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from sklearn_conformal._core._classification_scores import (
-    _merge_sort_by_rank,
     all_label_scores,
     prediction_sets,
     true_label_scores,
 )
+from sklearn_conformal._core._merge_sort import merge_sort_indices
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,7 @@ def test_merge_sort_matches_numpy_stable_argsort(kind):
         expect = labels.copy()
         expect[:count] = labels[:count][np.argsort(-row[labels[:count]], kind="mergesort")]
         got = labels.copy()
-        _merge_sort_by_rank(row, got, count)
+        merge_sort_indices(row, got, count, -1.0)  # the rank sort: decreasing probability
         np.testing.assert_array_equal(got, expect)
 
 

@@ -29,6 +29,7 @@ import math
 import numpy as np
 
 from .._numba import jit
+from ._merge_sort import merge_sort_indices
 
 SCORES = ("lac", "aps", "raps")
 
@@ -47,56 +48,6 @@ def _score_at_rank(mass, u, p, rank, k_reg, lambda_reg):
     return mass + u * p + lambda_reg * max(0, rank - k_reg)
 
 
-@jit(inline="always")
-def _ranks_before(a, b):
-    """Whether probability ``a`` ranks strictly before ``b``: ``-a < -b`` in numpy's sort order.
-
-    That order puts NaN last (``np.argsort(-p, kind="mergesort")``'s order, which the merge
-    sort below reproduces).
-    """
-    return -a < -b or (b != b and a == a)
-
-
-@jit()
-def _merge_sort_by_rank(row, labels, count):
-    """Stable bottom-up merge sort of ``labels[:count]`` by ``_ranks_before`` of their ``row``.
-
-    The same permutation as ``labels[:count][np.argsort(-row[labels[:count]], kind="mergesort")]``
-    (both stable, same order), without compiling numpy's argsort and fancy indexing.
-    """
-    src = labels[:count].copy()
-    dst = np.empty(count, dtype=np.int64)
-    width = 1
-    while width < count:
-        start = 0
-        while start < count:
-            mid = min(start + width, count)
-            end = min(start + 2 * width, count)
-            i, j, k = start, mid, start
-            while i < mid and j < end:
-                # the right run's label goes first only if it ranks strictly before (stable)
-                if _ranks_before(row[src[j]], row[src[i]]):
-                    dst[k] = src[j]
-                    j += 1
-                else:
-                    dst[k] = src[i]
-                    i += 1
-                k += 1
-            while i < mid:
-                dst[k] = src[i]
-                i += 1
-                k += 1
-            while j < end:
-                dst[k] = src[j]
-                j += 1
-                k += 1
-            start = end
-        src, dst = dst, src
-        width *= 2
-    for a in range(count):
-        labels[a] = src[a]
-
-
 @jit()
 def _sort_by_rank(row, labels, count):
     """Sort ``labels[:count]`` (gathered in increasing label order) into rank order, in place.
@@ -105,7 +56,8 @@ def _sort_by_rank(row, labels, count):
     are stable, so labels gathered in label order keep the tie rule.
     """
     if count > _INSERTION_SORT_MAX:
-        _merge_sort_by_rank(row, labels, count)
+        # decreasing probability: the keys negated
+        merge_sort_indices(row, labels, count, -1.0)
         return
     for a in range(1, count):
         label = labels[a]

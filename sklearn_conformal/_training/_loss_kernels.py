@@ -15,6 +15,7 @@ results are the same bit for bit (tested).
 
 import numpy as np
 
+from .._core._merge_sort import merge_sort_indices
 from .._numba import jit
 from ._soft_quantile import _PAD_OFFSET
 from ._sortnet_kernels import network_backward_vector, network_forward_vector
@@ -35,42 +36,10 @@ PENALTY_CODES = {"phr": 0, "p2": 1, "p3": 2}
 
 
 @jit()
-def _less(a, b):
-    """numpy's sort order on floats: NaN after every number."""
-    return a < b or (b != b and a == a)
-
-
-@jit()
 def stable_argsort(keys):
-    """``np.argsort(keys, kind="stable")`` for a float64 vector (a bottom-up merge sort that
-    takes the left run's element on ties: equal keys keep their order)."""
-    n = keys.shape[0]
-    order = np.arange(n)
-    buf = np.empty(n, np.int64)
-    width = 1
-    while width < n:
-        for lo in range(0, n, 2 * width):
-            mid = min(lo + width, n)
-            hi = min(lo + 2 * width, n)
-            i, j, k = lo, mid, lo
-            while i < mid and j < hi:
-                if _less(keys[order[j]], keys[order[i]]):
-                    buf[k] = order[j]
-                    j += 1
-                else:
-                    buf[k] = order[i]
-                    i += 1
-                k += 1
-            while i < mid:
-                buf[k] = order[i]
-                i += 1
-                k += 1
-            while j < hi:
-                buf[k] = order[j]
-                j += 1
-                k += 1
-        order, buf = buf, order
-        width *= 2
+    """``np.argsort(keys, kind="stable")`` of a float64 vector (numpy's order, NaN last)."""
+    order = np.arange(keys.shape[0])
+    merge_sort_indices(keys, order, keys.shape[0], 1.0)
     return order
 
 
