@@ -242,7 +242,8 @@ class _SoftSetSizes(torch.autograd.Function):
 
     As torch operations the threshold and the sizes are some thirty small operations forward and
     as many autograd nodes backward, each costing more in dispatch than its arithmetic; here they
-    are a few numpy operations (float64 whatever the input's dtype; outputs cast back).
+    are a few numba loops (:mod:`._loss_kernels`; float64 whatever the input's dtype; outputs
+    cast back). CaCT-ALM's loss goes further: one node, :class:`_CaCTObjective`.
     """
 
     @staticmethod
