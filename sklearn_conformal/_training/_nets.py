@@ -191,11 +191,17 @@ class TensorBatchIterator:
     def __len__(self):
         return math.ceil(len(self.X) / self.batch_size)
 
+    def order(self):
+        """The row order of a pass: a fresh permutation when shuffling, else ``None``."""
+        if not self.shuffle:
+            return None
+        return torch.randperm(len(self.X), device=self.X.device, generator=self.generator)
+
     def __iter__(self):
         n = len(self.X)
         X, y = self.X, self.y
-        if self.shuffle:
-            order = torch.randperm(n, device=X.device, generator=self.generator)
+        order = self.order()
+        if order is not None:
             # one gather per pass (index_select: the rows of advanced indexing, with less
             # overhead), then batches as contiguous row slices of the permuted copy
             X, y = X.index_select(0, order), y.index_select(0, order)
@@ -251,9 +257,10 @@ class PhaseNet(NeuralNet):
     Nets with fit parameters or with callbacks that act per batch take skorch's generic path.
     """
 
-    def __init__(self, *args, gradient_clip=0.0, **kwargs):
+    def __init__(self, *args, gradient_clip=0.0, compiled_epochs=True, **kwargs):
         super().__init__(*args, **kwargs)
         self.gradient_clip = gradient_clip
+        self.compiled_epochs = compiled_epochs
 
     @property
     def _default_callbacks(self):
@@ -296,6 +303,19 @@ class PhaseNet(NeuralNet):
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         if iterator is None or not self._lean_epoch_ok(fit_params):
             return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
+        batches = list.__getitem__(self.history, -1)["batches"]
+        if self.compiled_epochs:
+            from ._kernel_epochs import KernelEpochs
+
+            # the default networks and losses on the CPU: every step in one compiled call
+            kernels = KernelEpochs.of(self, iterator)
+            if kernels is not None:
+                if training:
+                    count = kernels.train(iterator, self.gradient_clip, batches, prefix)
+                else:
+                    count = kernels.validate(iterator, batches, prefix)
+                self.history.record(prefix + "_batch_count", count)
+                return
         module, criterion = self.module_, self.criterion_
         # the default networks' forward without the per-layer module calls (same kernels),
         # looked up once per fit (a net trains one phase); their layers do not depend on the
@@ -312,7 +332,6 @@ class PhaseNet(NeuralNet):
         # the default networks with a built-in loss: hand-written gradients, bit-identical to
         # autograd's (see ``_direct``), at about two thirds of the cost of ``backward()``
         loss_gradient = cached[3]
-        batches = list.__getitem__(self.history, -1)["batches"]
         loss_key, size_key = prefix + "_loss", prefix + "_batch_size"
         batch_count = 0
         if not training:

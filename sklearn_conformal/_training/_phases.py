@@ -301,7 +301,7 @@ def fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose, on_
     from ._cocp import FoldedPinballLoss, SoftCoverageLoss
     from ._networks import CoCPMLP, RadiusHead, ScalarHead, build_module
     from ._random import RandomScope
-    from ._threads import torch_num_threads
+    from ._threads import single_threaded_blas, torch_num_threads
 
     device = params["device"]
     X, y, X_val_global, y_val_global = data
@@ -345,7 +345,7 @@ def fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose, on_
     # generators; the default networks draw nothing and train without the mode's overhead
     user = params["centre_module"] is not None or params["radius_module"] is not None
     hidden = params["hidden_layer_sizes"]
-    with torch_num_threads(torch_threads):
+    with torch_num_threads(torch_threads), single_threaded_blas():
         with scope:  # weight initialisation
             n_features = X.shape[1]
 

@@ -1,4 +1,4 @@
-"""Torch intra-op thread limits for fits that may run in concurrent threads.
+"""Torch intra-op and BLAS thread limits for fits that may run in concurrent threads.
 
 ``torch.set_num_threads`` changes the calling thread's OpenMP setting *and* process-wide values
 (the default that threads started later read, MKL's thread count). Saving and restoring it around
@@ -13,11 +13,13 @@ import threading
 
 import torch
 
-__all__ = ["torch_num_threads"]
+__all__ = ["single_threaded_blas", "torch_num_threads"]
 
 _lock = threading.Lock()
 _active = 0
 _saved = None
+_blas_active = 0
+_blas_limiter = None
 
 
 @contextlib.contextmanager
@@ -45,3 +47,30 @@ def torch_num_threads(n_threads):
         with _lock:
             _active -= 1
             torch.set_num_threads(own if first else _saved)
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Run the block with one BLAS thread (threadpoolctl), counted like :func:`torch_num_threads`.
+
+    The compiled CoCP epochs (:mod:`._mlp_kernels`) multiply small matrices through scipy's
+    BLAS, whose default pool spreads a 512 x 64 x 64 product over every core: slower at that
+    size, and folds trained side by side would compete for the cores. The limit is
+    process-wide; overlapping blocks share one limiter, undone when the last of them exits.
+    """
+    global _blas_active, _blas_limiter
+    with _lock:
+        if _blas_active == 0:
+            import scipy.linalg  # noqa: F401  (loads the BLAS that numba's np.dot calls)
+            from threadpoolctl import threadpool_limits
+
+            _blas_limiter = threadpool_limits(limits=1, user_api="blas")
+        _blas_active += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _blas_active -= 1
+            if _blas_active == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None
