@@ -192,7 +192,7 @@ def _clip(grad, max_norm):
 def _adamw(theta, grad, exp_avg, exp_avg_sq, step, lr, weight_decay, beta1, beta2, eps):
     """One decoupled-weight-decay Adam step (torch's ``AdamW``, amsgrad off)."""
     decay = np.float32(1.0 - lr * weight_decay)
-    b1, b2 = np.float32(beta1), np.float32(beta2)
+    b2 = np.float32(beta2)
     one_minus_b1, one_minus_b2 = np.float32(1.0 - beta1), np.float32(1.0 - beta2)
     step_size = np.float32(lr / (1.0 - beta1**step))
     bias2_sqrt = np.float32(np.sqrt(1.0 - beta2**step))

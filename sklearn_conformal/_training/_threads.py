@@ -9,6 +9,7 @@ before the first of them.
 """
 
 import contextlib
+import importlib
 import threading
 
 import torch
@@ -61,8 +62,10 @@ def single_threaded_blas():
     global _blas_active, _blas_limiter
     with _lock:
         if _blas_active == 0:
-            import scipy.linalg  # noqa: F401  (loads the BLAS that numba's np.dot calls)
             from threadpoolctl import threadpool_limits
+
+            # load the BLAS that numba's np.dot calls, so that the limit reaches it
+            importlib.import_module("scipy.linalg")
 
             _blas_limiter = threadpool_limits(limits=1, user_api="blas")
         _blas_active += 1
