@@ -4,8 +4,8 @@ A CoCP phase trains a 2 x 64 ReLU network on minibatches of 512 rows, thousands 
 fold. In torch a step is some thirty operator calls, and even with hand-written gradients
 (:mod:`._direct`) and a fused optimiser the calls cost more than their arithmetic. Here a whole
 training epoch (every minibatch of a permutation drawn by the caller) is one compiled call; the
-matrix products go to BLAS (``np.dot``: scipy's OpenBLAS, which the caller keeps to one thread,
-so that the products are the same in every fold and run), everything else is loops.
+matrix products go to BLAS (scipy's OpenBLAS ``sgemm``, which the caller keeps to one thread, so
+that the products are the same in every fold and run), everything else is loops.
 
 The arithmetic is torch's semantics, not its roundings: ``Linear`` layers ``x W^T + b``, ReLU,
 the radius head ``softplus(g) + floor`` (threshold 20), the three built-in losses with autograd's
@@ -20,6 +20,8 @@ layer its ``(out, in)`` weight row by row, then its bias. ``sizes`` lists the wi
 """
 
 import numpy as np
+from numba import types
+from numba.np.linalg import _BLAS
 
 from .._numba import jit
 
@@ -30,6 +32,27 @@ LOSS_CODES = {"mse": 0, "folded_pinball": 1, "soft_coverage": 2}
 
 # F.softplus's default threshold: above it softplus(x) = x
 _SOFTPLUS_THRESHOLD = 20.0
+
+# the float32 GEMM behind numba's np.dot (scipy's BLAS through numba's helper library), called
+# directly: np.dot's generic implementation (layout checks, gemv and dot special cases, a fresh
+# result) takes seconds to compile per pair of operand layouts
+_gemm = _BLAS().numba_xxgemm(types.float32)
+_SINGLE, _NOTRANS, _TRANS = ord("s"), ord("n"), ord("t")
+
+
+@jit()
+def _product(transa, transb, m, n, k, a, lda, b, ldb, beta, out, ldc):
+    """BLAS ``out = op(a) op(b) + beta out`` in column-major terms (``out`` is m x n): a
+    row-major product ``P = A B`` is the column-major ``P^T = B^T A^T``, so callers pass the
+    right operand first."""
+    one = np.ones(1, dtype=np.float32)
+    scale = np.full(1, beta, dtype=np.float32)
+    status = _gemm(
+        _SINGLE, transa, transb, m, n, k, one.ctypes, a.ctypes, lda, b.ctypes, ldb,
+        scale.ctypes, out.ctypes, ldc,
+    )
+    if status != 0:
+        raise RuntimeError("BLAS sgemm failed")
 
 
 @jit()
@@ -53,15 +76,19 @@ def _forward(weights, biases, X):
     h = X
     last = len(weights) - 1
     for layer in range(last + 1):
-        z = np.dot(h, weights[layer].T)
-        b = biases[layer]
-        for i in range(z.shape[0]):
-            for j in range(z.shape[1]):
-                v = z[i, j] + b[j]
-                # ReLU; NaN stays NaN, as in torch
-                if layer < last and v < 0.0:
-                    v = 0.0
-                z[i, j] = v
+        w, b = weights[layer], biases[layer]
+        rows, n_in, n_out = h.shape[0], w.shape[1], w.shape[0]
+        z = np.empty((rows, n_out), dtype=np.float32)
+        for i in range(rows):
+            for j in range(n_out):
+                z[i, j] = b[j]
+        # z = b + h W^T, as torch's addmm
+        _product(_TRANS, _NOTRANS, n_out, rows, n_in, w, n_in, h, n_in, 1.0, z, n_out)
+        if layer < last:  # ReLU; NaN stays NaN, as in torch
+            for i in range(rows):
+                for j in range(n_out):
+                    if z[i, j] < 0.0:
+                        z[i, j] = 0.0
         outputs.append(z)
         h = z
     return outputs
@@ -133,7 +160,11 @@ def _backward(weights, outputs, pre, delta, has_floor, grad_weights, grad_biases
                 g = g * z / (z + np.float32(1.0))
         d[i, 0] = g
     for layer in range(len(weights) - 1, -1, -1):
-        grad_weights[layer][:, :] = np.dot(d.T, outputs[layer])
+        below = outputs[layer]
+        n_out, n_in = d.shape[1], below.shape[1]
+        # the weight gradient d^T below, straight into the flat gradient
+        _product(_NOTRANS, _TRANS, n_in, n_out, n, below, n_in, d, n_out, 0.0,
+                 grad_weights[layer], n_in)
         # the bias gradient: column sums, accumulated row by row (contiguous reads)
         width = d.shape[1]
         acc = np.zeros(width, dtype=np.float64)
@@ -144,8 +175,11 @@ def _backward(weights, outputs, pre, delta, has_floor, grad_weights, grad_biases
         for j in range(width):
             gb[j] = acc[j]
         if layer > 0:
-            d = np.dot(d, weights[layer])
-            below = outputs[layer]  # the ReLU's output: zero where it cut
+            d_below = np.empty((n, n_in), dtype=np.float32)
+            _product(_NOTRANS, _NOTRANS, n_in, n, n_out, weights[layer], n_in, d, n_out, 0.0,
+                     d_below, n_in)
+            d = d_below
+            # below is the ReLU's output: no gradient where it cut
             for i in range(n):
                 for j in range(d.shape[1]):
                     if below[i, j] <= 0.0:
@@ -247,8 +281,10 @@ def train_epoch(state, sizes, X, target, order, batch_size, loss, optim, losses)
         Tb = np.empty((rows, n_target), dtype=np.float32)
         for i in range(rows):
             r = order[start + i]
-            Xb[i, :] = X[r, :]
-            Tb[i, :] = target[r, :]
+            for j in range(n_features):
+                Xb[i, j] = X[r, j]
+            for j in range(n_target):
+                Tb[i, j] = target[r, j]
         losses[batch] = _loss_and_gradient(
             weights, biases, Xb, Tb, loss, grad_weights, grad_biases
         )
