@@ -9,7 +9,9 @@ operands in the order autograd picks for a transposed weight, ``threshold_backwa
 ``softplus_backward``, ``mse_loss_backward``, ``sigmoid_backward``, the ``maximum`` and ``abs``
 rules) and in autograd's order. The gradients, hence the trained weights, are bit-identical
 (tested against autograd); anything else (user networks or losses, hooks, subclasses) keeps
-autograd.
+autograd. On the CPU the compiled epochs of :mod:`._mlp_kernels` usually take these networks
+over; this is the torch path where they do not apply (other devices, another optimiser, a
+``PhaseNet`` with ``compiled_epochs=False``).
 """
 
 import torch

@@ -255,6 +255,11 @@ class PhaseNet(NeuralNet):
     callback notifications (none of the phase's callbacks acts per batch) and the generic
     clipping loop. Switching train/eval mode walks the module tree only when the mode changes.
     Nets with fit parameters or with callbacks that act per batch take skorch's generic path.
+
+    On the CPU, the default networks with a built-in loss and a plain AdamW go further: each
+    training epoch and validation pass is one call of the numba kernels of
+    :mod:`._mlp_kernels` (:class:`~._kernel_epochs.KernelEpochs`), the same optimisation in
+    other roundings; ``compiled_epochs=False`` keeps them in torch.
     """
 
     def __init__(self, *args, gradient_clip=0.0, compiled_epochs=True, **kwargs):

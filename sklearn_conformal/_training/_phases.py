@@ -232,6 +232,7 @@ def train_phase(
     """
     from ._callbacks import BetaSchedule, PhaseEarlyStopping
     from ._nets import PhaseNet, TensorBatchIterator, fused_adamw_supported
+    from ._threads import single_threaded_blas
 
     tic = time.perf_counter()
     stopper = PhaseEarlyStopping(patience, min_delta, phase)
@@ -263,7 +264,9 @@ def train_phase(
         device=device,
         verbose=0,
     )
-    net.fit(X_train, y_train)
+    # the compiled epochs' products on one BLAS thread (a no-op inside fit_fold's limit)
+    with single_threaded_blas():
+        net.fit(X_train, y_train)
     return {
         "phase": phase,
         "epochs": len(net.history),
