@@ -20,6 +20,7 @@ Usage::
     python -m benchmarks cocp-synthetic --runs 10                # everything
     python -m benchmarks cocp-synthetic --quick                  # smoke test, minutes
     python -m benchmarks cocp-synthetic --sections beta --runs 3
+    python -m benchmarks cocp-synthetic --paired before.jsonl after.jsonl   # two releases
 """
 
 import argparse
@@ -126,7 +127,12 @@ def main(argv=None):
     parser.add_argument("--log", default="benchmarks/results/cocp_synthetic.jsonl")
     parser.add_argument("--report", nargs="*", metavar="JSONL",
                         help="only print the tables of earlier runs' logs")
+    parser.add_argument("--paired", nargs=2, metavar=("BEFORE", "AFTER"),
+                        help="only compare two logs of the same runs (e.g. two releases)")
     args = parser.parse_args(argv)
+    if args.paired:
+        paired_report(*args.paired)
+        return
     if args.report is not None:
         rows = [json.loads(line) for f in (args.report or [args.log]) for line in open(f)]
         report([r for r in rows if r.get("beta", 0.005) == 0.005],
@@ -158,6 +164,36 @@ def main(argv=None):
                     beta_rows += one_run("exponential", run, n, {**cocp_params, "beta": beta},
                                          ["CoCP"], log)
     report(rows, beta_rows)
+
+
+def _sd(values):
+    return values.std(ddof=1) if len(values) > 1 else float("nan")
+
+
+def paired_report(before, after):
+    """Table 1 of two logs run by run (same data, splits and seeds): each side's mean (sd) and
+    the paired difference with its standard error, for every family and method both hold."""
+
+    def load(path):
+        rows = (json.loads(line) for line in open(path))
+        return {(r["family"], r["method"], r["run"]): r for r in rows if r.get("beta", 0.005)
+                == 0.005}
+
+    a, b = load(before), load(after)
+    common = sorted(set(a) & set(b))
+    print(f"paired Table 1: {before} -> {after}")
+    print(f"{'family':12s} {'method':7s} {'metric':14s} {'n':>3s} {'before mean (sd)':>19s} "
+          f"{'after mean (sd)':>19s} {'after - before (se)':>21s}")
+    for family in FAMILIES:
+        for method in sorted({k[1] for k in common if k[0] == family}):
+            keys = [k for k in common if k[:2] == (family, method)]
+            for metric in ("coverage", "cond_coverage", "length", "conmae", "fit_s"):
+                x = np.array([a[k][metric] for k in keys])
+                y = np.array([b[k][metric] for k in keys])
+                d = y - x
+                print(f"{family:12s} {method:7s} {metric:14s} {len(keys):3d} "
+                      f"{x.mean():9.4f} ({_sd(x):.4f}) {y.mean():9.4f} ({_sd(y):.4f}) "
+                      f"{d.mean():+10.4f} ({_sd(d) / np.sqrt(len(d)):.4f})")
 
 
 def report(rows, beta_rows):

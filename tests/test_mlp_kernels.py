@@ -138,9 +138,9 @@ def test_epoch_steps_are_torchs_clipping_and_adamw(loss, max_norm):
     np.testing.assert_allclose(theta, ref, rtol=0, atol=2e-3 * moved)
 
 
-def _run_phase(loss):
+def _run_phase(loss, problem=None):
     """train_phase on a small problem; returns (record, trained weights)."""
-    module, criterion, X, target, _ = _problem(loss, (16, 16), n=700)
+    module, criterion, X, target, _ = problem or _problem(loss, (16, 16), n=700)
     extra = {"beta_schedule": (0.3, 0.05)} if loss == "soft_coverage" else {}
     rec = _phases.train_phase(
         module, criterion, X[:500], target[:500], X[500:], target[500:], phase="p",
@@ -196,10 +196,12 @@ def test_compiled_phase_is_reproducible_in_threads():
     sequential = [_run_phase("folded_pinball")[1] for _ in range(2)]
     assert np.array_equal(sequential[0], sequential[1])
     results = [None, None]
+    # the networks are initialised here: _problem seeds torch's global generator
+    problems = [_problem("folded_pinball", (16, 16), n=700) for _ in range(2)]
 
     def work(i):
         with single_threaded_blas():
-            results[i] = _run_phase("folded_pinball")[1]
+            results[i] = _run_phase("folded_pinball", problems[i])[1]
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
     for t in threads:

@@ -82,8 +82,12 @@ class KernelEpochs:
         self.params = params
         self.sizes = sizes
         self.floor = floor
+        self.loss_code = _loss_code(criterion)
         total = sum(p.numel() for p in params)
         self.theta = np.empty(total, dtype=np.float32)
+        bounds = np.cumsum([0] + [p.numel() for p in params])
+        self.theta_parts = [self.theta[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        self.param_arrays = None
         self.grad = np.empty(total, dtype=np.float32)
         self.exp_avg = np.zeros(total, dtype=np.float32)
         self.exp_avg_sq = np.zeros(total, dtype=np.float32)
@@ -151,7 +155,7 @@ class KernelEpochs:
         if (
             len(ordered) != len(params)
             or any(a is not b for a, b in zip(ordered, params))
-            or not all(_float32_cpu(p) for p in params)
+            or not all(_float32_cpu(p) and p.is_contiguous() for p in params)
             or not _plain_adamw(optimizer, params)
         ):
             return None
@@ -174,29 +178,31 @@ class KernelEpochs:
         )
 
     # ---------------------------------------------------------------------------------------
+    def _parameter_arrays(self):
+        """numpy views of the parameters' storage (rebuilt if a parameter got new storage)."""
+        arrays = self.param_arrays
+        if arrays is None or any(
+            a.ctypes.data != p.data_ptr() for a, p in zip(arrays, self.params)
+        ):
+            arrays = self.param_arrays = [p.detach().numpy().reshape(-1) for p in self.params]
+        return arrays
+
     def _gather(self):
-        offset = 0
-        for p in self.params:
-            n = p.numel()
-            self.theta[offset : offset + n] = p.detach().reshape(-1).numpy()
-            offset += n
+        for part, array in zip(self.theta_parts, self._parameter_arrays()):
+            part[...] = array
 
     def _scatter(self):
-        offset = 0
-        with torch.no_grad():
-            for p in self.params:
-                n = p.numel()
-                p.copy_(torch.from_numpy(self.theta[offset : offset + n]).view(p.shape))
-                offset += n
+        # through numpy views: no autograd graph holds these parameters between epochs
+        for part, array in zip(self.theta_parts, self._parameter_arrays()):
+            array[...] = part
 
     def _loss_spec(self):
         criterion = self.criterion
-        code = _loss_code(criterion)
         tau = float(getattr(criterion, "tau", 0.0))
         # the beta schedule changes it between epochs
         beta = float(getattr(criterion, "beta", 1.0))
         floor = 0.0 if self.floor is None else float(self.floor)
-        return (code, tau, beta, self.floor is not None, floor)
+        return (self.loss_code, tau, beta, self.floor is not None, floor)
 
     @staticmethod
     def _arrays(X, y):
