@@ -515,6 +515,31 @@ def test_folds_in_backend_processes_equal_sequential_folds():
     np.testing.assert_array_equal(got, ref)
 
 
+def test_default_networks_train_folds_in_threads_user_networks_in_processes(monkeypatch):
+    # the compiled epochs release the GIL: n_jobs runs the default networks' folds in threads
+    # of this process (no worker to start); torch-trained user networks go to worker processes
+    from sklearn_conformal.regression import _cocp as cocp_module
+
+    calls = []
+    real = cocp_module.run_here_and_in_processes
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cocp_module, "run_here_and_in_processes", counting)
+    X, y = _data(300, 23)
+    ref = CoCPRegressor(random_state=2, **TINY).fit(X, y).predict_interval(X)
+    got = CoCPRegressor(random_state=2, n_jobs=2, **TINY).fit(X, y).predict_interval(X)
+    np.testing.assert_array_equal(got, ref)
+    assert calls == []
+    user = dict(TINY, centre_module=_dropout_factory, random_state=2)
+    ref = CoCPRegressor(**user).fit(X, y).predict_interval(X)
+    got = CoCPRegressor(n_jobs=2, **user).fit(X, y).predict_interval(X)
+    np.testing.assert_array_equal(got, ref)
+    assert calls == [1]
+
+
 def test_non_deterministic_tag_follows_the_device():
     assert not CoCPRegressor().__sklearn_tags__().non_deterministic
     assert not CoCPRegressor(device=torch.device("cpu")).__sklearn_tags__().non_deterministic
