@@ -2,9 +2,9 @@
 
 Wall time depends on what else runs on the machine, so with ``--n-jobs 1`` (every fold in this
 process, one torch thread) the script also reports the CPU time of the fit; with ``--n-jobs 2``
-the folds train in this process and in one worker process (which first imports torch), each
-taking the next fold when free, and the script reports each fold's training seconds. A fold's phases run in sequence, so the slowest fold bounds the
-wall time.
+the default networks' folds train in two threads of this process (their compiled epochs release
+the GIL), each taking the next fold when free, and the script reports each fold's training
+seconds. A fold's phases run in sequence, so the slowest fold bounds the wall time.
 
 Usage::
 
@@ -46,8 +46,8 @@ def main(argv=None):
         print(f"wall {wall:.1f} s, CPU {cpu:.1f} s (all training ran in this process; two free "
               f"cores with n_jobs=2 -> about {cpu / 2:.1f} s wall)")
     else:
-        print(f"wall {wall:.1f} s (the folds train in this process and in n_jobs - 1 worker "
-              "processes; the per-fold wall seconds below are their training times)")
+        print(f"wall {wall:.1f} s (the folds train in n_jobs threads; the per-fold wall "
+              "seconds below are their training times)")
     print("per-fold wall seconds:", [round(s, 1) for s in per_fold], "epochs:", epochs)
 
 
