@@ -182,11 +182,12 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
         ``torch.device`` (checked in ``fit``: an unavailable device raises a ValueError). The
         fitted networks are moved to the CPU (prediction and pickles are CPU-only).
     n_jobs : int or None, default=None
-        Folds trained in parallel (``None`` = 1): this process and ``n_jobs - 1`` joblib
-        (loky) worker processes, each taking the next fold when free (threads would share one
-        GIL: the small networks' training loop is mostly Python), or tasks of
-        ``sklearn.utils.parallel.Parallel`` in the workers of a joblib backend the caller sets
-        (``parallel_backend("dask")``). Results do not depend on it.
+        Folds trained in parallel (``None`` = 1), each worker taking the next fold when free:
+        the default networks in ``n_jobs`` threads of this process (their compiled training
+        epochs release the GIL); user networks, trained by torch's mostly-Python loop, in this
+        process and ``n_jobs - 1`` joblib (loky) worker processes; under a joblib backend the
+        caller sets (``parallel_backend("dask")``), tasks of ``sklearn.utils.parallel.Parallel``
+        in its workers. Results do not depend on it.
     torch_threads : int or None, default=1
         Torch intra-op threads while training a fold (restored afterwards); the small default
         networks train fastest single-threaded, and parallel folds must not oversubscribe cores.
