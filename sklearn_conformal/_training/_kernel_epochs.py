@@ -40,30 +40,16 @@ def _loss_code(criterion):
 
 
 def _plain_adamw(optimizer, params):
-    """Whether ``optimizer`` is a hook-free single-group ``AdamW`` over exactly ``params``."""
-    from torch.optim import optimizer as optim_module
+    """Whether ``optimizer`` is a plain ``AdamW`` (:func:`~._nets.plain_adamw_group`) over
+    exactly ``params``, in this order."""
+    from ._nets import plain_adamw_group
 
-    if type(optimizer) is not torch.optim.AdamW or len(optimizer.param_groups) != 1:
-        return False
-    group = optimizer.param_groups[0]
-    if (
-        group.get("amsgrad")
-        or group.get("maximize")
-        or group.get("capturable")
-        or group.get("differentiable")
-        or not group.get("decoupled_weight_decay", True)
-        or torch.is_tensor(group["lr"])
-        or len(group["params"]) != len(params)
-        or any(a is not b for a, b in zip(group["params"], params))
-    ):
-        return False
-    hooks = (
-        getattr(optimizer, "_optimizer_step_pre_hooks", None),
-        getattr(optimizer, "_optimizer_step_post_hooks", None),
-        getattr(optim_module, "_global_optimizer_pre_hooks", None),
-        getattr(optim_module, "_global_optimizer_post_hooks", None),
+    group = plain_adamw_group(optimizer)
+    return (
+        group is not None
+        and len(group["params"]) == len(params)
+        and all(a is b for a, b in zip(group["params"], params))
     )
-    return all(h is not None and len(h) == 0 for h in hooks)
 
 
 def _float32_cpu(t):

@@ -381,6 +381,37 @@ class PhaseNet(NeuralNet):
         self.history.record(prefix + "_batch_count", batch_count)
 
 
+def plain_adamw_group(optimizer):
+    """The parameter group of a plain ``AdamW``, or ``None``.
+
+    Plain: exactly ``torch.optim.AdamW`` with one group, no amsgrad, maximize, capturable or
+    differentiable mode, decoupled weight decay, a float learning rate, and no step hooks (its
+    own or global). Code that steps such an optimiser by other means than ``step()`` (the fused
+    call below, the compiled CoCP epochs) does what ``step()`` would.
+    """
+    from torch.optim import optimizer as optim_module
+
+    if type(optimizer) is not torch.optim.AdamW or len(optimizer.param_groups) != 1:
+        return None
+    group = optimizer.param_groups[0]
+    if (
+        group.get("amsgrad")
+        or group.get("maximize")
+        or group.get("capturable")
+        or group.get("differentiable")
+        or not group.get("decoupled_weight_decay", True)
+        or torch.is_tensor(group["lr"])
+    ):
+        return None
+    hooks = (
+        getattr(optimizer, "_optimizer_step_pre_hooks", None),
+        getattr(optimizer, "_optimizer_step_post_hooks", None),
+        getattr(optim_module, "_global_optimizer_pre_hooks", None),
+        getattr(optim_module, "_global_optimizer_post_hooks", None),
+    )
+    return group if all(h is not None and len(h) == 0 for h in hooks) else None
+
+
 class FusedAdamWStep:
     """``optimizer.step()`` of a fused ``AdamW`` without its per-call Python overhead.
 
@@ -401,31 +432,13 @@ class FusedAdamWStep:
 
     @staticmethod
     def _applicable(optimizer):
-        from torch.optim import optimizer as optim_module
-
-        if type(optimizer) is not torch.optim.AdamW or len(optimizer.param_groups) != 1:
-            return False
-        group = optimizer.param_groups[0]
-        if (
-            not group.get("fused")
-            or group.get("amsgrad")
-            or group.get("maximize")
-            or group.get("capturable")
-            or group.get("differentiable")
-            or not group.get("decoupled_weight_decay", True)
-            or torch.is_tensor(group["lr"])
-            or not _foreach_clip_ok(group["params"])
-            or group["params"][0].device.type != "cpu"
-        ):
-            return False
-        hooks = (
-            getattr(optimizer, "_optimizer_step_pre_hooks", None),
-            getattr(optimizer, "_optimizer_step_post_hooks", None),
-            getattr(optim_module, "_global_optimizer_pre_hooks", None),
-            getattr(optim_module, "_global_optimizer_post_hooks", None),
-        )
-        return all(h is not None and len(h) == 0 for h in hooks) and hasattr(
-            torch, "_fused_adamw_"
+        group = plain_adamw_group(optimizer)
+        return (
+            group is not None
+            and bool(group.get("fused"))
+            and _foreach_clip_ok(group["params"])
+            and group["params"][0].device.type == "cpu"
+            and hasattr(torch, "_fused_adamw_")
         )
 
     def step(self):
