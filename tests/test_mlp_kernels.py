@@ -192,6 +192,31 @@ def test_compiled_phase_follows_the_torch_phase(loss):
     assert np.shares_memory(state[params[0]]["exp_avg"].numpy(), kernels.exp_avg)
 
 
+def test_early_stopping_scores_the_incoming_weights_like_the_epochs():
+    # lr = 0 and no weight decay: the weights never move, so every epoch's validation loss is
+    # the incoming weights' loss, and the phase keeps them (best epoch 0) with the same value
+    module, criterion, X, target, _ = _problem("folded_pinball", (16, 16), n=700)
+    nets = []
+    init = _nets.PhaseNet.__init__
+
+    def patched(self, *args, **kw):
+        init(self, *args, **kw)
+        nets.append(self)
+
+    _nets.PhaseNet.__init__ = patched
+    try:
+        rec = _phases.train_phase(
+            module, criterion, X[:500], target[:500], X[500:], target[500:], phase="p",
+            max_epochs=3, patience=10, batch_size=128, lr=0.0, weight_decay=0.0,
+            generator=torch.Generator().manual_seed(1),
+        )
+    finally:
+        _nets.PhaseNet.__init__ = init
+    assert nets[0].__dict__["_kernel_epochs"][1] is not None
+    assert rec["best_epoch"] == 0
+    assert nets[0].history[:, "valid_loss"] == [rec["initial_valid_loss"]] * 3
+
+
 def test_compiled_phase_is_reproducible_in_threads():
     sequential = [_run_phase("folded_pinball")[1] for _ in range(2)]
     assert np.array_equal(sequential[0], sequential[1])

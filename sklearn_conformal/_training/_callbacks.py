@@ -252,10 +252,13 @@ class PhaseEarlyStopping(Callback):
     def on_epoch_begin(self, net, dataset_valid=None, **kwargs):
         if self.initial_loss_ is not None:
             return
-        # first epoch, no step taken yet: the incoming weights
-        with torch.no_grad():
-            net.module_.eval()
-            loss = net.criterion_(net.module_(dataset_valid.X), dataset_valid.y)
+        # first epoch, no step taken yet: the incoming weights, scored as the epochs' validation
+        # passes will score the later ones (a PhaseNet's compiled epochs round otherwise)
+        loss = getattr(net, "incoming_valid_loss", lambda _: None)(dataset_valid)
+        if loss is None:
+            with torch.no_grad():
+                net.module_.eval()
+                loss = net.criterion_(net.module_(dataset_valid.X), dataset_valid.y)
         self.initial_loss_ = float(loss)
         self._check_finite(self.initial_loss_, "validation loss of the incoming weights")
         self.best_loss_ = self.initial_loss_

@@ -281,6 +281,23 @@ class PhaseNet(NeuralNet):
         if self.module_.training != training or self.criterion_.training != training:
             super()._set_training(training)
 
+    def incoming_valid_loss(self, dataset):
+        """The validation loss of the current weights on ``dataset`` as a compiled validation
+        pass computes it (the batch-size-weighted mean), or ``None`` without compiled epochs."""
+        if not self.compiled_epochs:
+            return None
+        from ._kernel_epochs import KernelEpochs
+
+        iterator = self.get_iterator(dataset, training=False)
+        kernels = KernelEpochs.of(self, iterator)
+        if kernels is None:
+            return None
+        batches = []
+        kernels.validate(iterator, batches, "valid")
+        return np.average(
+            [b["valid_loss"] for b in batches], weights=[b["valid_batch_size"] for b in batches]
+        )
+
     def train_step_single(self, batch, **fit_params):
         step = super().train_step_single(batch, **fit_params)
         if self.gradient_clip:
