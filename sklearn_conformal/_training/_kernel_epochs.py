@@ -1,10 +1,10 @@
 """A CoCP phase's epochs through the numba kernels of :mod:`._mlp_kernels`.
 
 :class:`KernelEpochs` takes over a :class:`~._nets.PhaseNet`'s training and validation passes
-when everything the kernels implement is what the net would run: a default network (plain
-``Linear``/``ReLU`` layers, optionally under the radius head, without hooks or frozen layers),
-one of the three built-in losses, a plain ``AdamW`` on those parameters, float32 tensors on the
-CPU and the package's :class:`~._nets.TensorBatchIterator`. The permutation of each epoch is
+when the kernels implement exactly what the net would run (in other roundings): a default
+network (plain ``Linear``/``ReLU`` layers, optionally under the radius head, without hooks or
+frozen layers), one of the three built-in losses, a plain ``AdamW`` on those parameters,
+float32 tensors on the CPU and the package's :class:`~._nets.TensorBatchIterator`. The permutation of each epoch is
 still the iterator's draw from the fold's generator, skorch still runs the epoch loop, the
 callbacks (learning-rate schedule, beta schedule, early stopping with its best weights) and the
 history; only the minibatch steps and the validation loss run compiled.
@@ -12,7 +12,8 @@ history; only the minibatch steps and the validation loss run compiled.
 The module's parameters stay the source of truth between epochs: each pass copies them into a
 flat vector and the trained values back (a few microseconds against milliseconds for the epoch),
 so a callback that loads other weights (early stopping's restore) needs nothing special. The
-AdamW moments live here, per optimiser; ``optimizer_.state`` stays empty.
+AdamW moments live here in flat vectors, per optimiser; ``optimizer_.state`` holds views of them
+and the step counts, so the optimiser's ``state_dict()`` shows the training's state.
 """
 
 import numpy as np
@@ -81,8 +82,8 @@ class KernelEpochs:
         self._bind_optimizer_state()
 
     def _bind_optimizer_state(self):
-        """Make ``optimizer.state`` views of the flat moments (taking over existing state), so
-        the optimiser's state is the kernels' and either can continue the other's steps."""
+        """Make ``optimizer.state`` views of the flat moments (taking over a state the optimiser
+        already has, with one step count for all parameters)."""
         state = self.optimizer.state
         existing = [state.get(p) for p in self.params]
         if all(existing):
