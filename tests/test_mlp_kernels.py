@@ -237,12 +237,13 @@ def test_compiled_phase_is_reproducible_in_threads():
 
 
 def test_kernels_apply_only_to_what_they_implement():
-    def kernels(module, criterion=None, optimizer=torch.optim.AdamW, **opt):
+    def kernels(module, criterion=None, optimizer=torch.optim.AdamW, y=None, **opt):
         criterion = criterion or torch.nn.MSELoss()
         net = _nets.PhaseNet(module=module, criterion=criterion, optimizer=optimizer,
                              iterator_train=_nets.TensorBatchIterator, **opt)
         net.initialize()
-        ds = type("D", (), {"X": torch.zeros(4, 3), "y": torch.zeros(4)})()
+        y = torch.zeros(4) if y is None else y
+        ds = type("D", (), {"X": torch.zeros(4, 3), "y": y})()
         return KernelEpochs.of(net, _nets.TensorBatchIterator(ds, batch_size=2))
 
     assert kernels(CoCPMLP(3, (8, 8))) is not None
@@ -265,3 +266,10 @@ def test_kernels_apply_only_to_what_they_implement():
     frozen.layers[0].weight.requires_grad_(False)
     assert kernels(frozen) is None
     assert kernels(CoCPMLP(3).double()) is None
+    # targets the criterion would broadcast (MSE of (n,) outputs against (n, 1)) or read
+    # otherwise: torch's semantics, so torch trains them
+    assert kernels(CoCPMLP(3), y=torch.zeros(4, 1)) is None
+    assert kernels(CoCPMLP(3), SoftCoverageLoss(0.1), y=torch.zeros(4)) is None
+    assert kernels(CoCPMLP(3), SoftCoverageLoss(0.1), y=torch.zeros(4, 2)) is not None
+    radius = RadiusHead(CoCPMLP(3))
+    assert kernels(radius, FoldedPinballLoss(0.9), y=torch.zeros(4, 1)) is not None

@@ -121,7 +121,7 @@ class KernelEpochs:
         else:
             kernels = cls._build(*key)
             net._kernel_epochs = (key, kernels)  # a refusal is remembered too
-        if kernels is None or not cls.data_ok(iterator):
+        if kernels is None or not kernels.data_ok(iterator):
             return None
         return kernels
 
@@ -155,14 +155,20 @@ class KernelEpochs:
         sizes = np.array([weights[0].shape[1]] + [w.shape[0] for w in weights], dtype=np.int64)
         return cls(module, criterion, optimizer, params, sizes, network.floor)
 
-    @staticmethod
-    def data_ok(iterator):
+    def data_ok(self, iterator):
+        """Whether the iterator's tensors are what the kernels read for this loss: float32 CPU
+        features ``(n, d)`` and a target of the shape the criterion takes without broadcasting
+        (MSE: ``(n,)``; pinball: ``n`` residuals, reshaped as the loss does; soft coverage:
+        ``(n, 2)``)."""
         X, y = iterator.X, iterator.y
-        return (
-            torch.is_tensor(X) and torch.is_tensor(y) and X.ndim == 2 and y.ndim in (1, 2)
-            and _float32_cpu(X) and _float32_cpu(y) and len(y) == len(X)
-            and (y.ndim == 1 or y.shape[1] in (1, 2))
-        )
+        if not (torch.is_tensor(X) and torch.is_tensor(y) and X.ndim == 2
+                and _float32_cpu(X) and _float32_cpu(y) and len(y) == len(X)):
+            return False
+        if self.loss_code == LOSS_CODES["mse"]:
+            return y.ndim == 1
+        if self.loss_code == LOSS_CODES["folded_pinball"]:
+            return y.numel() == len(X)
+        return y.ndim == 2 and y.shape[1] == 2
 
     # ---------------------------------------------------------------------------------------
     def _parameter_arrays(self):
