@@ -254,7 +254,8 @@ class PhaseEarlyStopping(Callback):
             return
         # first epoch, no step taken yet: the incoming weights, scored as the epochs' validation
         # passes will score the later ones (a PhaseNet's compiled epochs round otherwise)
-        loss = getattr(net, "incoming_valid_loss", lambda _: None)(dataset_valid)
+        incoming = getattr(net, "incoming_valid_loss", None)  # PhaseNet's
+        loss = incoming(dataset_valid) if incoming is not None else None
         if loss is None:
             with torch.no_grad():
                 net.module_.eval()

@@ -4,10 +4,11 @@
 when the kernels implement exactly what the net would run (in other roundings): a default
 network (plain ``Linear``/``ReLU`` layers, optionally under the radius head, without hooks or
 frozen layers), one of the three built-in losses, a plain ``AdamW`` on those parameters,
-float32 tensors on the CPU and the package's :class:`~._nets.TensorBatchIterator`. The permutation of each epoch is
-still the iterator's draw from the fold's generator, skorch still runs the epoch loop, the
-callbacks (learning-rate schedule, beta schedule, early stopping with its best weights) and the
-history; only the minibatch steps and the validation loss run compiled.
+float32 tensors on the CPU, the package's :class:`~._nets.TensorBatchIterator` and a target of
+the shape the loss reads. The permutation of each epoch is still the iterator's draw from the
+fold's generator, skorch still runs the epoch loop, the callbacks (learning-rate schedule, beta
+schedule, early stopping with its best weights) and the history; only the minibatch steps and
+the validation loss run compiled.
 
 The module's parameters stay the source of truth between epochs: each pass copies them into a
 flat vector and the trained values back (a few microseconds against milliseconds for the epoch),

@@ -23,7 +23,7 @@ from skorch.callbacks import GradientNormClipping, LRScheduler, ProgressBar
 from skorch.dataset import Dataset
 from skorch.helper import predefined_split
 
-__all__ = ["fit_fold", "predict_module", "train_classifier", "train_phase"]
+__all__ = ["fit_fold", "folds_release_gil", "predict_module", "train_classifier", "train_phase"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -283,6 +283,18 @@ def predict_module(module, X, batch_size=65536):
     with torch.no_grad():
         out = [module(X[i : i + batch_size]).reshape(-1) for i in range(0, len(X), batch_size)]
     return torch.cat(out) if out else X.new_zeros(0)
+
+
+def folds_release_gil(params):
+    """Whether :func:`fit_fold` with these parameters trains in the compiled, GIL-free epochs
+    (:mod:`._kernel_epochs`): the default networks on the CPU, so folds may share a process."""
+    import torch
+
+    return (
+        params["centre_module"] is None
+        and params["radius_module"] is None
+        and torch.device(params["device"]).type == "cpu"
+    )
 
 
 def fit_fold(fold, n_folds, data, idx, params, seed, torch_threads, verbose, on_phase=None):

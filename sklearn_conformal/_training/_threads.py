@@ -64,7 +64,8 @@ def single_threaded_blas():
         if _blas_active == 0:
             from threadpoolctl import threadpool_limits
 
-            # load the BLAS that numba's np.dot calls, so that the limit reaches it
+            # load scipy's BLAS (the sgemm the compiled epochs call through numba), so that
+            # the limit reaches it
             importlib.import_module("scipy.linalg")
 
             _blas_limiter = threadpool_limits(limits=1, user_api="blas")

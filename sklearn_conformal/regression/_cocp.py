@@ -478,7 +478,7 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
             "rescale the target (target_scale='mean_abs' or a float).",
         )
         assignments = _fold_assignments(len(train), self.n_folds, self.val_scheme, fold_seed)
-        from .._training._phases import fit_fold
+        from .._training._phases import fit_fold, folds_release_gil
 
         tic = time.perf_counter()
         n_jobs = 1 if self.n_jobs is None else self.n_jobs
@@ -493,16 +493,11 @@ class CoCPRegressor(ConformalRegressorMixin, RegressorMixin, BaseEstimator):
                 )
                 for k in range(self.n_folds)
             )
-            # the default networks on the CPU train in GIL-free compiled epochs
-            # (_training._mlp_kernels), so their folds run side by side in threads of this
-            # process, without a worker's start (importing torch: 3 to 4 s of a 20 s fit)
-            compiled = (
-                self.centre_module is None and self.radius_module is None
-                and device.type == "cpu"
-            )
             if n_jobs == 1:
                 results = list(_run_sequential(jobs))
-            elif compiled and default_process_pool():
+            elif folds_release_gil(params) and default_process_pool():
+                # GIL-free compiled epochs: folds side by side in threads of this process,
+                # without a worker's start (importing torch: 3 to 4 s of a 20 s fit)
                 results = []
                 for r in parallel(n_jobs, prefer="threads")(jobs):
                     results.append(r)
